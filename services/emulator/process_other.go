@@ -1,0 +1,14 @@
+//go:build !linux
+
+package emulator
+
+import (
+	"os/exec"
+	"syscall"
+)
+
+// setChildAttributes puts an emulator in its own process group, so a Ctrl-C meant for the program that started
+// it does not stop it before that program has flushed its work.
+func setChildAttributes(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+}
