@@ -1,0 +1,43 @@
+# The two commands of the README: `make test` runs every test, `make local` runs the whole pipeline on local
+# emulators. Both install what they need first (pinned npm packages with `npm ci`, Go modules on demand).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+
+# Packages that import the CDK start node through jsii: they run without the race detector (it multiplies their
+# memory and time and finds nothing in generated bindings). Everything else runs with -race.
+CDK_PACKAGES = $(shell go list ./... | grep -E '^github.com/streamproc/streamproc(/stacks|/constructs)?(/|$$)' | grep -vE '/(services|lambda)/' || true)
+RACE_PACKAGES = $(shell go list ./services/... ./lambda/... 2>/dev/null)
+
+.PHONY: test local synth deps vet bench clean
+
+## deps: install the pinned Node tools (CDK CLI, emulators) when package-lock.json changed. Go modules are
+## fetched by the go command on first use (module graph pruning keeps the services' builds free of the CDK).
+deps: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## vet: static checks on every package.
+vet: deps
+	go vet ./...
+
+## test: every test of the project (vet, race-detected unit and integration tests on emulators, CDK tests).
+test: vet
+	go test -race -timeout 30m $(RACE_PACKAGES)
+	$(if $(strip $(CDK_PACKAGES)),go test -timeout 30m $(CDK_PACKAGES),@true)
+
+## local: the pipeline on this machine (emulators, stream, producer on 127.0.0.1:8080). Ctrl-C stops it all.
+local: deps
+	go run ./services/local
+
+## bench: the benchmarks of the pure-Go packages (figures only; nothing is asserted).
+bench: deps
+	go test -run '^$$' -bench . -benchmem $(RACE_PACKAGES)
+
+clean:
+	rm -rf cdk.out .local
