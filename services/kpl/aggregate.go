@@ -21,9 +21,9 @@ var magic = [MagicSize]byte{0xF3, 0x89, 0x9A, 0xC2}
 
 // Protobuf tags (field number << 3 | wire type) of the fields this package writes.
 const (
-	tagPartitionKeyTable    = 1<<3 | wireBytes // AggregatedRecord.partition_key_table
-	tagExplicitHashKeyTable = 2<<3 | wireBytes // AggregatedRecord.explicit_hash_key_table
-	tagRecord               = 3<<3 | wireBytes // AggregatedRecord.records
+	tagPartitionKeyTable    = 1<<3 | wireBytes  // AggregatedRecord.partition_key_table
+	tagExplicitHashKeyTable = 2<<3 | wireBytes  // AggregatedRecord.explicit_hash_key_table
+	tagRecord               = 3<<3 | wireBytes  // AggregatedRecord.records
 	tagPartitionKeyIndex    = 1<<3 | wireVarint // Record.partition_key_index
 	tagExplicitHashKeyIndex = 2<<3 | wireVarint // Record.explicit_hash_key_index
 	tagData                 = 3<<3 | wireBytes  // Record.data

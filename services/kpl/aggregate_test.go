@@ -65,7 +65,7 @@ func TestAggregatorSizeIfAddedIsExact(t *testing.T) {
 		dataLen []int
 	}{
 		"one key no ehk": {records: 50, keys: []string{"k"}, dataLen: []int{0, 1, 100}},
-		"distinct keys": {records: 300, keys: manyKeys("pk", 300), ehks: []string{""}, dataLen: []int{100}},
+		"distinct keys":  {records: 300, keys: manyKeys("pk", 300), ehks: []string{""}, dataLen: []int{100}},
 		"varint boundaries": {
 			records: 200,
 			keys:    []string{strings.Repeat("a", 127), strings.Repeat("b", 128), strings.Repeat("c", 256)},

@@ -1,0 +1,376 @@
+package kpl
+
+import (
+	"bytes"
+	"crypto/md5"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Errors returned by Deaggregate, checked with errors.Is.
+var (
+	// ErrChecksum means a record carries the aggregate magic but its MD5
+	// digest does not match its protobuf bytes: it is corrupt.
+	ErrChecksum = errors.New("kpl: aggregated record checksum mismatch")
+	// ErrMalformed means an aggregate's digest is right but its protobuf is
+	// not a valid AggregatedRecord: truncated, a bad field, a missing
+	// required field or a key index outside its table.
+	ErrMalformed = errors.New("kpl: malformed aggregated record")
+)
+
+// UserRecord is one user record read from a Kinesis record.
+type UserRecord struct {
+	// PartitionKey is the record's own partition key; for a record that was
+	// not aggregated, the Kinesis record's partition key.
+	PartitionKey string
+	// ExplicitHashKey is the record's explicit hash key, empty if it has none.
+	ExplicitHashKey string
+	// Data is the record's payload. It aliases the Kinesis record's data.
+	Data []byte
+	// SubSequenceNumber is the record's position in its aggregate, from 0;
+	// 0 for a record that was not aggregated.
+	SubSequenceNumber int64
+	// Aggregated tells whether the record came out of a KPL aggregate.
+	Aggregated bool
+}
+
+// IsAggregated reports whether data is framed as a KPL aggregated record: it
+// starts with the magic and is long enough to hold the MD5 digest. It does
+// not check the digest.
+func IsAggregated(data []byte) bool {
+	return len(data) >= EmptyAggregateSize && bytes.Equal(data[:MagicSize], magic[:])
+}
+
+// Deaggregate appends to dst the user records of the Kinesis record data
+// whose partition key is partitionKey, and returns the extended slice.
+//
+// Data that is not framed as an aggregate (see [IsAggregated]) passes through
+// as one record with the given partition key and Aggregated false. An
+// aggregate yields its records in order, with SubSequenceNumber 0, 1, ...;
+// an aggregate with no records yields none.
+//
+// The records' Data are sub-slices of data (capacity-limited, so appending to
+// one never overwrites another): data must not be modified while they are in
+// use. Keys are sub-strings of one string copied per aggregate, so the only
+// allocations are that string and dst's growth; reuse dst across calls.
+//
+// A corrupt aggregate returns an error wrapping ErrChecksum or ErrMalformed,
+// and dst with nothing appended. Deaggregate never panics on any input.
+func Deaggregate(dst []UserRecord, partitionKey string, data []byte) ([]UserRecord, error) {
+	if !IsAggregated(data) {
+		return append(dst, UserRecord{PartitionKey: partitionKey, Data: data}), nil
+	}
+	body := data[MagicSize : len(data)-DigestSize]
+	if sum := md5.Sum(body); !bytes.Equal(sum[:], data[len(data)-DigestSize:]) {
+		return dst, fmt.Errorf("%w: digest %x, computed %x", ErrChecksum, data[len(data)-DigestSize:], sum)
+	}
+	out, err := decodeAggregate(dst, body)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// decodeAggregate parses the AggregatedRecord protobuf body and appends its
+// records to dst. Fields may come in any order and repeat, as protobuf
+// allows, so it makes two passes: the first validates the top-level fields,
+// locates the key tables and counts the records; the second decodes the
+// records.
+//
+// All keys live in one string built per aggregate (its only allocation):
+// the bytes of the region of body holding every key-table entry, followed by
+// a little-endian (start, end) uint32 pair per partition key, then per
+// explicit hash key, locating each key in that region.
+func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
+	if uint64(len(body)) > math.MaxUint32 {
+		return nil, fmt.Errorf("%w: %d bytes, more than 4 GiB", ErrMalformed, len(body))
+	}
+	lo, hi := len(body), 0 // the smallest region holding every key
+	firstKey, firstRecord := -1, -1
+	var pks, ehks, records int
+	for i := 0; i < len(body); {
+		fieldStart := i
+		num, wire, next, err := readTag(body, i)
+		if err != nil {
+			return nil, err
+		}
+		i = next
+		switch num {
+		case 1, 2: // partition_key_table, explicit_hash_key_table
+			if wire != wireBytes {
+				return nil, fmt.Errorf("%w: key table field %d has wire type %d", ErrMalformed, num, wire)
+			}
+			start, end, err := readBytes(body, i)
+			if err != nil {
+				return nil, fmt.Errorf("key table field %d: %w", num, err)
+			}
+			if num == 1 {
+				pks++
+			} else {
+				ehks++
+			}
+			if firstKey < 0 {
+				firstKey = fieldStart
+			}
+			lo, hi = min(lo, start), max(hi, end)
+			i = end
+		case 3: // records
+			if wire != wireBytes {
+				return nil, fmt.Errorf("%w: records field has wire type %d", ErrMalformed, wire)
+			}
+			_, end, err := readBytes(body, i)
+			if err != nil {
+				return nil, fmt.Errorf("record %d: %w", records, err)
+			}
+			if firstRecord < 0 {
+				firstRecord = fieldStart
+			}
+			records++
+			i = end
+		default:
+			if i, err = skipField(body, i, num, wire, 0); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if records == 0 {
+		return dst, nil
+	}
+
+	var keys string
+	if firstKey >= 0 {
+		var b strings.Builder
+		b.Grow(hi - lo + 8*(pks+ehks))
+		b.Write(body[lo:hi])
+		for _, table := range [2]uint64{1, 2} {
+			// Every key entry lies in body[firstKey:hi]; the fields there
+			// were validated above.
+			for i := firstKey; i < hi; {
+				num, wire, next, _ := readTag(body, i)
+				if num == 1 || num == 2 {
+					start, end, _ := readBytes(body, next)
+					if num == table {
+						var span [8]byte
+						binary.LittleEndian.PutUint32(span[:4], uint32(start-lo))
+						binary.LittleEndian.PutUint32(span[4:], uint32(end-lo))
+						b.Write(span[:])
+					}
+					i = end
+					continue
+				}
+				i, _ = skipField(body, next, num, wire, 0)
+			}
+		}
+		keys = b.String()
+	}
+	pkSpans, ehkSpans := hi-lo, hi-lo+8*pks
+	key := func(spans int, index uint64) string {
+		at := spans + 8*int(index)
+		return keys[le32(keys, at):le32(keys, at+4)]
+	}
+
+	dst = slices.Grow(dst, records)
+	for i, n := firstRecord, int64(0); i < len(body); {
+		num, wire, next, _ := readTag(body, i) // valid: checked by the first pass
+		i = next
+		if num != 3 {
+			i, _ = skipField(body, i, num, wire, 0)
+			continue
+		}
+		start, end, _ := readBytes(body, i)
+		i = end
+		r, err := decodeRecord(body[start:end])
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", n, err)
+		}
+		if r.partitionKey >= uint64(pks) {
+			return nil, fmt.Errorf("%w: record %d: partition key index %d, table has %d keys", ErrMalformed, n, r.partitionKey, pks)
+		}
+		u := UserRecord{
+			PartitionKey:      key(pkSpans, r.partitionKey),
+			Data:              body[start+r.dataStart : start+r.dataEnd : start+r.dataEnd],
+			SubSequenceNumber: n,
+			Aggregated:        true,
+		}
+		if r.hasExplicitHashKey {
+			if r.explicitHashKey >= uint64(ehks) {
+				return nil, fmt.Errorf("%w: record %d: explicit hash key index %d, table has %d keys", ErrMalformed, n, r.explicitHashKey, ehks)
+			}
+			u.ExplicitHashKey = key(ehkSpans, r.explicitHashKey)
+		}
+		dst = append(dst, u)
+		n++
+	}
+	return dst, nil
+}
+
+// recordFields are the decoded fields of one Record message; data is
+// msg[dataStart:dataEnd].
+type recordFields struct {
+	partitionKey, explicitHashKey uint64
+	hasExplicitHashKey            bool
+	dataStart, dataEnd            int
+}
+
+// decodeRecord parses one Record message. As protobuf specifies, the last
+// occurrence of a repeated scalar field wins; tags are skipped.
+func decodeRecord(msg []byte) (recordFields, error) {
+	var r recordFields
+	hasPartitionKey, hasData := false, false
+	for i := 0; i < len(msg); {
+		num, wire, next, err := readTag(msg, i)
+		if err != nil {
+			return r, err
+		}
+		i = next
+		switch num {
+		case 1, 2: // partition_key_index, explicit_hash_key_index
+			if wire != wireVarint {
+				return r, fmt.Errorf("%w: key index field %d has wire type %d", ErrMalformed, num, wire)
+			}
+			v, next, err := readVarint(msg, i)
+			if err != nil {
+				return r, err
+			}
+			i = next
+			if num == 1 {
+				r.partitionKey, hasPartitionKey = v, true
+			} else {
+				r.explicitHashKey, r.hasExplicitHashKey = v, true
+			}
+		case 3, 4: // data, tags
+			if wire != wireBytes {
+				return r, fmt.Errorf("%w: field %d has wire type %d", ErrMalformed, num, wire)
+			}
+			start, end, err := readBytes(msg, i)
+			if err != nil {
+				return r, err
+			}
+			if num == 3 {
+				r.dataStart, r.dataEnd, hasData = start, end, true
+			}
+			i = end
+		default:
+			if i, err = skipField(msg, i, num, wire, 0); err != nil {
+				return r, err
+			}
+		}
+	}
+	switch {
+	case !hasPartitionKey:
+		return r, fmt.Errorf("%w: missing partition_key_index", ErrMalformed)
+	case !hasData:
+		return r, fmt.Errorf("%w: missing data", ErrMalformed)
+	}
+	return r, nil
+}
+
+// errTruncated reports a field that runs past the end of its message.
+var errTruncated = fmt.Errorf("%w: truncated", ErrMalformed)
+
+// readVarint decodes the varint at b[i:] and returns it with the index that
+// follows it.
+func readVarint(b []byte, i int) (uint64, int, error) {
+	if i < len(b) && b[i] < 0x80 {
+		return uint64(b[i]), i + 1, nil
+	}
+	var v uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		if i >= len(b) {
+			return 0, 0, errTruncated
+		}
+		c := b[i]
+		i++
+		if shift == 63 && c > 1 {
+			break
+		}
+		v |= uint64(c&0x7F) << shift
+		if c < 0x80 {
+			return v, i, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("%w: varint overflows 64 bits", ErrMalformed)
+}
+
+// readTag decodes the field key at b[i:].
+func readTag(b []byte, i int) (num uint64, wire byte, next int, err error) {
+	v, next, err := readVarint(b, i)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	num, wire = v>>3, byte(v&7)
+	if num == 0 || num > 1<<29-1 {
+		return 0, 0, 0, fmt.Errorf("%w: invalid field number %d", ErrMalformed, num)
+	}
+	return num, wire, next, nil
+}
+
+// readBytes decodes the length prefix of a length-delimited field at b[i:]
+// and returns where its payload starts and ends.
+func readBytes(b []byte, i int) (start, end int, err error) {
+	n, start, err := readVarint(b, i)
+	if err != nil {
+		return 0, 0, err
+	}
+	if n > uint64(len(b)-start) {
+		return 0, 0, errTruncated
+	}
+	return start, start + int(n), nil
+}
+
+// maxGroupDepth bounds the nesting of unknown groups skipped, so crafted
+// input cannot exhaust the stack.
+const maxGroupDepth = 32
+
+// skipField skips the payload of an unknown field num of wire type wire at
+// b[i:] and returns the index that follows it.
+func skipField(b []byte, i int, num uint64, wire byte, depth int) (int, error) {
+	switch wire {
+	case wireVarint:
+		_, next, err := readVarint(b, i)
+		return next, err
+	case wireFixed64, wireFixed32:
+		n := 8
+		if wire == wireFixed32 {
+			n = 4
+		}
+		if len(b)-i < n {
+			return 0, errTruncated
+		}
+		return i + n, nil
+	case wireBytes:
+		_, end, err := readBytes(b, i)
+		return end, err
+	case wireStartGroup:
+		if depth >= maxGroupDepth {
+			return 0, fmt.Errorf("%w: groups nested deeper than %d", ErrMalformed, maxGroupDepth)
+		}
+		for {
+			n, w, next, err := readTag(b, i)
+			if err != nil {
+				return 0, err
+			}
+			if w == wireEndGroup {
+				if n != num {
+					return 0, fmt.Errorf("%w: group %d ended by %d", ErrMalformed, num, n)
+				}
+				return next, nil
+			}
+			if i, err = skipField(b, next, n, w, depth+1); err != nil {
+				return 0, err
+			}
+		}
+	default:
+		return 0, fmt.Errorf("%w: field %d has invalid wire type %d", ErrMalformed, num, wire)
+	}
+}
+
+// le32 decodes the little-endian uint32 at s[at:].
+func le32(s string, at int) uint32 {
+	_ = s[at+3] // one bounds check
+	return uint32(s[at]) | uint32(s[at+1])<<8 | uint32(s[at+2])<<16 | uint32(s[at+3])<<24
+}
