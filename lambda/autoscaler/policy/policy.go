@@ -1,0 +1,635 @@
+// Package policy decides how many shards a Kinesis data stream should have, and which hot shard to split or cold
+// pair to merge, from per-minute CloudWatch sums and the autoscaler's own action history. It is pure Go with no AWS
+// calls, so every rule is table-tested and the same code runs in the Lambda and in the simulation.
+//
+// Rules, first match wins:
+//  1. Below MinShards or above MaxShards: move towards the bound (UpdateShardCount).
+//  2. No known write datapoint within MaxDataAge: do nothing (missing data is unknown load, never zero load).
+//  3. Scale up at once when utilisation is above ScaleUpUtilisation for ScaleUpMinutes consecutive minutes, or when
+//     any write was throttled since the last action settled, unless shard-level metrics show the throttling comes
+//     from one hot shard while the stream as a whole is below the threshold (then rule 4).
+//  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
+//     midpoint of its hash range.
+//  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
+//     action, and only while more than ScaleUpReserve UpdateShardCount calls remain in the rolling 24 hours.
+//  6. Merge two adjacent cold shards (shard-level metrics) whose combined load stays below TargetUtilisation.
+//
+// Utilisation of a minute is the largest of four ratios against the open shards' capacity: written bytes against
+// 1 MiB/s per shard, written records against 1000/s per shard, GetRecords bytes (shared by every polling consumer)
+// against 2 MiB/s per shard, and the busiest enhanced fan-out consumer's SubscribeToShardEvent bytes against 2 MiB/s
+// per shard (each fan-out consumer has its own 2 MiB/s per shard, so their sum limits nothing).
+package policy
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+	"time"
+)
+
+// Per-shard capacity of a provisioned Kinesis data stream.
+const (
+	// WriteBytesPerShard is the write limit of one shard in bytes per second.
+	WriteBytesPerShard = 1 << 20
+	// WriteRecordsPerShard is the write limit of one shard in records per second.
+	WriteRecordsPerShard = 1000
+	// ReadBytesPerShard is the read limit of one shard in bytes per second, shared by all GetRecords consumers and
+	// given separately to each enhanced fan-out consumer.
+	ReadBytesPerShard = 2 << 20
+)
+
+// Action is a resharding operation the policy asks for.
+type Action string
+
+// Actions.
+const (
+	// ActionNone keeps the stream as it is.
+	ActionNone Action = "none"
+	// ActionUpdateShardCount resizes the stream uniformly (limited to 10 calls per rolling 24 hours).
+	ActionUpdateShardCount Action = "UpdateShardCount"
+	// ActionSplitShard splits one shard at its hash-range midpoint.
+	ActionSplitShard Action = "SplitShard"
+	// ActionMergeShards merges two adjacent shards.
+	ActionMergeShards Action = "MergeShards"
+)
+
+// Rule names a rule of the policy; it is logged with every decision so they can be counted.
+type Rule string
+
+// Rules.
+const (
+	RuleNoShards        Rule = "no_open_shards"
+	RuleBelowMin        Rule = "below_min_shards"
+	RuleAboveMax        Rule = "above_max_shards"
+	RuleNoData          Rule = "no_recent_data"
+	RuleScaleUp         Rule = "scale_up_utilisation"
+	RuleThrottled       Rule = "scale_up_throttled"
+	RuleAtMax           Rule = "at_max_shards"
+	RuleCallLimit       Rule = "update_limit_reached"
+	RuleHotShard        Rule = "hot_shard_split"
+	RuleScaleDown       Rule = "scale_down"
+	RuleCooldown        Rule = "cooldown"
+	RuleReserve         Rule = "scale_down_reserve"
+	RuleNotEnoughData   Rule = "scale_down_not_enough_data"
+	RuleColdShardsMerge Rule = "cold_shards_merge"
+	RuleSteady          Rule = "steady"
+)
+
+// Config tunes the policy. The zero value of every field means its documented default.
+type Config struct {
+	// MinShards is the fewest open shards. Default: 1.
+	MinShards int
+	// MaxShards is the most open shards. Default: 16 (the blog's Scaling Utils maximum).
+	MaxShards int
+	// ScaleUpUtilisation triggers a scale-up when exceeded for ScaleUpMinutes consecutive minutes. Default: 0.70.
+	ScaleUpUtilisation float64
+	// ScaleUpMinutes is how many consecutive known minutes must be above ScaleUpUtilisation. Default: 2.
+	ScaleUpMinutes int
+	// TargetUtilisation is what a new shard count is sized for, in both directions; it sits between the two
+	// thresholds so that one action is followed by a quiet period, not by the opposite action. Default: 0.50.
+	TargetUtilisation float64
+	// ScaleDownUtilisation must not be reached by any known minute of the hold window for a scale-down.
+	// Default: 0.35.
+	ScaleDownUtilisation float64
+	// ScaleDownMinutes is the hold window: how long load must stay low before a scale-down or merge. Default: 15.
+	ScaleDownMinutes int
+	// ScaleDownCooldown is the least time between any action and a scale-down or merge. Default: 30 minutes.
+	ScaleDownCooldown time.Duration
+	// MaxMissingMinutes is how many minutes of the hold window may lack datapoints. Default: 2.
+	MaxMissingMinutes int
+	// MaxDataAge is how old the newest known minute may be for the policy to act on utilisation. Default: 5 minutes.
+	MaxDataAge time.Duration
+	// GrowthHorizon is how far ahead a scale-up extrapolates a rising load, so that a ramp costs few calls.
+	// Default: 10 minutes.
+	GrowthHorizon time.Duration
+	// UpdateShardCountLimit is how many UpdateShardCount calls Kinesis allows per rolling 24 hours. Default: 10.
+	UpdateShardCountLimit int
+	// ScaleUpReserve is how many of those calls scale-downs never use, so a scale-up is always possible.
+	// Default: 3. Must be at least 1 and below UpdateShardCountLimit.
+	ScaleUpReserve int
+	// HotShardUtilisation marks a single shard as hot (split candidate) when exceeded for ScaleUpMinutes minutes.
+	// Default: 0.90.
+	HotShardUtilisation float64
+}
+
+// ErrInvalidConfig is wrapped by New's errors.
+var ErrInvalidConfig = errors.New("invalid autoscaler policy config")
+
+// Policy is a validated Config. It holds no state; the state is the History passed in.
+type Policy struct {
+	cfg Config
+}
+
+// New fills in defaults and validates cfg.
+func New(cfg Config) (*Policy, error) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	deff := func(v *float64, d float64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MinShards, 1)
+	def(&cfg.MaxShards, 16)
+	deff(&cfg.ScaleUpUtilisation, 0.70)
+	def(&cfg.ScaleUpMinutes, 2)
+	deff(&cfg.TargetUtilisation, 0.50)
+	deff(&cfg.ScaleDownUtilisation, 0.35)
+	def(&cfg.ScaleDownMinutes, 15)
+	defd(&cfg.ScaleDownCooldown, 30*time.Minute)
+	def(&cfg.MaxMissingMinutes, 2)
+	defd(&cfg.MaxDataAge, 5*time.Minute)
+	defd(&cfg.GrowthHorizon, 10*time.Minute)
+	def(&cfg.UpdateShardCountLimit, 10)
+	def(&cfg.ScaleUpReserve, 3)
+	deff(&cfg.HotShardUtilisation, 0.90)
+
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.MinShards < 1 {
+		bad("MinShards is %d, want at least 1", cfg.MinShards)
+	}
+	if cfg.MaxShards < cfg.MinShards {
+		bad("MaxShards is %d, want at least MinShards (%d)", cfg.MaxShards, cfg.MinShards)
+	}
+	if !(cfg.ScaleDownUtilisation > 0 && cfg.ScaleDownUtilisation < cfg.TargetUtilisation &&
+		cfg.TargetUtilisation < cfg.ScaleUpUtilisation && cfg.ScaleUpUtilisation <= 1) {
+		bad("utilisations are scale-down %.2f, target %.2f, scale-up %.2f; want 0 < scale-down < target < scale-up <= 1",
+			cfg.ScaleDownUtilisation, cfg.TargetUtilisation, cfg.ScaleUpUtilisation)
+	}
+	if cfg.HotShardUtilisation <= 0 || cfg.HotShardUtilisation > 1 {
+		bad("HotShardUtilisation is %.2f, want in (0, 1]", cfg.HotShardUtilisation)
+	}
+	if cfg.ScaleUpMinutes < 1 || cfg.ScaleDownMinutes < 1 {
+		bad("ScaleUpMinutes %d and ScaleDownMinutes %d must be at least 1", cfg.ScaleUpMinutes, cfg.ScaleDownMinutes)
+	}
+	if cfg.MaxMissingMinutes < 0 || cfg.MaxMissingMinutes >= cfg.ScaleDownMinutes {
+		bad("MaxMissingMinutes is %d, want 0 to ScaleDownMinutes-1 (%d)", cfg.MaxMissingMinutes, cfg.ScaleDownMinutes-1)
+	}
+	if cfg.ScaleDownCooldown < 0 || cfg.MaxDataAge < time.Minute || cfg.GrowthHorizon < 0 {
+		bad("ScaleDownCooldown %v, MaxDataAge %v, GrowthHorizon %v: want cooldown >= 0, data age >= 1m, horizon >= 0",
+			cfg.ScaleDownCooldown, cfg.MaxDataAge, cfg.GrowthHorizon)
+	}
+	if cfg.UpdateShardCountLimit < 2 || cfg.ScaleUpReserve < 1 || cfg.ScaleUpReserve >= cfg.UpdateShardCountLimit {
+		bad("UpdateShardCountLimit %d and ScaleUpReserve %d: want limit >= 2 and 1 <= reserve < limit",
+			cfg.UpdateShardCountLimit, cfg.ScaleUpReserve)
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	return &Policy{cfg: cfg}, nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (p *Policy) Config() Config { return p.cfg }
+
+// Minute holds one minute of CloudWatch sums (statistic Sum, period 60 s) for the stream or for one shard.
+type Minute struct {
+	// Start is the start of the minute.
+	Start time.Time
+	// WriteKnown is true when IncomingBytes and IncomingRecords both had a datapoint. A minute without them is
+	// unknown: it neither proves low load nor high load.
+	WriteKnown bool
+	// IncomingBytes is the sum of bytes written successfully.
+	IncomingBytes float64
+	// IncomingRecords is the sum of records written successfully.
+	IncomingRecords float64
+	// ThrottledRecords is WriteProvisionedThroughputExceeded (records rejected); 0 when it had no datapoint.
+	ThrottledRecords float64
+	// GetRecordsBytes is GetRecords.Bytes, shared by all polling consumers; 0 when it had no datapoint.
+	GetRecordsBytes float64
+	// FanOutBytes is the largest SubscribeToShardEvent.Bytes of any single enhanced fan-out consumer.
+	FanOutBytes float64
+}
+
+// Shard is an open shard and its hash-key range (inclusive).
+type Shard struct {
+	ID              string
+	StartingHashKey *big.Int
+	EndingHashKey   *big.Int
+}
+
+// Input is everything one decision is made from.
+type Input struct {
+	// Now is the decision time.
+	Now time.Time
+	// Shards are the open shards of the stream.
+	Shards []Shard
+	// Stream are the stream-level minutes; order does not matter, minutes without any datapoint may be absent.
+	Stream []Minute
+	// ShardMinutes are shard-level write minutes keyed by shard ID; nil when shard-level metrics are off.
+	ShardMinutes map[string][]Minute
+	// History is the autoscaler's record of its own actions.
+	History History
+}
+
+// Decision is the policy's answer: an action (possibly none) and why.
+type Decision struct {
+	Action Action `json:"action"`
+	Rule   Rule   `json:"rule"`
+	// Reason says in words why, with the figures that decided it.
+	Reason string `json:"reason"`
+	// CurrentShardCount is the number of open shards now.
+	CurrentShardCount int `json:"current_shard_count"`
+	// TargetShardCount is the number of open shards once the action completes.
+	TargetShardCount int `json:"target_shard_count"`
+	// ShardID is the shard to split, or the first of the two to merge.
+	ShardID string `json:"shard_id,omitempty"`
+	// AdjacentShardID is the second shard to merge.
+	AdjacentShardID string `json:"adjacent_shard_id,omitempty"`
+	// NewStartingHashKey is the split point (decimal), the midpoint of the shard's range.
+	NewStartingHashKey string `json:"new_starting_hash_key,omitempty"`
+	// Utilisation is the newest known minute's utilisation of the open shards (0 when unknown).
+	Utilisation float64 `json:"utilisation"`
+	// UpdateCallsUsed is the number of UpdateShardCount calls in the rolling 24 hours before this decision.
+	UpdateCallsUsed int `json:"update_calls_used"`
+}
+
+// load is one minute expressed in shard-equivalents: how many fully used shards it needs.
+func load(m Minute) float64 {
+	if !m.WriteKnown {
+		return math.NaN()
+	}
+	records := m.IncomingRecords + m.ThrottledRecords
+	bytes := m.IncomingBytes
+	if m.ThrottledRecords > 0 && m.IncomingRecords > 0 {
+		// IncomingBytes counts only accepted records; estimate the demand at the accepted mean record size.
+		bytes *= records / m.IncomingRecords
+	}
+	return max(
+		bytes/(WriteBytesPerShard*60),
+		records/(WriteRecordsPerShard*60),
+		m.GetRecordsBytes/(ReadBytesPerShard*60),
+		m.FanOutBytes/(ReadBytesPerShard*60),
+	)
+}
+
+// series is the known minutes of a metric set, sorted by start.
+type series []Minute
+
+func known(ms []Minute) series {
+	out := make(series, 0, len(ms))
+	for _, m := range ms {
+		if m.WriteKnown {
+			out = append(out, m)
+		}
+	}
+	slices.SortFunc(out, func(a, b Minute) int { return a.Start.Compare(b.Start) })
+	return slices.CompactFunc(out, func(a, b Minute) bool { return a.Start.Equal(b.Start) })
+}
+
+// lastConsecutive returns the newest k minutes if they are consecutive, else nil.
+func (s series) lastConsecutive(k int) series {
+	if len(s) < k {
+		return nil
+	}
+	tail := s[len(s)-k:]
+	for i := 1; i < len(tail); i++ {
+		if tail[i].Start.Sub(tail[i-1].Start) != time.Minute {
+			return nil
+		}
+	}
+	return tail
+}
+
+// throttledSince reports the largest throttled record count in minutes starting at or after since.
+func (s series) throttledSince(since time.Time) float64 {
+	var worst float64
+	for _, m := range s {
+		if !m.Start.Before(since) {
+			worst = max(worst, m.ThrottledRecords)
+		}
+	}
+	return worst
+}
+
+// window returns the minutes of the hold window ending at the newest known minute, and how many minutes of it
+// had no datapoint.
+func (s series) window(minutes int) (series, int) {
+	if len(s) == 0 {
+		return nil, minutes
+	}
+	from := s[len(s)-1].Start.Add(-time.Duration(minutes-1) * time.Minute)
+	i, _ := slices.BinarySearchFunc(s, from, func(m Minute, t time.Time) int { return m.Start.Compare(t) })
+	w := s[i:]
+	return w, minutes - len(w)
+}
+
+// Decide applies the rules to in. It never fails: bad or missing input gives ActionNone with the reason.
+func (p *Policy) Decide(in Input) Decision {
+	c := p.cfg
+	n := len(in.Shards)
+	used := in.History.CallsWithin(in.Now)
+	d := Decision{Action: ActionNone, CurrentShardCount: n, TargetShardCount: n, UpdateCallsUsed: used}
+	update := func(rule Rule, target int, reason string, args ...any) Decision {
+		d.Action, d.Rule, d.TargetShardCount = ActionUpdateShardCount, rule, target
+		d.Reason = fmt.Sprintf(reason, args...)
+		return d
+	}
+	none := func(rule Rule, reason string, args ...any) Decision {
+		d.Rule, d.Reason = rule, fmt.Sprintf(reason, args...)
+		return d
+	}
+
+	if n == 0 {
+		return none(RuleNoShards, "the stream has no open shards")
+	}
+	if n < c.MinShards {
+		if used >= c.UpdateShardCountLimit {
+			return none(RuleCallLimit, "%d open shards is below the minimum of %d, but all %d UpdateShardCount calls of the last 24 h are used", n, c.MinShards, used)
+		}
+		t := min(c.MinShards, 2*n)
+		return update(RuleBelowMin, t, "%d open shards is below the minimum of %d; scaling to %d (at most double per call)", n, c.MinShards, t)
+	}
+	if n > c.MaxShards {
+		if used >= c.UpdateShardCountLimit-c.ScaleUpReserve {
+			return none(RuleReserve, "%d open shards is above the maximum of %d, but only the %d calls reserved for scale-ups remain", n, c.MaxShards, c.UpdateShardCountLimit-used)
+		}
+		t := max(c.MaxShards, (n+1)/2)
+		return update(RuleAboveMax, t, "%d open shards is above the maximum of %d; scaling to %d (at least half per call)", n, c.MaxShards, t)
+	}
+
+	stream := known(in.Stream)
+	if len(stream) == 0 || in.Now.Sub(stream[len(stream)-1].Start) > c.MaxDataAge {
+		return none(RuleNoData, "no IncomingBytes/IncomingRecords datapoint in the last %v: load unknown, keeping %d shards", c.MaxDataAge, n)
+	}
+	latest := stream[len(stream)-1]
+	d.Utilisation = load(latest) / float64(n)
+	since := in.History.throttleSince(in.Now)
+	if recent := in.Now.Add(-c.MaxDataAge); since.Before(recent) {
+		since = recent
+	}
+	throttled := stream.throttledSince(since)
+	hot, hotReason := p.hotShard(in, since)
+
+	// Rule 3: scale up.
+	upReason := ""
+	if tail := stream.lastConsecutive(c.ScaleUpMinutes); tail != nil {
+		low := math.Inf(1)
+		for _, m := range tail {
+			low = min(low, load(m)/float64(n))
+		}
+		if low > c.ScaleUpUtilisation {
+			upReason = fmt.Sprintf("utilisation above %.0f%% for %d minutes (lowest %.0f%%)", 100*c.ScaleUpUtilisation, c.ScaleUpMinutes, 100*low)
+		}
+	}
+	rule := RuleScaleUp
+	if upReason == "" && throttled > 0 && (hot == nil || d.Utilisation > c.ScaleUpUtilisation) {
+		rule = RuleThrottled
+		upReason = fmt.Sprintf("%.0f records throttled in a minute at %.0f%% stream utilisation", throttled, 100*d.Utilisation)
+	}
+	if upReason != "" {
+		if n >= c.MaxShards {
+			return none(RuleAtMax, "%s, but already at the maximum of %d shards", upReason, c.MaxShards)
+		}
+		if used >= c.UpdateShardCountLimit {
+			if hot != nil {
+				return p.split(d, *hot, fmt.Sprintf("%s, all %d UpdateShardCount calls of the last 24 h are used, so splitting the busiest shard instead: %s", upReason, used, hotReason))
+			}
+			return none(RuleCallLimit, "%s, but all %d UpdateShardCount calls of the last 24 h are used", upReason, used)
+		}
+		need := p.projectedLoad(stream)
+		t := min(max(int(math.Ceil(need/c.TargetUtilisation)), n+1), 2*n, c.MaxShards)
+		return update(rule, t, "%s; projected load %.2f shards at %.0f%% target gives %d shards (was %d)", upReason, need, 100*c.TargetUtilisation, t, n)
+	}
+
+	// Rule 4: hot shard.
+	if hot != nil && n < c.MaxShards {
+		return p.split(d, *hot, hotReason)
+	}
+
+	// Rule 5: scale down.
+	if n > c.MinShards {
+		w, missing := stream.window(c.ScaleDownMinutes)
+		peak := 0.0
+		for _, m := range w {
+			peak = max(peak, load(m))
+		}
+		low := peak/float64(n) < c.ScaleDownUtilisation && w.throttledSince(time.Time{}) == 0
+		sinceAction := in.Now.Sub(in.History.LastAction)
+		target := max(c.MinShards, (n+1)/2, int(math.Ceil(peak/c.TargetUtilisation)))
+		switch {
+		case !low || target >= n:
+		case missing > c.MaxMissingMinutes:
+			return none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
+		case !in.History.LastAction.IsZero() && sinceAction < c.ScaleDownCooldown:
+			return none(RuleCooldown, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but the last action was %v ago (cool-down %v)", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, sinceAction.Round(time.Second), c.ScaleDownCooldown)
+		case used >= c.UpdateShardCountLimit-c.ScaleUpReserve:
+			if m := p.coldPair(in); m != nil {
+				return p.merge(d, m, fmt.Sprintf("stream is below %.0f%% but only the %d UpdateShardCount calls reserved for scale-ups remain, so merging instead", 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-used))
+			}
+			return none(RuleReserve, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but only the %d UpdateShardCount calls reserved for scale-ups remain", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-used)
+		default:
+			return update(RuleScaleDown, target, "peak utilisation %.0f%% over the last %d minutes is below %.0f%%; peak load %.2f shards at %.0f%% target gives %d shards (was %d)", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, peak, 100*c.TargetUtilisation, target, n)
+		}
+		// Rule 6: merge cold neighbours.
+		if in.History.LastAction.IsZero() || sinceAction >= c.ScaleDownCooldown {
+			if m := p.coldPair(in); m != nil {
+				return p.merge(d, m, "two adjacent shards are cold")
+			}
+		}
+	}
+	return none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*d.Utilisation, n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
+}
+
+// projectedLoad is the highest load of the last five minutes, plus GrowthHorizon times the typical per-minute rise
+// when the load has been rising minute after minute. The median rise ignores a single jump (a step is not a ramp).
+func (p *Policy) projectedLoad(s series) float64 {
+	tail := s
+	if len(tail) > 5 {
+		tail = tail[len(tail)-5:]
+	}
+	peak := 0.0
+	var rises []float64
+	for i, m := range tail {
+		peak = max(peak, load(m))
+		if i > 0 && m.Start.Sub(tail[i-1].Start) == time.Minute {
+			rises = append(rises, load(m)-load(tail[i-1]))
+		}
+	}
+	if len(rises) < 3 {
+		return peak
+	}
+	slices.Sort(rises)
+	slope := rises[len(rises)/2]
+	if slope <= 0 {
+		return peak
+	}
+	return max(peak, load(tail[len(tail)-1])+slope*p.cfg.GrowthHorizon.Minutes())
+}
+
+// hotShard returns the busiest shard that is over HotShardUtilisation for ScaleUpMinutes minutes or throttled,
+// if it can still be split.
+func (p *Policy) hotShard(in Input, since time.Time) (*Shard, string) {
+	c := p.cfg
+	var best *Shard
+	var bestLoad float64
+	reason := ""
+	for i := range in.Shards {
+		sh := &in.Shards[i]
+		s := known(in.ShardMinutes[sh.ID])
+		if len(s) == 0 || in.Now.Sub(s[len(s)-1].Start) > c.MaxDataAge || !splittable(*sh, c.MaxShards) {
+			continue
+		}
+		l := load(s[len(s)-1])
+		why := ""
+		if th := s.throttledSince(since); th > 0 {
+			why = fmt.Sprintf("shard %s throttled %.0f records in a minute (load %.0f%% of one shard)", sh.ID, th, 100*l)
+		} else if tail := s.lastConsecutive(c.ScaleUpMinutes); tail != nil {
+			low := math.Inf(1)
+			for _, m := range tail {
+				low = min(low, load(m))
+			}
+			if low > c.HotShardUtilisation {
+				why = fmt.Sprintf("shard %s above %.0f%% of one shard for %d minutes (lowest %.0f%%)", sh.ID, 100*c.HotShardUtilisation, c.ScaleUpMinutes, 100*low)
+			}
+		}
+		if why != "" && (best == nil || l > bestLoad) {
+			best, bestLoad, reason = sh, l, why
+		}
+	}
+	return best, reason
+}
+
+// splittable reports whether a shard is still wide enough to split. Splitting halves the range; a single partition
+// key above one shard's limit can never be fixed by resharding, and this bound stops chasing it.
+func splittable(sh Shard, maxShards int) bool {
+	if sh.StartingHashKey == nil || sh.EndingHashKey == nil {
+		return false
+	}
+	width := new(big.Int).Sub(sh.EndingHashKey, sh.StartingHashKey)
+	minWidth := new(big.Int).Lsh(big.NewInt(1), 128)
+	minWidth.Div(minWidth, big.NewInt(int64(4*maxShards)))
+	return width.Cmp(minWidth) >= 0
+}
+
+// Midpoint returns the split point of a hash range: the first key of the upper half.
+func Midpoint(start, end *big.Int) *big.Int {
+	w := new(big.Int).Sub(end, start)
+	w.Add(w, big.NewInt(1))
+	w.Rsh(w, 1)
+	return w.Add(w, start)
+}
+
+func (p *Policy) split(d Decision, sh Shard, reason string) Decision {
+	d.Action, d.Rule = ActionSplitShard, RuleHotShard
+	d.ShardID = sh.ID
+	d.NewStartingHashKey = Midpoint(sh.StartingHashKey, sh.EndingHashKey).String()
+	d.TargetShardCount = d.CurrentShardCount + 1
+	d.Reason = fmt.Sprintf("%s; splitting it at its hash-range midpoint", reason)
+	return d
+}
+
+type pair struct {
+	a, b Shard
+	peak float64
+}
+
+// coldPair returns the adjacent pair with the lowest combined peak, if both shards stayed below
+// ScaleDownUtilisation and together below TargetUtilisation for the whole hold window.
+func (p *Policy) coldPair(in Input) *pair {
+	c := p.cfg
+	if in.ShardMinutes == nil || len(in.Shards) <= c.MinShards {
+		return nil
+	}
+	shards := slices.Clone(in.Shards)
+	slices.SortFunc(shards, func(a, b Shard) int { return cmpKey(a.StartingHashKey, b.StartingHashKey) })
+	peaks := map[string]map[time.Time]float64{}
+	for _, sh := range shards {
+		s := known(in.ShardMinutes[sh.ID])
+		if len(s) == 0 || in.Now.Sub(s[len(s)-1].Start) > c.MaxDataAge {
+			continue
+		}
+		w, missing := s.window(c.ScaleDownMinutes)
+		if missing > c.MaxMissingMinutes || w.throttledSince(time.Time{}) > 0 {
+			continue
+		}
+		byMinute := map[time.Time]float64{}
+		cold := true
+		for _, m := range w {
+			l := load(m)
+			cold = cold && l < c.ScaleDownUtilisation
+			byMinute[m.Start] = l
+		}
+		if cold {
+			peaks[sh.ID] = byMinute
+		}
+	}
+	var best *pair
+	for i := 1; i < len(shards); i++ {
+		a, b := shards[i-1], shards[i]
+		if a.EndingHashKey == nil || b.StartingHashKey == nil ||
+			new(big.Int).Add(a.EndingHashKey, big.NewInt(1)).Cmp(b.StartingHashKey) != 0 {
+			continue
+		}
+		pa, okA := peaks[a.ID]
+		pb, okB := peaks[b.ID]
+		if !okA || !okB {
+			continue
+		}
+		peak := combinedPeak(pa, pb)
+		if peak < c.TargetUtilisation && (best == nil || peak < best.peak) {
+			best = &pair{a: a, b: b, peak: peak}
+		}
+	}
+	return best
+}
+
+func (p *Policy) merge(d Decision, m *pair, reason string) Decision {
+	d.Action, d.Rule = ActionMergeShards, RuleColdShardsMerge
+	d.ShardID, d.AdjacentShardID = m.a.ID, m.b.ID
+	d.TargetShardCount = d.CurrentShardCount - 1
+	d.Reason = fmt.Sprintf("%s: %s and %s peaked at %.0f%% of one shard together over %d minutes (below %.0f%%); merging them",
+		reason, m.a.ID, m.b.ID, 100*m.peak, p.cfg.ScaleDownMinutes, 100*p.cfg.TargetUtilisation)
+	return d
+}
+
+func cmpKey(a, b *big.Int) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return -1
+	case b == nil:
+		return 1
+	}
+	return cmp.Compare(a.Cmp(b), 0)
+}
+
+// combinedPeak is the largest per-minute sum of two shards' loads. A minute one shard has no datapoint for counts
+// that shard at its own peak, so missing data never makes a pair look colder.
+func combinedPeak(a, b map[time.Time]float64) float64 {
+	peakOf := func(m map[time.Time]float64) float64 {
+		p := 0.0
+		for _, v := range m {
+			p = max(p, v)
+		}
+		return p
+	}
+	pa, pb := peakOf(a), peakOf(b)
+	peak := 0.0
+	for t, la := range a {
+		lb, ok := b[t]
+		if !ok {
+			lb = pb
+		}
+		peak = max(peak, la+lb)
+	}
+	for t, lb := range b {
+		if _, ok := a[t]; !ok {
+			peak = max(peak, pa+lb)
+		}
+	}
+	return peak
+}

@@ -1,0 +1,501 @@
+package policy
+
+import (
+	"errors"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+)
+
+var now = time.Date(2025, 3, 1, 12, 0, 30, 0, time.UTC)
+
+// minuteAt returns the start of the minute k minutes before the newest complete one (k=0 is 11:59).
+func minuteAt(k int) time.Time {
+	return now.Truncate(time.Minute).Add(-time.Duration(k+1) * time.Minute)
+}
+
+// utilMinutes builds stream minutes with the given write-bytes utilisation of n shards, newest last.
+// A negative value leaves that minute without datapoints.
+func utilMinutes(n int, utils ...float64) []Minute {
+	out := []Minute{}
+	for i, u := range utils {
+		if u < 0 {
+			continue
+		}
+		k := len(utils) - 1 - i
+		out = append(out, Minute{
+			Start:           minuteAt(k),
+			WriteKnown:      true,
+			IncomingBytes:   u * float64(n) * WriteBytesPerShard * 60,
+			IncomingRecords: 6000,
+		})
+	}
+	return out
+}
+
+func repeat(u float64, k int) []float64 {
+	out := make([]float64, k)
+	for i := range out {
+		out[i] = u
+	}
+	return out
+}
+
+func uniformShards(n int) []Shard {
+	space := new(big.Int).Lsh(big.NewInt(1), 128)
+	out := make([]Shard, n)
+	for i := range n {
+		start := new(big.Int).Div(new(big.Int).Mul(space, big.NewInt(int64(i))), big.NewInt(int64(n)))
+		end := new(big.Int).Div(new(big.Int).Mul(space, big.NewInt(int64(i+1))), big.NewInt(int64(n)))
+		end.Sub(end, big.NewInt(1))
+		out[i] = Shard{ID: "shardId-" + string(rune('a'+i)), StartingHashKey: start, EndingHashKey: end}
+	}
+	return out
+}
+
+func calls(ago ...time.Duration) History {
+	h := History{}
+	for _, a := range ago {
+		h.UpdateShardCountCalls = append(h.UpdateShardCountCalls, now.Add(-a))
+	}
+	if len(ago) > 0 {
+		h.LastAction = now.Add(-ago[len(ago)-1])
+		h.LastActionKind = ActionUpdateShardCount
+		h.Settled = h.LastAction.Add(2 * time.Minute)
+	}
+	return h
+}
+
+func hoursAgo(k int) []time.Duration {
+	out := make([]time.Duration, k)
+	for i := range out {
+		out[i] = time.Duration(20-i) * time.Hour
+	}
+	return out
+}
+
+func withThrottle(ms []Minute, k int, records float64) []Minute {
+	for i := range ms {
+		if ms[i].Start.Equal(minuteAt(k)) {
+			ms[i].ThrottledRecords = records
+		}
+	}
+	return ms
+}
+
+func TestDecide(t *testing.T) {
+	tests := map[string]struct {
+		cfg        Config
+		shards     int
+		stream     []Minute
+		shardMins  func([]Shard) map[string][]Minute
+		history    History
+		wantAction Action
+		wantRule   Rule
+		wantTarget int
+	}{
+		"no open shards": {
+			shards: 0, wantAction: ActionNone, wantRule: RuleNoShards, wantTarget: 0,
+		},
+		"below min scales to min within 2x": {
+			cfg:    Config{MinShards: 10, MaxShards: 20},
+			shards: 4, stream: utilMinutes(4, 0.5, 0.5),
+			wantAction: ActionUpdateShardCount, wantRule: RuleBelowMin, wantTarget: 8,
+		},
+		"above max scales down to max within half": {
+			cfg:    Config{MaxShards: 4},
+			shards: 6, stream: utilMinutes(6, 0.5, 0.5),
+			wantAction: ActionUpdateShardCount, wantRule: RuleAboveMax, wantTarget: 4,
+		},
+		"above max keeps the reserve": {
+			cfg:    Config{MaxShards: 4},
+			shards: 6, stream: utilMinutes(6, 0.5), history: calls(hoursAgo(7)...),
+			wantAction: ActionNone, wantRule: RuleReserve, wantTarget: 6,
+		},
+		"no datapoints is unknown, not idle": {
+			shards: 8, stream: nil,
+			wantAction: ActionNone, wantRule: RuleNoData, wantTarget: 8,
+		},
+		"stale datapoints are unknown": {
+			shards: 8, stream: utilMinutes(8, append(repeat(0.05, 20), repeat(-1, 6)...)...),
+			wantAction: ActionNone, wantRule: RuleNoData, wantTarget: 8,
+		},
+		"two minutes above target scale up": {
+			shards: 4, stream: utilMinutes(4, 0.5, 0.8, 0.8),
+			// a jump is not a ramp: 3.2/0.5 = 6.4.
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+		},
+		"a ramp is extrapolated over the growth horizon": {
+			shards: 8, stream: utilMinutes(8, 0.5, 0.55, 0.6, 0.65, 0.71, 0.76),
+			// load 6.08 shards rising 0.4 per minute: 6.08+4 = 10.08 at 50% -> capped at 2n.
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 16,
+		},
+		"steady load above target sizes for the target utilisation": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8, 0.8),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7, // 3.2/0.5 = 6.4
+		},
+		"one minute above target waits": {
+			shards: 4, stream: utilMinutes(4, 0.5, 0.5, 0.8),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
+		},
+		"high minutes separated by a gap are not consecutive": {
+			shards: 4, stream: utilMinutes(4, 0.5, 0.8, -1, 0.8),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
+		},
+		"newest minute not yet published still scales up on the two before": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8, -1),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+		},
+		"any throttling scales up at once": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.5, 0.6), 0, 20),
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 5,
+		},
+		"throttling before the last action settled is ignored": {
+			shards: 8, stream: withThrottle(utilMinutes(8, 0.4, 0.4, 0.4), 1, 500),
+			history:    History{LastAction: minuteAt(4), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(0).Add(10 * time.Second), UpdateShardCountCalls: []time.Time{minuteAt(4)}},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"throttling after an unsettled action is ignored": {
+			shards: 8, stream: withThrottle(utilMinutes(8, 0.4, 0.4, 0.4), 0, 500),
+			history:    History{LastAction: minuteAt(4), LastActionKind: ActionUpdateShardCount, UpdateShardCountCalls: []time.Time{minuteAt(4)}},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"throttling after the action settled counts": {
+			shards: 8, stream: withThrottle(utilMinutes(8, 0.4, 0.4, 0.4), 0, 500),
+			history:    History{LastAction: minuteAt(4), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(2), UpdateShardCountCalls: []time.Time{minuteAt(4)}},
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 9,
+		},
+		"scale-up capped at max shards": {
+			cfg:    Config{MaxShards: 6},
+			shards: 4, stream: utilMinutes(4, 0.9, 0.9),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 6,
+		},
+		"at max shards nothing to do": {
+			cfg:    Config{MaxShards: 4},
+			shards: 4, stream: utilMinutes(4, 0.9, 0.9),
+			wantAction: ActionNone, wantRule: RuleAtMax, wantTarget: 4,
+		},
+		"scale-up may use the reserved calls": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(9)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+		},
+		"scale-up blocked when every call of the last 24 h is used": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),
+			wantAction: ActionNone, wantRule: RuleCallLimit, wantTarget: 4,
+		},
+		"calls older than 24 h do not count": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(append(hoursAgo(9), 25*time.Hour)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+		},
+		"scale down after the hold time": {
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4, // 1.6/0.5 = 3.2, but >= n/2
+		},
+		"scale down sized on the window's peak": {
+			shards: 8, stream: utilMinutes(8, append(repeat(0.2, 14), 0.3)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 5, // 2.4/0.5 = 4.8
+		},
+		"scale down never below min shards": {
+			cfg:    Config{MinShards: 6},
+			shards: 8, stream: utilMinutes(8, repeat(0.1, 15)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 6,
+		},
+		"one minute above the low threshold resets the hold": {
+			shards: 8, stream: utilMinutes(8, append(append(repeat(0.2, 7), 0.4), repeat(0.2, 7)...)...),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"missing minutes are not low minutes": {
+			shards: 8, stream: utilMinutes(8, append(append(repeat(0.2, 5), repeat(-1, 3)...), repeat(0.2, 7)...)...),
+			wantAction: ActionNone, wantRule: RuleNotEnoughData, wantTarget: 8,
+		},
+		"two missing minutes are tolerated": {
+			shards: 8, stream: utilMinutes(8, append(append(repeat(0.2, 5), repeat(-1, 2)...), repeat(0.2, 8)...)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
+		},
+		"scale down waits for the cool-down": {
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(20 * time.Minute),
+			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 8,
+		},
+		"scale down after the cool-down": {
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(31 * time.Minute),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
+		},
+		"scale down keeps the reserve": {
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(hoursAgo(7)...),
+			wantAction: ActionNone, wantRule: RuleReserve, wantTarget: 8,
+		},
+		"scale down may use calls above the reserve": {
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(hoursAgo(6)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
+		},
+		"throttling in the hold window blocks scale-down": {
+			shards: 8, stream: withThrottle(utilMinutes(8, repeat(0.2, 15)...), 10, 5),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"records limit counts like bytes": {
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
+		},
+		"polling reads share 2 MiB/s per shard": {
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, GetRecordsBytes: 3.5 * ReadBytesPerShard * 60},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, GetRecordsBytes: 3.5 * ReadBytesPerShard * 60},
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
+		},
+		"each fan-out consumer has its own 2 MiB/s per shard": {
+			// Three fan-out consumers each reading all 1 MiB/s: the busiest uses 25% of its pipe, so no scale-up,
+			// although their sum would look like 75%.
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1 * ReadBytesPerShard * 60 / 2},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1 * ReadBytesPerShard * 60 / 2},
+			},
+			wantAction: ActionNone, wantRule: RuleNotEnoughData, wantTarget: 2,
+		},
+		"a fan-out consumer at its pipe's limit scales up": {
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
+		},
+		"hot shard is split while the stream is not hot": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, 0.2, 0.2), sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30),
+					sh[2].ID: utilMinutes(1, 0.3, 0.3), sh[3].ID: utilMinutes(1, 0.3, 0.3),
+				}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
+		},
+		"shard above the hot threshold for two minutes is split": {
+			shards: 4, stream: utilMinutes(4, 0.4, 0.45),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{sh[2].ID: utilMinutes(1, 0.95, 0.95), sh[0].ID: utilMinutes(1, 0.2, 0.2)}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
+		},
+		"throttling on a hot stream scales the stream, not the shard": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.5, 0.9), 0, 30),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 8,
+		},
+		"hot shard split when every UpdateShardCount call is used": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
+		},
+		"throttling without shard-level metrics scales the stream": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 5,
+		},
+		"adjacent cold shards are merged": {
+			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, repeat(0.7, 15)...), sh[1].ID: utilMinutes(1, repeat(0.5, 15)...),
+					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
+				}
+			},
+			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+		},
+		"cold shards that are not adjacent are not merged": {
+			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, repeat(0.2, 15)...), sh[1].ID: utilMinutes(1, repeat(0.7, 15)...),
+					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.5, 15)...),
+				}
+			},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
+		},
+		"cold shards with a missing-data gap are not merged": {
+			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, repeat(0.7, 15)...), sh[1].ID: utilMinutes(1, repeat(0.5, 15)...),
+					sh[2].ID: utilMinutes(1, append(repeat(-1, 5), repeat(0.2, 10)...)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
+				}
+			},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
+		},
+		"merge instead of scale-down when only reserved calls remain": {
+			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(hoursAgo(7)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				m := map[string][]Minute{}
+				for _, s := range sh {
+					m[s.ID] = utilMinutes(1, repeat(0.2, 15)...)
+				}
+				return m
+			},
+			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p, err := New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shards := uniformShards(tc.shards)
+			in := Input{Now: now, Shards: shards, Stream: tc.stream, History: tc.history}
+			if tc.shardMins != nil {
+				in.ShardMinutes = tc.shardMins(shards)
+			}
+			d := p.Decide(in)
+			if d.Action != tc.wantAction || d.Rule != tc.wantRule || d.TargetShardCount != tc.wantTarget {
+				t.Fatalf("got %s/%s target %d, want %s/%s target %d; reason: %s", d.Action, d.Rule, d.TargetShardCount, tc.wantAction, tc.wantRule, tc.wantTarget, d.Reason)
+			}
+			if d.Reason == "" {
+				t.Error("empty reason")
+			}
+			if d.Action == ActionUpdateShardCount && (d.TargetShardCount > 2*tc.shards || 2*d.TargetShardCount < tc.shards) {
+				t.Errorf("target %d outside [n/2, 2n] for n=%d", d.TargetShardCount, tc.shards)
+			}
+		})
+	}
+}
+
+func TestDecideSplitDetails(t *testing.T) {
+	p, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards := uniformShards(2)
+	d := p.Decide(Input{
+		Now: now, Shards: shards, Stream: utilMinutes(2, 0.5, 0.5),
+		ShardMinutes: map[string][]Minute{shards[1].ID: withThrottle(utilMinutes(1, 1, 1), 0, 9)},
+	})
+	want := Midpoint(shards[1].StartingHashKey, shards[1].EndingHashKey).String()
+	if d.Action != ActionSplitShard || d.ShardID != shards[1].ID || d.NewStartingHashKey != want {
+		t.Fatalf("got %+v, want split of %s at %s", d, shards[1].ID, want)
+	}
+}
+
+func TestDecideMergeDetails(t *testing.T) {
+	p, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shards := uniformShards(3)
+	d := p.Decide(Input{
+		Now: now, Shards: shards, Stream: utilMinutes(3, repeat(0.4, 15)...),
+		ShardMinutes: map[string][]Minute{
+			shards[0].ID: utilMinutes(1, repeat(0.8, 15)...),
+			shards[1].ID: utilMinutes(1, repeat(0.1, 15)...),
+			shards[2].ID: utilMinutes(1, repeat(0.3, 15)...),
+		},
+	})
+	if d.Action != ActionMergeShards || d.ShardID != shards[1].ID || d.AdjacentShardID != shards[2].ID {
+		t.Fatalf("got %+v, want merge of %s and %s", d, shards[1].ID, shards[2].ID)
+	}
+}
+
+func TestHotKeyIsNotChasedForever(t *testing.T) {
+	p, err := New(Config{MaxShards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A shard 1/64 of the key space wide (narrower than 1/(4*MaxShards)) still throttled by one key.
+	space := new(big.Int).Lsh(big.NewInt(1), 128)
+	narrow := new(big.Int).Div(space, big.NewInt(64))
+	shards := []Shard{
+		{ID: "narrow", StartingHashKey: big.NewInt(0), EndingHashKey: new(big.Int).Sub(narrow, big.NewInt(1))},
+		{ID: "rest", StartingHashKey: narrow, EndingHashKey: new(big.Int).Sub(space, big.NewInt(1))},
+	}
+	d := p.Decide(Input{
+		Now: now, Shards: shards, Stream: withThrottle(utilMinutes(2, 0.55, 0.55), 0, 30),
+		ShardMinutes: map[string][]Minute{"narrow": withThrottle(utilMinutes(1, 1, 1), 0, 30), "rest": utilMinutes(1, 0.1, 0.1)},
+	})
+	if d.Action == ActionSplitShard {
+		t.Fatalf("split a shard narrower than the bound: %+v", d)
+	}
+}
+
+func TestMidpoint(t *testing.T) {
+	tests := map[string]struct{ start, end, want string }{
+		"whole key space": {"0", "340282366920938463463374607431768211455", "170141183460469231731687303715884105728"},
+		"two keys":        {"10", "11", "11"},
+		"odd width":       {"0", "2", "1"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, _ := new(big.Int).SetString(tc.start, 10)
+			e, _ := new(big.Int).SetString(tc.end, 10)
+			got := Midpoint(s, e)
+			if got.String() != tc.want {
+				t.Fatalf("Midpoint(%s, %s) = %s, want %s", tc.start, tc.end, got, tc.want)
+			}
+			if got.Cmp(s) <= 0 || got.Cmp(e) > 0 {
+				t.Fatalf("midpoint %s outside (start, end]", got)
+			}
+		})
+	}
+}
+
+func TestHistory(t *testing.T) {
+	h := History{}
+	for i := range 12 {
+		h = h.Record(ActionUpdateShardCount, now.Add(time.Duration(i)*3*time.Hour))
+	}
+	end := now.Add(33 * time.Hour)
+	if got := h.CallsWithin(end); got != 8 {
+		t.Errorf("CallsWithin = %d, want 8 calls in the 24 h before the last", got)
+	}
+	if len(h.UpdateShardCountCalls) != 8 {
+		t.Errorf("Record kept %d calls, want the 8 within 24 h", len(h.UpdateShardCountCalls))
+	}
+	h = h.Record(ActionSplitShard, end.Add(time.Minute))
+	if h.CallsWithin(end.Add(time.Minute)) != 8 || h.LastActionKind != ActionSplitShard {
+		t.Errorf("split changed the call count or was not recorded: %+v", h)
+	}
+	h2, changed := h.MarkSettled(end.Add(3 * time.Minute))
+	if !changed || !h2.Settled.Equal(end.Add(3*time.Minute)) {
+		t.Errorf("MarkSettled did not settle: %+v", h2)
+	}
+	if _, changed := h2.MarkSettled(end.Add(5 * time.Minute)); changed {
+		t.Error("MarkSettled changed an already settled history")
+	}
+	if _, changed := (History{}).MarkSettled(end); changed {
+		t.Error("MarkSettled changed an empty history")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	tests := map[string]struct {
+		cfg     Config
+		wantErr string
+	}{
+		"defaults":                {Config{}, ""},
+		"max below min":           {Config{MinShards: 5, MaxShards: 3}, "MaxShards is 3"},
+		"negative min":            {Config{MinShards: -1}, "MinShards is -1"},
+		"thresholds out of order": {Config{ScaleDownUtilisation: 0.6, TargetUtilisation: 0.5}, "want 0 < scale-down < target < scale-up"},
+		"scale-up above 100%":     {Config{ScaleUpUtilisation: 1.5}, "want 0 < scale-down"},
+		"reserve equals limit":    {Config{UpdateShardCountLimit: 3, ScaleUpReserve: 3}, "1 <= reserve < limit"},
+		"hold shorter than gaps":  {Config{ScaleDownMinutes: 2, MaxMissingMinutes: 2}, "MaxMissingMinutes is 2"},
+		"hot threshold above 1":   {Config{HotShardUtilisation: 1.2}, "HotShardUtilisation"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err = %v, want ErrInvalidConfig containing %q", err, tc.wantErr)
+			}
+		})
+	}
+}
