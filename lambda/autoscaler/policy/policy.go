@@ -6,7 +6,7 @@
 //  1. Below MinShards or above MaxShards: move towards the bound (UpdateShardCount).
 //  2. No known write datapoint within MaxDataAge: do nothing (missing data is unknown load, never zero load).
 //  3. Scale up at once when utilisation is above ScaleUpUtilisation for ScaleUpMinutes consecutive minutes, or when
-//     any write was throttled since the last action settled, unless shard-level metrics show the throttling comes
+//     any write was throttled, both counted only on minutes after the last action settled, unless shard-level metrics show the throttling comes
 //     from one hot shard while the stream as a whole is below the threshold (then rule 4).
 //  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
 //     midpoint of its hash range.
@@ -96,7 +96,7 @@ type Config struct {
 	ScaleDownUtilisation float64
 	// ScaleDownMinutes is the hold window: how long load must stay low before a scale-down or merge. Default: 15.
 	ScaleDownMinutes int
-	// ScaleDownCooldown is the least time between any action and a scale-down or merge. Default: 30 minutes.
+	// ScaleDownCooldown is the least time between any action and a scale-down or merge. Default: 15 minutes.
 	ScaleDownCooldown time.Duration
 	// MaxMissingMinutes is how many minutes of the hold window may lack datapoints. Default: 2.
 	MaxMissingMinutes int
@@ -147,7 +147,7 @@ func New(cfg Config) (*Policy, error) {
 	deff(&cfg.TargetUtilisation, 0.50)
 	deff(&cfg.ScaleDownUtilisation, 0.35)
 	def(&cfg.ScaleDownMinutes, 15)
-	defd(&cfg.ScaleDownCooldown, 30*time.Minute)
+	defd(&cfg.ScaleDownCooldown, 15*time.Minute)
 	def(&cfg.MaxMissingMinutes, 2)
 	defd(&cfg.MaxDataAge, 5*time.Minute)
 	defd(&cfg.GrowthHorizon, 10*time.Minute)
@@ -375,7 +375,9 @@ func (p *Policy) Decide(in Input) Decision {
 
 	// Rule 3: scale up.
 	upReason := ""
-	if tail := stream.lastConsecutive(c.ScaleUpMinutes); tail != nil {
+	// Only minutes measured on the current layout count: right after a scale-up the minutes before it settled still
+	// show the old pressure, and acting on them again overshoots a short spike.
+	if tail := stream.lastConsecutive(c.ScaleUpMinutes); tail != nil && !tail[0].Start.Before(in.History.throttleSince(in.Now)) {
 		low := math.Inf(1)
 		for _, m := range tail {
 			low = min(low, load(m)/float64(n))

@@ -166,6 +166,16 @@ func TestDecide(t *testing.T) {
 			history:    History{LastAction: minuteAt(4), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(2), UpdateShardCountCalls: []time.Time{minuteAt(4)}},
 			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 9,
 		},
+		"high minutes from before the last action settled do not scale up again": {
+			shards: 8, stream: utilMinutes(8, 0.9, 0.9, 0.9),
+			history:    History{LastAction: minuteAt(5), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(0).Add(10 * time.Second), UpdateShardCountCalls: []time.Time{minuteAt(5)}},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"high minutes after the last action settled scale up": {
+			shards: 8, stream: utilMinutes(8, 0.9, 0.9, 0.9),
+			history:    History{LastAction: minuteAt(5), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(1), UpdateShardCountCalls: []time.Time{minuteAt(5)}},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 15,
+		},
 		"scale-up capped at max shards": {
 			cfg:    Config{MaxShards: 6},
 			shards: 4, stream: utilMinutes(4, 0.9, 0.9),
@@ -214,11 +224,11 @@ func TestDecide(t *testing.T) {
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
 		},
 		"scale down waits for the cool-down": {
-			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(20 * time.Minute),
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(10 * time.Minute),
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 8,
 		},
 		"scale down after the cool-down": {
-			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(31 * time.Minute),
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(16 * time.Minute),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
 		},
 		"scale down keeps the reserve": {

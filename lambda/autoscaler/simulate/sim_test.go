@@ -1,0 +1,210 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"math/big"
+	"strings"
+	"testing"
+
+	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
+)
+
+// tiles reports whether the open shards cover the whole key space without gaps or overlaps.
+func tiles(m *StreamModel) bool {
+	next := big.NewInt(0)
+	for _, s := range m.shards {
+		if s.start.Cmp(next) != 0 || s.end.Cmp(s.start) < 0 {
+			return false
+		}
+		next = new(big.Int).Add(s.end, big.NewInt(1))
+	}
+	return next.Cmp(keySpace) == 0
+}
+
+func TestStreamModelLimits(t *testing.T) {
+	tests := map[string]struct {
+		ops     func(m *StreamModel) error
+		wantErr error
+	}{
+		"more than double":  {func(m *StreamModel) error { return m.UpdateShardCount(0, 9) }, errInvalidArgs},
+		"less than half":    {func(m *StreamModel) error { return m.UpdateShardCount(0, 1) }, errInvalidArgs},
+		"double is allowed": {func(m *StreamModel) error { return m.UpdateShardCount(0, 8) }, nil},
+		"one operation at a time": {func(m *StreamModel) error {
+			if err := m.UpdateShardCount(0, 5); err != nil {
+				return err
+			}
+			return m.SplitShard(1, m.shards[0].id, policy.Midpoint(m.shards[0].start, m.shards[0].end))
+		}, errResourceInUse},
+		"eleventh call in 24 h": {func(m *StreamModel) error {
+			for i := range 10 {
+				t := i * 60
+				m.Tick(t)
+				if err := m.UpdateShardCount(t, 4+i%2); err != nil {
+					return err
+				}
+			}
+			m.Tick(1000)
+			return m.UpdateShardCount(1000, 6)
+		}, errLimitExceeded},
+		"calls leave the window after 24 h": {func(m *StreamModel) error {
+			for i := range 10 {
+				t := i * 60
+				m.Tick(t)
+				if err := m.UpdateShardCount(t, 4+i%2); err != nil {
+					return err
+				}
+			}
+			m.Tick(1440)
+			return m.UpdateShardCount(1440, 6)
+		}, nil},
+		"merge of shards that are not adjacent": {func(m *StreamModel) error {
+			return m.MergeShards(0, m.shards[0].id, m.shards[2].id)
+		}, errInvalidArgs},
+		"split outside the shard": {func(m *StreamModel) error {
+			return m.SplitShard(0, m.shards[1].id, m.shards[0].start)
+		}, errInvalidArgs},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			m := NewStreamModel(4, 4, 1)
+			err := tc.ops(m)
+			if !errors.Is(err, tc.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tc.wantErr)
+			}
+			m.Tick(100_000)
+			if !tiles(m) {
+				t.Fatal("shards do not tile the key space")
+			}
+		})
+	}
+}
+
+func TestStreamModelReshards(t *testing.T) {
+	m := NewStreamModel(2, 4, 1)
+	if err := m.SplitShard(0, m.shards[1].id, policy.Midpoint(m.shards[1].start, m.shards[1].end)); err != nil {
+		t.Fatal(err)
+	}
+	m.Tick(0)
+	if m.OpenShards() != 2 || !m.Updating() {
+		t.Fatalf("split applied before its delay: %d shards", m.OpenShards())
+	}
+	m.Tick(1)
+	if m.OpenShards() != 3 || m.Updating() || !tiles(m) {
+		t.Fatalf("after split: %d shards, updating %v, tiles %v", m.OpenShards(), m.Updating(), tiles(m))
+	}
+	if err := m.MergeShards(1, m.shards[1].id, m.shards[2].id); err != nil {
+		t.Fatal(err)
+	}
+	m.Tick(2)
+	if m.OpenShards() != 2 || !tiles(m) {
+		t.Fatalf("after merge: %d shards, tiles %v", m.OpenShards(), tiles(m))
+	}
+}
+
+func TestServeThrottlesOnlyTheHotShard(t *testing.T) {
+	m := NewStreamModel(4, 4, 1)
+	obs := m.Serve(0, Load{Uniform: 2, HotKey: 0.65, HotKeyAt: 0.3}, 2048)
+	if !obs.throttled {
+		t.Fatal("a shard at 115% was not throttled")
+	}
+	for _, s := range m.shards {
+		mi := obs.shards[s.id]
+		hot := s.lo <= 0.3 && 0.3 < s.hi
+		if (mi.ThrottledRecords > 0) != hot {
+			t.Errorf("shard %s [%.2f,%.2f): throttled %v, want %v", s.id, s.lo, s.hi, mi.ThrottledRecords, hot)
+		}
+		if mi.IncomingBytes > policy.WriteBytesPerShard*60+1 {
+			t.Errorf("shard %s accepted %v bytes, above its limit", s.id, mi.IncomingBytes)
+		}
+	}
+}
+
+func TestOracleShards(t *testing.T) {
+	tests := map[string]struct {
+		load Load
+		c    float64
+		want int
+	}{
+		"exact fit":             {Load{Uniform: 4}, 1, 4},
+		"just above":            {Load{Uniform: 4.01}, 1, 5},
+		"idle still one shard":  {Load{}, 1, 1},
+		"at 70% capacity":       {Load{Uniform: 3.5}, 0.7, 5},
+		"hot key gets a shard":  {Load{Uniform: 2, HotKey: 0.65, HotKeyAt: 0.3}, 1, 3},
+		"hot key alone":         {Load{HotKey: 0.5}, 1, 1},
+		"hot key above a shard": {Load{Uniform: 1, HotKey: 1.5}, 1, 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := oracleShards(tc.load, tc.c); got != tc.want {
+				t.Fatalf("oracleShards(%+v, %v) = %d, want %d", tc.load, tc.c, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPolicyStaysWithinKinesisLimits replays every trace and checks the invariants the policy promises: Kinesis
+// never refuses one of its calls, at most 10 UpdateShardCount calls in any 24 hours, never above MaxShards.
+func TestPolicyStaysWithinKinesisLimits(t *testing.T) {
+	p, err := policy.New(policy.Config{MaxShards: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range Traces() {
+		t.Run(tr.Name, func(t *testing.T) {
+			row, err := Simulate(tr, p, Settings{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.PolicyRefused != 0 {
+				t.Errorf("Kinesis refused %d of the policy's calls", row.PolicyRefused)
+			}
+			if row.Policy.MaxCallsIn24h > 10 || row.ScalingUtils.MaxCallsIn24h > 10 {
+				t.Errorf("model allowed %d / %d calls in 24 h", row.Policy.MaxCallsIn24h, row.ScalingUtils.MaxCallsIn24h)
+			}
+			if row.Policy.MaxShards > 16 {
+				t.Errorf("policy reached %d shards, above the maximum", row.Policy.MaxShards)
+			}
+			if row.Oracle > row.OracleAtScaleUp || row.Oracle <= 0 {
+				t.Errorf("oracle %.1f shard-hours should be positive and below the 70%% oracle %.1f", row.Oracle, row.OracleAtScaleUp)
+			}
+		})
+	}
+}
+
+func TestRunPrintsEveryTrace(t *testing.T) {
+	var out strings.Builder
+	if err := run(&out, Settings{}, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, tr := range Traces() {
+		if strings.Count(out.String(), tr.Name) != 2 {
+			t.Errorf("trace %q not in both tables:\n%s", tr.Name, out.String())
+		}
+	}
+}
+
+// BenchmarkSimulate replays all traces; the figures it reports are throttled minutes and shard-hours of this policy
+// as ratios against Scaling Utils and the oracle measured in the same run.
+func BenchmarkSimulate(b *testing.B) {
+	p, err := policy.New(policy.Config{MaxShards: 16})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pol, su, hours, oracle float64
+	for b.Loop() {
+		pol, su, hours, oracle = 0, 0, 0, 0
+		for _, tr := range Traces() {
+			row, err := Simulate(tr, p, Settings{}, io.Discard)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pol += float64(row.Policy.ThrottledMinutes)
+			su += float64(row.ScalingUtils.ThrottledMinutes)
+			hours += row.Policy.ShardHours
+			oracle += row.Oracle
+		}
+	}
+	b.ReportMetric(pol/su, "throttled-min/SU")
+	b.ReportMetric(hours/oracle, "shard-hours/oracle")
+}

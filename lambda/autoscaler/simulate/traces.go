@@ -1,0 +1,98 @@
+package main
+
+import (
+	"math"
+)
+
+// Trace is a load pattern replayed minute by minute.
+type Trace struct {
+	Name    string
+	Minutes int
+	// RecordSize is the mean record size in bytes; 2 KiB keeps the byte limit the binding one.
+	RecordSize float64
+	// StartShards is the shard count both controllers start with: the base load at 60 % of capacity.
+	StartShards int
+	// Load is the demand of minute t before noise.
+	Load func(t minuteTime) Load
+}
+
+// load is the trace's demand at t with a deterministic ±3 % wobble on the uniform part.
+func (tr Trace) load(t minuteTime, seed uint64) Load {
+	l := tr.Load(t)
+	l.Uniform *= 1 + noise(seed, t, 0.03)
+	return l
+}
+
+func startShards(base float64) int { return min(16, max(1, roundUp(base/0.6))) }
+
+// Traces are the load patterns the issue asks for. Loads are in shard-units (1.0 = 1 MiB/s); every trace starts
+// with an hour at its base load so both controllers settle first.
+func Traces() []Trace {
+	const hour = 60
+	uniform := func(f func(t minuteTime) float64) func(t minuteTime) Load {
+		return func(t minuteTime) Load { return Load{Uniform: f(t)} }
+	}
+	return []Trace{
+		{
+			Name: "2x step", Minutes: 6 * hour, RecordSize: 2048, StartShards: startShards(3),
+			Load: uniform(func(t minuteTime) float64 {
+				if t < hour {
+					return 3
+				}
+				return 6
+			}),
+		},
+		{
+			Name: "10x ramp over 1h", Minutes: 6 * hour, RecordSize: 2048, StartShards: startShards(1),
+			Load: uniform(func(t minuteTime) float64 {
+				switch {
+				case t < hour:
+					return 1
+				case t < 2*hour:
+					return 1 + 9*float64(t-hour)/hour
+				default:
+					return 10
+				}
+			}),
+		},
+		{
+			Name: "diurnal day", Minutes: 24 * hour, RecordSize: 2048, StartShards: startShards(1),
+			// 1 MiB/s at 02:00, 6 MiB/s at 14:00.
+			Load: uniform(func(t minuteTime) float64 {
+				phase := 2 * math.Pi * float64(t-2*hour) / (24 * hour)
+				return 1 + 5*(1-math.Cos(phase))/2
+			}),
+		},
+		{
+			Name: "5x spike for 5 min", Minutes: 4 * hour, RecordSize: 2048, StartShards: startShards(2),
+			Load: uniform(func(t minuteTime) float64 {
+				if t >= 2*hour && t < 2*hour+5 {
+					return 10
+				}
+				return 2
+			}),
+		},
+		{
+			Name: "slow decay", Minutes: 8 * hour, RecordSize: 2048, StartShards: startShards(9),
+			// 9 MiB/s falling to about 1 MiB/s over 7 hours.
+			Load: uniform(func(t minuteTime) float64 {
+				if t < hour {
+					return 9
+				}
+				return 9 * math.Exp(-float64(t-hour)/(3.2*hour))
+			}),
+		},
+		{
+			Name: "one hot key", Minutes: 4 * hour, RecordSize: 2048, StartShards: startShards(2),
+			// 2 MiB/s over many keys, then one key adds 0.65 MiB/s: its shard needs 1.15 MiB/s while the
+			// stream stays at 66 %.
+			Load: func(t minuteTime) Load {
+				l := Load{Uniform: 2}
+				if t >= hour {
+					l.HotKey, l.HotKeyAt = 0.65, 0.3
+				}
+				return l
+			},
+		},
+	}
+}
