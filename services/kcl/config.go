@@ -1,0 +1,185 @@
+package kcl
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/streamproc/streamproc/services/telemetry"
+)
+
+// ReadMode selects how a worker reads its shards.
+type ReadMode string
+
+const (
+	// ReadModePolling reads with GetShardIterator/GetRecords, at most 5 calls per second per shard.
+	ReadModePolling ReadMode = "polling"
+	// ReadModeFanOut reads with SubscribeToShard through a registered stream consumer (enhanced fan-out).
+	ReadModeFanOut ReadMode = "fanout"
+)
+
+// Defaults of Config, the Java KCL's where it has one.
+const (
+	DefaultFailoverTime        = 10 * time.Second
+	DefaultShardSyncInterval   = time.Minute
+	DefaultMaxRecordsPerCall   = 10000
+	DefaultPollIdleInterval    = time.Second
+	DefaultMaxProcessAttempts  = 10
+	DefaultRetryBackoff        = 200 * time.Millisecond
+	DefaultMaxRetryBackoff     = 10 * time.Second
+	DefaultResubscribeInterval = 4*time.Minute + 30*time.Second
+	DefaultFanOutEndProbe      = 10 * time.Second
+	// minPollInterval keeps a polling reader at or below Kinesis's 5 GetRecords calls per second per shard.
+	minPollInterval = 200 * time.Millisecond
+)
+
+// Config configures a Worker. The zero value of every optional field means the documented default.
+type Config struct {
+	// StreamName is the Kinesis stream to read. Required.
+	StreamName string
+	// LeaseTableName is the DynamoDB lease table; the Java KCL names it after the application. Required.
+	LeaseTableName string
+	// WorkerID identifies this worker as a lease owner; unique among the workers of the application. Required.
+	WorkerID string
+	// NewProcessor returns the Processor of one shard; it is called each time this worker starts reading a shard.
+	// Required.
+	NewProcessor func() Processor
+
+	// ReadMode selects fan-out or polling. Default: ReadModePolling.
+	ReadMode ReadMode
+	// ConsumerARN is the registered stream consumer SubscribeToShard reads through. Required with ReadModeFanOut.
+	ConsumerARN string
+	// InitialPosition is where a shard without a checkpoint is read from when the application first meets it:
+	// CheckpointTrimHorizon, CheckpointLatest or CheckpointAtTimestamp. Shards created by resharding are always read
+	// from their start, after their parents. Default: CheckpointTrimHorizon, so that records written before the
+	// first start are not missed (the Java KCL defaults to LATEST).
+	InitialPosition string
+	// InitialTimestamp is the position for CheckpointAtTimestamp. Required with it.
+	InitialTimestamp time.Time
+	// CreateLeaseTable creates the lease table when it does not exist (local runs). Default: false (in AWS the
+	// stack owns the table).
+	CreateLeaseTable bool
+
+	// FailoverTime is how long a lease may go without renewal before other workers take it. Default: 10 s.
+	FailoverTime time.Duration
+	// RenewInterval is how often held leases are renewed. Default: FailoverTime / 3.
+	RenewInterval time.Duration
+	// TakeInterval is how often the worker looks for leases to take (new, released, expired, or to steal for
+	// balance). Default: RenewInterval, so that released leases are taken within one or two renewal intervals.
+	TakeInterval time.Duration
+	// ShardSyncInterval is how often the worker lists the stream's shards to create leases for new ones (it also
+	// syncs at start and whenever one of its shards ends). Default: 1 minute.
+	ShardSyncInterval time.Duration
+
+	// MaxRecordsPerCall is GetRecords' Limit. Default: 10000.
+	MaxRecordsPerCall int32
+	// PollIdleInterval is the pause of a polling reader after a call that returned no records and was not behind.
+	// Default: 1 s.
+	PollIdleInterval time.Duration
+	// ResubscribeInterval is how long a fan-out subscription is used before a new one is opened (AWS ends them
+	// after 5 minutes). Default: 4 min 30 s.
+	ResubscribeInterval time.Duration
+	// FanOutEndProbeInterval is how often an idle fan-out reader checks, with GetRecords, whether its shard has
+	// ended (for endpoints that never send ChildShards over fan-out). Default: 10 s.
+	FanOutEndProbeInterval time.Duration
+
+	// MaxProcessAttempts is how many times a batch is given to the processor before the worker gives up the lease
+	// so another worker retries. Default: 10.
+	MaxProcessAttempts int
+	// RetryBackoff is the first pause between attempts; it doubles up to MaxRetryBackoff. Defaults: 200 ms, 10 s.
+	RetryBackoff, MaxRetryBackoff time.Duration
+
+	// Logger receives the worker's logs. Default: slog.Default().
+	Logger *slog.Logger
+	// Metrics receives the metrics named Metric...; nil disables them.
+	Metrics *telemetry.Metrics
+}
+
+// withDefaults returns cfg with defaults applied, or an error naming the first invalid field.
+func (cfg Config) withDefaults() (Config, error) {
+	switch {
+	case cfg.StreamName == "":
+		return cfg, errors.New("kcl: StreamName is required")
+	case cfg.LeaseTableName == "":
+		return cfg, errors.New("kcl: LeaseTableName is required")
+	case cfg.WorkerID == "":
+		return cfg, errors.New("kcl: WorkerID is required")
+	case cfg.NewProcessor == nil:
+		return cfg, errors.New("kcl: NewProcessor is required")
+	}
+	switch cfg.ReadMode {
+	case "":
+		cfg.ReadMode = ReadModePolling
+	case ReadModePolling:
+	case ReadModeFanOut:
+		if cfg.ConsumerARN == "" {
+			return cfg, errors.New("kcl: ConsumerARN is required with ReadModeFanOut")
+		}
+	default:
+		return cfg, fmt.Errorf("kcl: ReadMode %q: want %q or %q", cfg.ReadMode, ReadModePolling, ReadModeFanOut)
+	}
+	switch cfg.InitialPosition {
+	case "":
+		cfg.InitialPosition = CheckpointTrimHorizon
+	case CheckpointTrimHorizon, CheckpointLatest:
+	case CheckpointAtTimestamp:
+		if cfg.InitialTimestamp.IsZero() {
+			return cfg, errors.New("kcl: InitialTimestamp is required with AT_TIMESTAMP")
+		}
+	default:
+		return cfg, fmt.Errorf("kcl: InitialPosition %q: want TRIM_HORIZON, LATEST or AT_TIMESTAMP", cfg.InitialPosition)
+	}
+	durations := []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"FailoverTime", &cfg.FailoverTime, DefaultFailoverTime},
+		{"ShardSyncInterval", &cfg.ShardSyncInterval, DefaultShardSyncInterval},
+		{"PollIdleInterval", &cfg.PollIdleInterval, DefaultPollIdleInterval},
+		{"ResubscribeInterval", &cfg.ResubscribeInterval, DefaultResubscribeInterval},
+		{"FanOutEndProbeInterval", &cfg.FanOutEndProbeInterval, DefaultFanOutEndProbe},
+		{"RetryBackoff", &cfg.RetryBackoff, DefaultRetryBackoff},
+		{"MaxRetryBackoff", &cfg.MaxRetryBackoff, DefaultMaxRetryBackoff},
+	}
+	for _, d := range durations {
+		if *d.v < 0 {
+			return cfg, fmt.Errorf("kcl: %s %v: want > 0 (or 0 for the default %v)", d.name, *d.v, d.def)
+		}
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	if cfg.RenewInterval < 0 || cfg.TakeInterval < 0 {
+		return cfg, errors.New("kcl: RenewInterval and TakeInterval must not be negative")
+	}
+	if cfg.RenewInterval == 0 {
+		cfg.RenewInterval = cfg.FailoverTime / 3
+	}
+	if cfg.RenewInterval >= cfg.FailoverTime {
+		return cfg, fmt.Errorf("kcl: RenewInterval %v: want less than FailoverTime %v", cfg.RenewInterval, cfg.FailoverTime)
+	}
+	if cfg.TakeInterval == 0 {
+		cfg.TakeInterval = cfg.RenewInterval
+	}
+	if cfg.ResubscribeInterval >= 5*time.Minute {
+		return cfg, fmt.Errorf("kcl: ResubscribeInterval %v: want less than 5 minutes (the subscription limit)", cfg.ResubscribeInterval)
+	}
+	if cfg.MaxRecordsPerCall < 0 || cfg.MaxRecordsPerCall > 10000 {
+		return cfg, fmt.Errorf("kcl: MaxRecordsPerCall %d: want 1-10000 (or 0 for the default)", cfg.MaxRecordsPerCall)
+	}
+	if cfg.MaxRecordsPerCall == 0 {
+		cfg.MaxRecordsPerCall = DefaultMaxRecordsPerCall
+	}
+	if cfg.MaxProcessAttempts < 0 {
+		return cfg, fmt.Errorf("kcl: MaxProcessAttempts %d: want >= 1 (or 0 for the default)", cfg.MaxProcessAttempts)
+	}
+	if cfg.MaxProcessAttempts == 0 {
+		cfg.MaxProcessAttempts = DefaultMaxProcessAttempts
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}

@@ -1,0 +1,468 @@
+package kcl
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/streamproc/streamproc/services/kpl"
+)
+
+// testKinesis returns a Kinesis client for kinesis-local with the test-only initial-response shim (fan-out).
+func testKinesis() *kinesis.Client {
+	hc := &http.Client{Transport: initialResponseShim{next: http.DefaultTransport}}
+	return testEmulators.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = hc })
+}
+
+// testLogger writes worker logs to stderr when KCL_TEST_LOG is set, else nowhere.
+func testLogger() *slog.Logger {
+	var w io.Writer = io.Discard
+	if os.Getenv("KCL_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// createStream creates a stream and waits until it is active.
+func createStream(t testing.TB, kc *kinesis.Client, shards int32) string {
+	t.Helper()
+	ctx := context.Background()
+	name := uniqueName("stream")
+	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &name, ShardCount: aws.Int32(shards)}); err != nil {
+		t.Fatal(err)
+	}
+	waitStreamActive(t, kc, name)
+	return name
+}
+
+func waitStreamActive(t testing.TB, kc *kinesis.Client, name string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		out, err := kc.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: &name})
+		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("stream %s not active after 30 s", name)
+}
+
+// registerConsumer registers a fan-out consumer and waits until it is active.
+func registerConsumer(t testing.TB, kc *kinesis.Client, stream string) string {
+	t.Helper()
+	ctx := context.Background()
+	d, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := kc.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{
+		StreamARN: d.StreamDescriptionSummary.StreamARN, ConsumerName: aws.String("app"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	arn := aws.ToString(out.Consumer.ConsumerARN)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := kc.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: &arn})
+		if err == nil && c.ConsumerDescription.ConsumerStatus == ktypes.ConsumerStatusActive {
+			return arn
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("consumer %s not active after 30 s", arn)
+	return ""
+}
+
+// testRecord is a user record the tests write: data "key|n" where n counts the records of that key from 0.
+type testRecord struct {
+	key  string
+	n    int
+	data []byte
+}
+
+// makeRecords returns count records spread over keys partition keys, each padded to about size bytes.
+func makeRecords(count, keys, size int) []testRecord {
+	recs := make([]testRecord, count)
+	next := make([]int, keys)
+	for i := range recs {
+		k := i % keys
+		key := "key-" + strconv.Itoa(k)
+		data := fmt.Sprintf("%s|%d|", key, next[k])
+		if pad := size - len(data); pad > 0 {
+			data += strings.Repeat("x", pad)
+		}
+		recs[i] = testRecord{key: key, n: next[k], data: []byte(data)}
+		next[k]++
+	}
+	return recs
+}
+
+// putAggregated writes records as KPL aggregates, each aggregate holding only records of one shard (routed with the
+// shard's starting hash key), in the order given. It returns the number of PutRecords entries.
+func putAggregated(t testing.TB, kc *kinesis.Client, stream string, recs []testRecord, perAggregate int) int {
+	t.Helper()
+	ctx := context.Background()
+	shards := openShards(t, kc, stream)
+	type bucket struct {
+		agg   kpl.Aggregator
+		start string
+	}
+	buckets := make([]*bucket, len(shards))
+	for i, s := range shards {
+		buckets[i] = &bucket{start: aws.ToString(s.HashKeyRange.StartingHashKey)}
+	}
+	var entries []ktypes.PutRecordsRequestEntry
+	flushEntries := func() {
+		for len(entries) > 0 {
+			n := min(len(entries), 100)
+			putRecordsAll(t, kc, stream, entries[:n])
+			entries = entries[n:]
+		}
+	}
+	emit := func(b *bucket, pk string) {
+		if b.agg.Count() == 0 {
+			return
+		}
+		entries = append(entries, ktypes.PutRecordsRequestEntry{
+			PartitionKey: aws.String(pk), ExplicitHashKey: aws.String(b.start), Data: b.agg.AppendEncoded(nil),
+		})
+		b.agg.Reset()
+	}
+	total := 0
+	for _, r := range recs {
+		i := shardIndexFor(shards, r.key)
+		b := buckets[i]
+		b.agg.Add(r.key, "", r.data)
+		if b.agg.Count() >= perAggregate {
+			emit(b, r.key)
+			total++
+			if len(entries) >= 100 {
+				flushEntries()
+			}
+		}
+	}
+	for _, b := range buckets {
+		if b.agg.Count() > 0 {
+			emit(b, "tail")
+			total++
+		}
+	}
+	flushEntries()
+	_ = ctx
+	return total
+}
+
+func putRecordsAll(t testing.TB, kc *kinesis.Client, stream string, entries []ktypes.PutRecordsRequestEntry) {
+	t.Helper()
+	for attempt := 0; len(entries) > 0; attempt++ {
+		if attempt > 20 {
+			t.Fatalf("PutRecords: %d entries still failing", len(entries))
+		}
+		out, err := kc.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: &stream, Records: entries})
+		if err != nil {
+			t.Fatalf("PutRecords: %v", err)
+		}
+		var retry []ktypes.PutRecordsRequestEntry
+		for i, r := range out.Records {
+			if r.ErrorCode != nil {
+				retry = append(retry, entries[i])
+			}
+		}
+		entries = retry
+		if len(entries) > 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// openShards lists the open shards of a stream, in hash key order.
+func openShards(t testing.TB, kc *kinesis.Client, stream string) []ktypes.Shard {
+	t.Helper()
+	out, err := kc.ListShards(context.Background(), &kinesis.ListShardsInput{StreamName: &stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []ktypes.Shard
+	for _, s := range out.Shards {
+		if s.SequenceNumberRange.EndingSequenceNumber == nil {
+			open = append(open, s)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool {
+		a, _ := parseHashKey(aws.ToString(open[i].HashKeyRange.StartingHashKey))
+		b, _ := parseHashKey(aws.ToString(open[j].HashKeyRange.StartingHashKey))
+		return a.less(b)
+	})
+	return open
+}
+
+func shardIndexFor(shards []ktypes.Shard, key string) int {
+	h := userRecordHashKey(key, "")
+	for i, s := range shards {
+		if newHashRange(aws.ToString(s.HashKeyRange.StartingHashKey), aws.ToString(s.HashKeyRange.EndingHashKey)).contains(h) {
+			return i
+		}
+	}
+	return len(shards) - 1
+}
+
+// collector gathers what every test processor saw, across workers.
+type collector struct {
+	mu         sync.Mutex
+	event      int              // logical clock of processor calls
+	deliveries map[string]int   // data -> times delivered
+	keyFirst   map[string][]int // key -> n of each first delivery, in order
+	shardFirst map[string]int   // shard -> clock of its first record
+	shardEnded map[string]int   // shard -> clock of its ShardEnded checkpoint
+	byShard    map[string]int   // shard -> user records delivered
+	outside    int              // records flagged OutsideShardRange
+	changed    chan struct{}    // signalled on every delivery
+	perWorker  map[string]int   // worker id -> records delivered
+	ended      map[string]bool  // shards that ended
+	lostCalls  map[string]int   // worker -> LeaseLost calls
+	shutdowns  map[string]int   // worker -> ShutdownRequested calls
+}
+
+func newCollector() *collector {
+	return &collector{
+		deliveries: map[string]int{}, keyFirst: map[string][]int{}, shardFirst: map[string]int{},
+		shardEnded: map[string]int{}, byShard: map[string]int{}, perWorker: map[string]int{},
+		ended: map[string]bool{}, lostCalls: map[string]int{}, shutdowns: map[string]int{},
+		changed: make(chan struct{}, 1),
+	}
+}
+
+func (c *collector) add(worker string, recs []Record) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.event++
+	for _, r := range recs {
+		d := string(r.Data)
+		c.deliveries[d]++
+		if _, ok := c.shardFirst[r.ShardID]; !ok {
+			c.shardFirst[r.ShardID] = c.event
+		}
+		c.byShard[r.ShardID]++
+		c.perWorker[worker]++
+		if r.OutsideShardRange {
+			c.outside++
+		}
+		if c.deliveries[d] == 1 {
+			parts := strings.SplitN(d, "|", 3)
+			if len(parts) >= 2 {
+				n, _ := strconv.Atoi(parts[1])
+				c.keyFirst[parts[0]] = append(c.keyFirst[parts[0]], n)
+			}
+		}
+	}
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// distinct returns how many different records were delivered, and how many deliveries were repeats.
+func (c *collector) distinct() (distinct, duplicates int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.deliveries {
+		distinct++
+		duplicates += n - 1
+	}
+	return distinct, duplicates
+}
+
+// waitFor waits until want distinct records were delivered.
+func (c *collector) waitFor(t testing.TB, want int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if d, _ := c.distinct(); d >= want {
+			return
+		}
+		select {
+		case <-c.changed:
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			d, _ := c.distinct()
+			t.Fatalf("after %v: %d of %d records delivered", timeout, d, want)
+		}
+	}
+}
+
+// checkComplete fails unless every record of recs was delivered, and checks per-key order of first deliveries.
+func (c *collector) checkComplete(t testing.TB, recs []testRecord) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	missing := 0
+	for _, r := range recs {
+		if c.deliveries[string(r.data)] == 0 {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d records never delivered", missing, len(recs))
+	}
+	for key, ns := range c.keyFirst {
+		for i := 1; i < len(ns); i++ {
+			if ns[i] <= ns[i-1] {
+				t.Fatalf("key %s: record %d first delivered after record %d", key, ns[i], ns[i-1])
+			}
+		}
+	}
+}
+
+// testProcessor records deliveries into a collector and checkpoints after every batch.
+type testProcessor struct {
+	worker string
+	c      *collector
+	shard  string
+	// fail, when set, may return an error or panic for a batch (called before recording it).
+	fail func(recs []Record) error
+}
+
+func (p *testProcessor) Initialize(_ context.Context, in InitializeInput) error {
+	p.shard = in.ShardID
+	return nil
+}
+
+func (p *testProcessor) ProcessRecords(ctx context.Context, in ProcessRecordsInput) error {
+	if p.fail != nil {
+		if err := p.fail(in.Records); err != nil {
+			return err
+		}
+	}
+	p.c.add(p.worker, in.Records)
+	return in.Checkpointer.Checkpoint(ctx)
+}
+
+func (p *testProcessor) LeaseLost(context.Context) {
+	p.c.mu.Lock()
+	p.c.lostCalls[p.worker]++
+	p.c.mu.Unlock()
+}
+
+func (p *testProcessor) ShardEnded(ctx context.Context, in ShardEndedInput) error {
+	if err := in.Checkpointer.Checkpoint(ctx); err != nil {
+		return err
+	}
+	p.c.mu.Lock()
+	p.c.event++
+	p.c.shardEnded[p.shard] = p.c.event
+	p.c.ended[p.shard] = true
+	p.c.mu.Unlock()
+	return nil
+}
+
+func (p *testProcessor) ShutdownRequested(ctx context.Context, in ShutdownRequestedInput) error {
+	p.c.mu.Lock()
+	p.c.shutdowns[p.worker]++
+	p.c.mu.Unlock()
+	return in.Checkpointer.Checkpoint(ctx)
+}
+
+// testWorker is a running worker and the means to stop it.
+type testWorker struct {
+	id     string
+	w      *Worker
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// kill stops the worker abruptly, like a crash: no checkpoint, no release.
+func (tw *testWorker) kill(t testing.TB) {
+	t.Helper()
+	tw.cancel()
+	select {
+	case <-tw.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker %s did not stop after cancel", tw.id)
+	}
+}
+
+// stop shuts the worker down gracefully.
+func (tw *testWorker) stop(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := tw.w.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown %s: %v", tw.id, err)
+	}
+	if err := <-tw.done; err != nil {
+		t.Fatalf("worker %s: %v", tw.id, err)
+	}
+	tw.cancel()
+}
+
+// fastConfig is a worker configuration with short intervals so tests stay quick.
+func fastConfig(stream, table, id string) Config {
+	return Config{
+		StreamName: stream, LeaseTableName: table, WorkerID: id,
+		CreateLeaseTable: true,
+		FailoverTime:     1500 * time.Millisecond,
+		PollIdleInterval: 200 * time.Millisecond,
+		// Tests reshard: sync often so children get leases soon after their parents end.
+		ShardSyncInterval:      2 * time.Second,
+		FanOutEndProbeInterval: 500 * time.Millisecond,
+		RetryBackoff:           20 * time.Millisecond,
+		MaxRetryBackoff:        200 * time.Millisecond,
+		Logger:                 testLogger().With("test_worker", id),
+	}
+}
+
+// startWorker starts a worker whose processors feed c; edit adjusts the configuration.
+func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fail func([]Record) error) *testWorker {
+	t.Helper()
+	id := cfg.WorkerID
+	if cfg.NewProcessor == nil {
+		cfg.NewProcessor = func() Processor { return &testProcessor{worker: id, c: c, fail: fail} }
+	}
+	w, err := New(cfg, kc, testEmulators.DynamoDBClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tw := &testWorker{id: id, w: w, cancel: cancel, done: make(chan error, 1)}
+	go func() { tw.done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-tw.done
+	})
+	return tw
+}
+
+// leaseOwners reads the lease table: open (not finished) leases per owner.
+func leaseOwners(t testing.TB, table string) map[string]int {
+	t.Helper()
+	lt, err := NewLeaseTable(testEmulators.DynamoDBClient(), table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases, err := lt.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string]int{}
+	for _, l := range leases {
+		if !l.Finished() {
+			owners[l.Owner]++
+		}
+	}
+	return owners
+}

@@ -1,0 +1,38 @@
+package kcl
+
+import "github.com/streamproc/streamproc/services/telemetry"
+
+// Metric names the worker emits (EMF, through telemetry.Metrics). The dashboard and alarms use these constants.
+const (
+	// MetricRecordsProcessed counts user records the processor accepted.
+	MetricRecordsProcessed = "RecordsProcessed"
+	// MetricBytesProcessed counts the payload bytes of those records.
+	MetricBytesProcessed = "BytesProcessed"
+	// MetricMillisBehindLatest observes how far reads are behind the tip of their shard.
+	MetricMillisBehindLatest = "MillisBehindLatest"
+	// MetricCurrentLeases observes the number of leases this worker holds, once per renewal.
+	MetricCurrentLeases = "CurrentLeases"
+	// MetricLeasesTaken counts leases this worker took (new, released, expired or stolen).
+	MetricLeasesTaken = "LeasesTaken"
+	// MetricLeasesLost counts leases this worker lost or gave up.
+	MetricLeasesLost = "LeasesLost"
+	// MetricProcessingErrors counts failed (errored or panicked) processor calls and corrupt aggregates.
+	MetricProcessingErrors = "ProcessingErrors"
+	// MetricRecordsOutsideShardRange counts aggregated user records whose hash key lies outside their shard.
+	MetricRecordsOutsideShardRange = "RecordsOutsideShardRange"
+)
+
+// metricsSink wraps an optional telemetry.Metrics.
+type metricsSink struct{ m *telemetry.Metrics }
+
+func (s metricsSink) count(name string, unit telemetry.Unit, v float64) {
+	if s.m != nil && v != 0 {
+		s.m.Add(name, unit, v)
+	}
+}
+
+func (s metricsSink) observe(name string, unit telemetry.Unit, v float64) {
+	if s.m != nil {
+		s.m.Observe(name, unit, v)
+	}
+}

@@ -1,0 +1,557 @@
+package kcl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/streamproc/streamproc/services/telemetry"
+)
+
+// Worker shares the shards of a stream with the other workers of the same lease table, and runs a Processor on
+// each shard it holds.
+type Worker struct {
+	cfg     Config
+	table   *LeaseTable
+	kinesis KinesisAPI
+	log     *slog.Logger
+	metrics metricsSink
+
+	mu       sync.Mutex
+	held     map[string]*heldLease
+	observed map[string]observedCounter
+	cooldown map[string]time.Time
+	stopping bool
+
+	syncNow      chan struct{}
+	shutdown     chan struct{}
+	shutdownOnce sync.Once
+	done         chan struct{}
+	consumers    sync.WaitGroup
+}
+
+// heldLease is a lease this worker holds, and the consumer reading its shard.
+type heldLease struct {
+	// mu serializes the writes of this lease (renewals, checkpoints, release), so its counter stays exact.
+	mu          sync.Mutex
+	lease       Lease
+	lastRenewed time.Time
+	lost        bool // another worker took it, or it could not be renewed in time
+	released    bool // this worker gave it up or finished it
+
+	cancel      context.CancelFunc // stops the consumer at once
+	stopReading chan struct{}      // closed for a graceful shutdown
+}
+
+// observedCounter is a lease counter and when this worker saw it change: a lease whose counter has not moved for
+// FailoverTime has expired (its owner stopped renewing).
+type observedCounter struct {
+	counter   int64
+	changedAt time.Time
+}
+
+// New returns a Worker. kc and ddb are usually a *kinesis.Client and a *dynamodb.Client.
+func New(cfg Config, kc KinesisAPI, ddb DynamoDBAPI) (*Worker, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if kc == nil || ddb == nil {
+		return nil, errors.New("kcl: nil Kinesis or DynamoDB client")
+	}
+	table, err := NewLeaseTable(ddb, cfg.LeaseTableName)
+	if err != nil {
+		return nil, fmt.Errorf("kcl: %w", err)
+	}
+	return &Worker{
+		cfg:      cfg,
+		table:    table,
+		kinesis:  kc,
+		log:      cfg.Logger.With(telemetry.LogKeyStream, cfg.StreamName, telemetry.LogKeyWorkerID, cfg.WorkerID),
+		metrics:  metricsSink{cfg.Metrics},
+		held:     make(map[string]*heldLease),
+		observed: make(map[string]observedCounter),
+		cooldown: make(map[string]time.Time),
+		syncNow:  make(chan struct{}, 1),
+		shutdown: make(chan struct{}),
+		done:     make(chan struct{}),
+	}, nil
+}
+
+// Run takes and renews leases and reads the held shards until Shutdown completes (it then returns nil) or ctx is
+// cancelled. Cancelling ctx is an abrupt stop, like a crash: processors are not told, nothing is checkpointed, and
+// the leases stay held until they expire (FailoverTime); use Shutdown to stop cleanly.
+func (w *Worker) Run(ctx context.Context) error {
+	defer close(w.done)
+	if w.cfg.CreateLeaseTable {
+		if err := w.table.CreateIfMissing(ctx); err != nil {
+			return fmt.Errorf("kcl: %w", err)
+		}
+	}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+
+	// The first shard sync must succeed before anything is taken; retry with backoff (the stream may not exist yet).
+	for attempt := 1; ; attempt++ {
+		err := w.syncShards(runCtx)
+		if err == nil {
+			break
+		}
+		w.log.Warn("shard sync failed", telemetry.LogKeyError, err.Error(), "attempt", attempt)
+		select {
+		case <-w.shutdown:
+			return nil
+		default:
+		}
+		if !sleepCtx(runCtx, w.backoff(attempt)) {
+			return ctx.Err()
+		}
+	}
+	w.takeLeases(runCtx)
+
+	renew := time.NewTicker(w.cfg.RenewInterval)
+	defer renew.Stop()
+	take := time.NewTicker(w.cfg.TakeInterval)
+	defer take.Stop()
+	sync := time.NewTicker(w.cfg.ShardSyncInterval)
+	defer sync.Stop()
+
+	for {
+		select {
+		case <-ctx.Done():
+			cancelRun()
+			w.consumers.Wait()
+			return ctx.Err()
+		case <-w.shutdown:
+			return w.drain(ctx, runCtx, cancelRun, renew.C)
+		case <-renew.C:
+			w.renewLeases(runCtx)
+		case <-take.C:
+			w.takeLeases(runCtx)
+		case <-sync.C:
+			w.logSyncError(w.syncShards(runCtx))
+		case <-w.syncNow:
+			w.logSyncError(w.syncShards(runCtx))
+			w.takeLeases(runCtx)
+		}
+	}
+}
+
+func (w *Worker) logSyncError(err error) {
+	if err != nil {
+		w.log.Warn("shard sync failed", telemetry.LogKeyError, err.Error())
+	}
+}
+
+// drain runs the graceful shutdown: every consumer stops reading, finishes its batch, lets its processor checkpoint
+// and releases its lease; leases are renewed meanwhile.
+func (w *Worker) drain(ctx, runCtx context.Context, cancelRun context.CancelFunc, renew <-chan time.Time) error {
+	w.mu.Lock()
+	w.stopping = true
+	for _, h := range w.held {
+		close(h.stopReading)
+	}
+	w.mu.Unlock()
+	finished := make(chan struct{})
+	go func() {
+		w.consumers.Wait()
+		close(finished)
+	}()
+	for {
+		select {
+		case <-finished:
+			w.log.Info("worker shut down")
+			return nil
+		case <-ctx.Done():
+			cancelRun()
+			<-finished
+			return ctx.Err()
+		case <-renew:
+			w.renewLeases(runCtx)
+		}
+	}
+}
+
+// Shutdown stops the worker gracefully: consumers stop reading, finish the batch in hand, call ShutdownRequested
+// (where processors checkpoint) and release their leases, so that other workers take them on their next pass. It
+// waits until Run returns or ctx is done; on ctx's end, cancel Run's context to stop at once.
+func (w *Worker) Shutdown(ctx context.Context) error {
+	w.shutdownOnce.Do(func() { close(w.shutdown) })
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kcl: shutdown: %w", ctx.Err())
+	}
+}
+
+// HeldLeases returns the shard ids this worker is reading, sorted.
+func (w *Worker) HeldLeases() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	keys := make([]string, 0, len(w.held))
+	for k := range w.held {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// backoff returns the pause before retry attempt+1: RetryBackoff doubling up to MaxRetryBackoff, with jitter.
+func (w *Worker) backoff(attempt int) time.Duration {
+	d := w.cfg.RetryBackoff
+	for i := 1; i < attempt && d < w.cfg.MaxRetryBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, w.cfg.MaxRetryBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// renewLeases renews every held lease concurrently. A lease whose renewal fails its condition, or that could not be
+// renewed for FailoverTime, is lost: its consumer stops at once, without a checkpoint.
+func (w *Worker) renewLeases(ctx context.Context) {
+	w.mu.Lock()
+	hs := make([]*heldLease, 0, len(w.held))
+	for _, h := range w.held {
+		hs = append(hs, h)
+	}
+	w.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, h := range hs {
+		wg.Go(func() { w.renew(ctx, h) })
+	}
+	wg.Wait()
+	w.metrics.observe(MetricCurrentLeases, telemetry.UnitCount, float64(len(hs)))
+}
+
+func (w *Worker) renew(ctx context.Context, h *heldLease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost || h.released {
+		return
+	}
+	l := h.lease
+	err := w.table.Renew(ctx, &l)
+	switch {
+	case err == nil:
+		h.lease = l
+		h.lastRenewed = time.Now()
+	case errors.Is(err, ErrLeaseLost):
+		w.loseLocked(h, "taken by another worker")
+	case ctx.Err() != nil:
+	default:
+		if time.Since(h.lastRenewed) > w.cfg.FailoverTime {
+			w.loseLocked(h, "not renewed within the failover time: "+err.Error())
+			return
+		}
+		w.log.Warn("lease renewal failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
+	}
+}
+
+// loseLocked marks a lease lost and stops its consumer at once. h.mu must be held.
+func (w *Worker) loseLocked(h *heldLease, why string) {
+	if h.lost {
+		return
+	}
+	h.lost = true
+	h.cancel()
+	w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
+	w.log.Info("lease lost", telemetry.LogKeyShardID, h.lease.Key, "reason", why)
+}
+
+// takeLeases looks at every lease and takes what this worker needs to hold about ceil(leases/workers): new,
+// released and expired leases first, otherwise one lease stolen from the most loaded worker.
+func (w *Worker) takeLeases(ctx context.Context) {
+	leases, err := w.table.List(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("list leases failed", telemetry.LogKeyError, err.Error())
+		}
+		return
+	}
+	now := time.Now()
+	w.mu.Lock()
+	if w.stopping {
+		w.mu.Unlock()
+		return
+	}
+	seen := make(map[string]bool, len(leases))
+	for _, l := range leases {
+		seen[l.Key] = true
+		if o, ok := w.observed[l.Key]; !ok || o.counter != l.Counter {
+			w.observed[l.Key] = observedCounter{counter: l.Counter, changedAt: now}
+		}
+	}
+	for k := range w.observed {
+		if !seen[k] {
+			delete(w.observed, k)
+		}
+	}
+	for k, until := range w.cooldown {
+		if now.After(until) {
+			delete(w.cooldown, k)
+		}
+	}
+	plan := planTakes(leases, w.cfg.WorkerID, w.held, w.observed, w.cooldown, now, w.cfg.FailoverTime)
+	w.mu.Unlock()
+
+	for _, l := range plan {
+		w.takeOne(ctx, l)
+	}
+}
+
+// planTakes decides which leases to take (see takeLeases). It is pure, for tests.
+func planTakes(leases []Lease, me string, held map[string]*heldLease, observed map[string]observedCounter,
+	cooldown map[string]time.Time, now time.Time, failover time.Duration) []Lease {
+	byKey := make(map[string]Lease, len(leases))
+	for _, l := range leases {
+		byKey[l.Key] = l
+	}
+	expired := func(l Lease) bool {
+		o, ok := observed[l.Key]
+		return ok && now.Sub(o.changedAt) > failover
+	}
+	var active []Lease
+	for _, l := range leases {
+		if !l.Finished() && parentsDone(l, byKey) {
+			active = append(active, l)
+		}
+	}
+	if len(active) == 0 {
+		return nil
+	}
+	counts := map[string]int{}
+	for _, l := range active {
+		if l.Owner != "" && l.Owner != me && !expired(l) {
+			counts[l.Owner]++
+		}
+	}
+	mine := 0
+	for _, l := range active {
+		if held[l.Key] != nil {
+			mine++
+		}
+	}
+	workers := len(counts) + 1
+	target := (len(active) + workers - 1) / workers
+	if mine >= target {
+		return nil
+	}
+	needed := target - mine
+	var available []Lease
+	for _, l := range active {
+		if held[l.Key] != nil {
+			continue
+		}
+		if _, cooling := cooldown[l.Key]; cooling {
+			continue
+		}
+		if l.Owner == "" || l.Owner == me || expired(l) {
+			available = append(available, l)
+		}
+	}
+	if len(available) > 0 {
+		rand.Shuffle(len(available), func(i, j int) { available[i], available[j] = available[j], available[i] })
+		return available[:min(needed, len(available))]
+	}
+	// Nothing free: steal one lease from the most loaded worker, if it holds more than its share.
+	busiest, most := "", 0
+	for owner, n := range counts {
+		if n > most || (n == most && owner < busiest) {
+			busiest, most = owner, n
+		}
+	}
+	if busiest == "" || !(most > target || (most == target && needed > 1)) {
+		return nil
+	}
+	var victims []Lease
+	for _, l := range active {
+		if l.Owner == busiest {
+			if _, cooling := cooldown[l.Key]; !cooling {
+				victims = append(victims, l)
+			}
+		}
+	}
+	if len(victims) == 0 {
+		return nil
+	}
+	return []Lease{victims[rand.N(len(victims))]}
+}
+
+// parentsDone reports whether every parent of l with a lease is checkpointed at SHARD_END. A parent without a lease
+// is past the stream's retention, or older than the application's initial position.
+func parentsDone(l Lease, byKey map[string]Lease) bool {
+	for _, p := range l.ParentShardIDs {
+		if pl, ok := byKey[p]; ok && !pl.Finished() {
+			return false
+		}
+	}
+	return true
+}
+
+// takeOne takes a lease (conditional on the counter read) and starts its consumer.
+func (w *Worker) takeOne(ctx context.Context, l Lease) {
+	previous := l.Owner
+	if err := w.table.Take(ctx, &l, w.cfg.WorkerID); err != nil {
+		if !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
+			w.log.Warn("take lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
+		}
+		return
+	}
+	w.metrics.count(MetricLeasesTaken, telemetry.UnitCount, 1)
+	shardCtx, cancel := context.WithCancel(ctx)
+	h := &heldLease{lease: l, lastRenewed: time.Now(), cancel: cancel, stopReading: make(chan struct{})}
+	w.mu.Lock()
+	if w.stopping { // shutdown began while taking: hand the lease back
+		w.mu.Unlock()
+		cancel()
+		w.release(ctx, h)
+		return
+	}
+	w.held[l.Key] = h
+	w.consumers.Add(1)
+	w.mu.Unlock()
+	w.log.Info("lease taken", telemetry.LogKeyShardID, l.Key, "previous_owner", previous, "checkpoint", l.Checkpoint)
+	go func() {
+		defer w.consumers.Done()
+		defer cancel()
+		w.consume(ctx, shardCtx, h)
+		w.mu.Lock()
+		if w.held[l.Key] == h {
+			delete(w.held, l.Key)
+		}
+		w.mu.Unlock()
+	}()
+}
+
+// release gives a held lease up so that any worker can take it at once.
+func (w *Worker) release(ctx context.Context, h *heldLease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.lost || h.released {
+		return
+	}
+	h.released = true
+	l := h.lease
+	if err := w.table.Release(ctx, &l); err != nil {
+		w.log.Warn("release lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
+		return
+	}
+	h.lease = l
+}
+
+// syncShards lists the stream's shards and creates a lease for each shard that has none, parents before children.
+func (w *Worker) syncShards(ctx context.Context) error {
+	shards, err := w.listShards(ctx)
+	if err != nil {
+		return err
+	}
+	leases, err := w.table.List(ctx)
+	if err != nil {
+		return err
+	}
+	have := make(map[string]bool, len(leases))
+	for _, l := range leases {
+		have[l.Key] = true
+	}
+	// Shard ids grow with creation, so sorting puts parents before their children.
+	slices.SortFunc(shards, func(a, b ktypes.Shard) int { return compareShardIDs(aws.ToString(a.ShardId), aws.ToString(b.ShardId)) })
+	for _, s := range shards {
+		id := aws.ToString(s.ShardId)
+		if have[id] {
+			continue
+		}
+		var parents []string
+		leasedParent := false
+		for _, p := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
+			if p != nil && *p != "" {
+				parents = append(parents, *p)
+				leasedParent = leasedParent || have[*p]
+			}
+		}
+		closed := s.SequenceNumberRange != nil && s.SequenceNumberRange.EndingSequenceNumber != nil
+		checkpoint := initialCheckpoint(w.cfg.InitialPosition, leasedParent, closed)
+		if checkpoint == "" {
+			continue
+		}
+		l := Lease{Key: id, Checkpoint: checkpoint, ParentShardIDs: parents}
+		if s.HashKeyRange != nil {
+			l.StartingHashKey = aws.ToString(s.HashKeyRange.StartingHashKey)
+			l.EndingHashKey = aws.ToString(s.HashKeyRange.EndingHashKey)
+		}
+		created, err := w.table.CreateIfNotExists(ctx, l)
+		if err != nil {
+			return err
+		}
+		have[id] = true
+		if created {
+			w.log.Info("lease created", telemetry.LogKeyShardID, id, "checkpoint", checkpoint, "parents", parents)
+		}
+	}
+	return nil
+}
+
+// initialCheckpoint is the checkpoint of a new lease; empty means the shard gets no lease. A shard whose parent has
+// a lease is read from its start (after the parent), so nothing written after the application's start is missed.
+// With LATEST, closed shards without a leased parent hold only records from before the start: they get no lease.
+func initialCheckpoint(initial string, leasedParent, closed bool) string {
+	switch {
+	case leasedParent:
+		return CheckpointTrimHorizon
+	case initial == CheckpointLatest && closed:
+		return ""
+	}
+	return initial
+}
+
+// compareShardIDs orders shard ids by length, then bytes: "shardId-000000000010" after "shardId-000000000009".
+func compareShardIDs(a, b string) int { return compareSequenceNumbers(a, b) }
+
+func (w *Worker) listShards(ctx context.Context) ([]ktypes.Shard, error) {
+	var shards []ktypes.Shard
+	in := &kinesis.ListShardsInput{StreamName: aws.String(w.cfg.StreamName)}
+	for {
+		out, err := w.kinesis.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list shards of %s: %w", w.cfg.StreamName, err)
+		}
+		shards = append(shards, out.Shards...)
+		if out.NextToken == nil {
+			return shards, nil
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
+	}
+}
+
+// childrenOf lists the shards whose parent is shardID.
+func (w *Worker) childrenOf(ctx context.Context, shardID string) ([]string, error) {
+	shards, err := w.listShards(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var children []string
+	for _, s := range shards {
+		if aws.ToString(s.ParentShardId) == shardID || aws.ToString(s.AdjacentParentShardId) == shardID {
+			children = append(children, aws.ToString(s.ShardId))
+		}
+	}
+	return children, nil
+}
+
+// requestSync asks the run loop for a shard sync and a take pass (a shard ended).
+func (w *Worker) requestSync() {
+	select {
+	case w.syncNow <- struct{}{}:
+	default:
+	}
+}
