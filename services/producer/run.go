@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/streamproc/streamproc/services/ingest"
+	"github.com/streamproc/streamproc/services/kpl"
+	"github.com/streamproc/streamproc/services/producer/settings"
+	"github.com/streamproc/streamproc/services/telemetry"
+)
+
+// runOptions are what tests change about run's surroundings.
+type runOptions struct {
+	// stdout receives the JSON logs and the EMF metric lines.
+	stdout io.Writer
+	// listener, if set, is served instead of listening on Settings.Port.
+	listener net.Listener
+	// kinesisHTTPClient, if set, carries the Kinesis calls (tests put a
+	// fault-injecting transport in it).
+	kinesisHTTPClient aws.HTTPClient
+	// onServing, if set, is called once the server is serving.
+	onServing func(addr net.Addr)
+}
+
+// Timeouts of the HTTP server against slow or idle clients.
+const (
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout is above the ALB's default idle timeout (60 s), so the load
+	// balancer, not the task, closes idle keep-alive connections.
+	idleTimeout = 75 * time.Second
+)
+
+// run serves until ctx is done, then shuts down in order: health check 503
+// for the drain window, stop accepting, finish the requests in flight,
+// flush the producer. It returns an error when it cannot start or when
+// records were lost because the stop timeout passed.
+func run(ctx context.Context, s settings.Settings, opts runOptions) error {
+	out := &lockedWriter{w: opts.stdout}
+	stream := s.Producer.StreamName
+	logger := telemetry.NewLogger(out, s.LogLevel).With(telemetry.LogKeyStream, stream)
+	mcfg := s.Metrics
+	mcfg.Dimensions = append(mcfg.Dimensions, telemetry.Dimension{Name: ingest.DimensionStream, Value: stream})
+	metrics, err := telemetry.NewMetrics(out, mcfg)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	client, err := newKinesisClient(ctx, s, opts.kinesisHTTPClient)
+	if err != nil {
+		return err
+	}
+	pcfg := s.Producer
+	pcfg.Logger = logger
+	pcfg.Metrics = metrics
+	producer, err := kpl.New(client, pcfg)
+	if err != nil {
+		return fmt.Errorf("producer: %w", err)
+	}
+	if err := producer.Start(ctx); err != nil {
+		return fmt.Errorf("start producer: %w", err)
+	}
+	handler, err := ingest.New(producer, ingest.Config{Metrics: metrics, Logger: logger})
+	if err != nil {
+		return errors.Join(fmt.Errorf("ingest handler: %w", err), closeProducer(producer, s.StopTimeout))
+	}
+	ln := opts.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(s.Port)); err != nil {
+			return errors.Join(fmt.Errorf("listen: %w", err), closeProducer(producer, s.StopTimeout))
+		}
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	// Metrics are written until the very end, the final flush included.
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		_ = metrics.Run(metricsCtx) // a failed write loses an interval, never the service
+	}()
+	defer func() {
+		stopMetrics()
+		<-metricsDone
+	}()
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	logger.Info("serving", "addr", ln.Addr().String())
+	if opts.onServing != nil {
+		opts.onServing(ln.Addr())
+	}
+
+	select {
+	case err := <-serveErr:
+		return errors.Join(fmt.Errorf("serve: %w", err), closeProducer(producer, s.StopTimeout))
+	case <-ctx.Done():
+	}
+	return shutdown(logger, s, handler, srv, producer)
+}
+
+// shutdown runs the stop sequence within s.StopTimeout.
+func shutdown(logger *slog.Logger, s settings.Settings, handler *ingest.Handler, srv *http.Server, producer *kpl.Producer) error {
+	deadline := time.Now().Add(s.StopTimeout)
+	// grace is kept back from the request phase so that, if it times out,
+	// the requests the producer then fails can still be answered.
+	grace := min(time.Second, s.StopTimeout/10)
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+
+	logger.Info("draining", "drain_window", s.DrainWindow.String(), "stop_timeout", s.StopTimeout.String())
+	handler.Drain()
+	drain := time.NewTimer(s.DrainWindow)
+	select {
+	case <-drain.C:
+	case <-ctx.Done():
+	}
+	drain.Stop()
+
+	handler.StopAccepting()
+	requestsCtx, cancelRequests := context.WithDeadline(ctx, deadline.Add(-grace))
+	defer cancelRequests()
+	shutdownErr := srv.Shutdown(requestsCtx)
+
+	closeErr := producer.Close(requestsCtx)
+	if shutdownErr != nil {
+		// Requests were still waiting: Close has just failed their records,
+		// so give their handlers the grace to answer 503, then cut the rest.
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+		}
+		shutdownErr = fmt.Errorf("requests still running at the stop timeout: %w", shutdownErr)
+	}
+	if closeErr != nil {
+		closeErr = fmt.Errorf("flush producer: %w", closeErr)
+	}
+	if err := errors.Join(shutdownErr, closeErr); err != nil {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// closeProducer flushes and stops the producer after a failed start.
+func closeProducer(p *kpl.Producer, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		return fmt.Errorf("flush producer: %w", err)
+	}
+	return nil
+}
+
+// newKinesisClient builds the client from the SDK's default configuration,
+// pointed at s.KinesisEndpoint when set.
+func newKinesisClient(ctx context.Context, s settings.Settings, httpClient aws.HTTPClient) (*kinesis.Client, error) {
+	var loadOpts []func(*config.LoadOptions) error
+	if s.Region != "" {
+		loadOpts = append(loadOpts, config.WithRegion(s.Region))
+	}
+	if s.LocalCredentials {
+		loadOpts = append(loadOpts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws config: %w", err)
+	}
+	if cfg.Region == "" {
+		return nil, fmt.Errorf("no AWS region: set %s", settings.EnvRegion)
+	}
+	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) {
+		if s.KinesisEndpoint != "" {
+			o.BaseEndpoint = aws.String(s.KinesisEndpoint)
+		}
+		if httpClient != nil {
+			o.HTTPClient = httpClient
+		}
+	}), nil
+}
+
+// lockedWriter serializes the log and metric lines written to one stream.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
