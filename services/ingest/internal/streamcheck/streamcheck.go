@@ -1,0 +1,179 @@
+// Package streamcheck creates Kinesis streams on an emulator and reads them
+// back for tests: every shard from TRIM_HORIZON, every record deaggregated
+// with kpl.Deaggregate, and every user record's hash key checked against the
+// range of the shard that holds it (the check a KCL consumer makes before it
+// keeps a record).
+package streamcheck
+
+import (
+	"context"
+	"crypto/md5"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/streamproc/streamproc/services/kpl"
+)
+
+// CreateStream creates a provisioned stream and waits until it is ACTIVE.
+func CreateStream(ctx context.Context, client *kinesis.Client, name string, shards int32) error {
+	if _, err := client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(shards)}); err != nil {
+		return fmt.Errorf("create stream %s: %w", name, err)
+	}
+	for {
+		out, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
+		if err != nil {
+			return fmt.Errorf("describe stream %s: %w", name, err)
+		}
+		if out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s not active: %w", name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Shard is one shard of the stream and its hash key range.
+type Shard struct {
+	ID         string
+	Start, End *big.Int
+}
+
+// Contains reports whether hash key h lies in the shard's range.
+func (s Shard) Contains(h *big.Int) bool { return h.Cmp(s.Start) >= 0 && h.Cmp(s.End) <= 0 }
+
+// Record is one user record read back, with where it was found.
+type Record struct {
+	ShardID           string
+	SequenceNumber    string
+	SubSequenceNumber int64
+	PartitionKey      string
+	ExplicitHashKey   string
+	Data              []byte
+	Aggregated        bool
+}
+
+// Location identifies a user record the way the producer acknowledges it.
+type Location struct {
+	ShardID           string
+	SequenceNumber    string
+	SubSequenceNumber int64
+}
+
+// Stream is everything read back from a stream.
+type Stream struct {
+	Shards       []Shard
+	Records      []Record
+	KinesisCount int            // Kinesis records (an aggregate counts once)
+	PerShard     map[string]int // user records per shard
+}
+
+// At indexes the records by location.
+func (s *Stream) At() map[Location]Record {
+	m := make(map[Location]Record, len(s.Records))
+	for _, r := range s.Records {
+		m[Location{r.ShardID, r.SequenceNumber, r.SubSequenceNumber}] = r
+	}
+	return m
+}
+
+// HashKey is the hash key Kinesis and the KCL use for a user record: its
+// explicit hash key, else the MD5 of its partition key as a 128-bit
+// big-endian integer.
+func HashKey(partitionKey, explicitHashKey string) (*big.Int, error) {
+	if explicitHashKey != "" {
+		h, ok := new(big.Int).SetString(explicitHashKey, 10)
+		if !ok {
+			return nil, fmt.Errorf("explicit hash key %q is not a decimal", explicitHashKey)
+		}
+		return h, nil
+	}
+	sum := md5.Sum([]byte(partitionKey))
+	return new(big.Int).SetBytes(sum[:]), nil
+}
+
+// ReadStream lists every shard (open and closed), reads each from
+// TRIM_HORIZON to its current end, deaggregates every record, and returns an
+// error if a user record's hash key lies outside its shard's range.
+func ReadStream(ctx context.Context, client *kinesis.Client, name string) (*Stream, error) {
+	out := &Stream{PerShard: map[string]int{}}
+	in := &kinesis.ListShardsInput{StreamName: aws.String(name)}
+	for {
+		page, err := client.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list shards of %s: %w", name, err)
+		}
+		for _, s := range page.Shards {
+			start, _ := new(big.Int).SetString(aws.ToString(s.HashKeyRange.StartingHashKey), 10)
+			end, _ := new(big.Int).SetString(aws.ToString(s.HashKeyRange.EndingHashKey), 10)
+			if start == nil || end == nil {
+				return nil, fmt.Errorf("shard %s: bad hash key range", aws.ToString(s.ShardId))
+			}
+			out.Shards = append(out.Shards, Shard{ID: aws.ToString(s.ShardId), Start: start, End: end})
+		}
+		if page.NextToken == nil {
+			break
+		}
+		in = &kinesis.ListShardsInput{NextToken: page.NextToken}
+	}
+	var errs []error
+	for _, sh := range out.Shards {
+		if err := readShard(ctx, client, name, sh, out, &errs); err != nil {
+			return nil, err
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+func readShard(ctx context.Context, client *kinesis.Client, name string, sh Shard, out *Stream, errs *[]error) error {
+	it, err := client.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
+		StreamName: aws.String(name), ShardId: aws.String(sh.ID), ShardIteratorType: types.ShardIteratorTypeTrimHorizon,
+	})
+	if err != nil {
+		return fmt.Errorf("shard iterator of %s: %w", sh.ID, err)
+	}
+	iter := it.ShardIterator
+	var users []kpl.UserRecord
+	for iter != nil {
+		page, err := client.GetRecords(ctx, &kinesis.GetRecordsInput{ShardIterator: iter, Limit: aws.Int32(10000)})
+		if err != nil {
+			return fmt.Errorf("get records of %s: %w", sh.ID, err)
+		}
+		for _, r := range page.Records {
+			out.KinesisCount++
+			users, err = kpl.Deaggregate(users[:0], aws.ToString(r.PartitionKey), r.Data)
+			if err != nil {
+				*errs = append(*errs, fmt.Errorf("shard %s record %s: deaggregate: %w", sh.ID, aws.ToString(r.SequenceNumber), err))
+				continue
+			}
+			for _, u := range users {
+				h, err := HashKey(u.PartitionKey, u.ExplicitHashKey)
+				if err != nil || !sh.Contains(h) {
+					*errs = append(*errs, fmt.Errorf("shard %s record %s/%d: hash key %v (pk %q, ehk %q) outside the shard's range %v..%v: a KCL consumer drops it",
+						sh.ID, aws.ToString(r.SequenceNumber), u.SubSequenceNumber, h, u.PartitionKey, u.ExplicitHashKey, sh.Start, sh.End))
+				}
+				out.Records = append(out.Records, Record{
+					ShardID: sh.ID, SequenceNumber: aws.ToString(r.SequenceNumber), SubSequenceNumber: u.SubSequenceNumber,
+					PartitionKey: u.PartitionKey, ExplicitHashKey: u.ExplicitHashKey,
+					Data: append([]byte(nil), u.Data...), Aggregated: u.Aggregated,
+				})
+				out.PerShard[sh.ID]++
+			}
+		}
+		// An open shard's end is reached when a page is empty and the
+		// reader is caught up; a closed shard's when the iterator ends.
+		if len(page.Records) == 0 && aws.ToInt64(page.MillisBehindLatest) == 0 {
+			break
+		}
+		iter = page.NextShardIterator
+	}
+	return nil
+}
