@@ -315,13 +315,18 @@ func (s series) throttledSince(since time.Time) float64 {
 }
 
 // window returns the minutes of the hold window ending at the newest known minute, and how many minutes of it
-// had no datapoint.
+// had no datapoint. Gaps may lie inside the window, but data must reach back to its start: a window that begins
+// before the first known minute counts as all missing (its known minutes are still returned), so the hold time is
+// never shortened.
 func (s series) window(minutes int) (series, int) {
 	if len(s) == 0 {
 		return nil, minutes
 	}
 	from := s[len(s)-1].Start.Add(-time.Duration(minutes-1) * time.Minute)
-	i, _ := slices.BinarySearchFunc(s, from, func(m Minute, t time.Time) int { return m.Start.Compare(t) })
+	i, found := slices.BinarySearchFunc(s, from, func(m Minute, t time.Time) int { return m.Start.Compare(t) })
+	if !found && i == 0 {
+		return s, minutes
+	}
 	w := s[i:]
 	return w, minutes - len(w)
 }

@@ -219,6 +219,10 @@ func TestDecide(t *testing.T) {
 			shards: 8, stream: utilMinutes(8, append(append(repeat(0.2, 5), repeat(-1, 3)...), repeat(0.2, 7)...)...),
 			wantAction: ActionNone, wantRule: RuleNotEnoughData, wantTarget: 8,
 		},
+		"a hold window older than the data is not yet held": {
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 14)...),
+			wantAction: ActionNone, wantRule: RuleNotEnoughData, wantTarget: 8,
+		},
 		"two missing minutes are tolerated": {
 			shards: 8, stream: utilMinutes(8, append(append(repeat(0.2, 5), repeat(-1, 2)...), repeat(0.2, 8)...)...),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,

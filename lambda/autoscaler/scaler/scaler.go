@@ -1,0 +1,482 @@
+// Package scaler is the AWS-facing side of the shard autoscaler: it reads the stream's state, the CloudWatch
+// metrics and its own action history (kept in the stream's tags), asks the policy package for a decision, carries
+// it out through the Kinesis API, logs the decision as one JSON line and emits EMF metrics. The Lambda in
+// lambda/autoscaler and the local runner both drive it through Scaler.Run.
+package scaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
+	"github.com/streamproc/streamproc/services/telemetry"
+)
+
+// Environment variables the Lambda reads (parsed in lambda/autoscaler's main; the CDK construct sets them).
+const (
+	// EnvStreamName names the stream to scale. Required.
+	EnvStreamName = "AUTOSCALER_STREAM_NAME"
+	// EnvMinShards is policy.Config.MinShards. Default: 1.
+	EnvMinShards = "AUTOSCALER_MIN_SHARDS"
+	// EnvMaxShards is policy.Config.MaxShards. Default: 16.
+	EnvMaxShards = "AUTOSCALER_MAX_SHARDS"
+	// EnvScaleUpUtilisation is policy.Config.ScaleUpUtilisation as a fraction (0.70). Default: 0.70.
+	EnvScaleUpUtilisation = "AUTOSCALER_SCALE_UP_UTILISATION"
+	// EnvScaleUpMinutes is policy.Config.ScaleUpMinutes. Default: 2.
+	EnvScaleUpMinutes = "AUTOSCALER_SCALE_UP_MINUTES"
+	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.50.
+	EnvTargetUtilisation = "AUTOSCALER_TARGET_UTILISATION"
+	// EnvScaleDownUtilisation is policy.Config.ScaleDownUtilisation. Default: 0.35.
+	EnvScaleDownUtilisation = "AUTOSCALER_SCALE_DOWN_UTILISATION"
+	// EnvScaleDownMinutes is policy.Config.ScaleDownMinutes. Default: 15.
+	EnvScaleDownMinutes = "AUTOSCALER_SCALE_DOWN_MINUTES"
+	// EnvScaleDownCooldown is policy.Config.ScaleDownCooldown as a Go duration ("15m"). Default: 15m.
+	EnvScaleDownCooldown = "AUTOSCALER_SCALE_DOWN_COOLDOWN"
+	// EnvScaleUpReserve is policy.Config.ScaleUpReserve. Default: 3.
+	EnvScaleUpReserve = "AUTOSCALER_SCALE_UP_RESERVE"
+	// EnvShardLevelMetrics is "true" or "false": read shard-level metrics for hot-shard splits and merges.
+	// Default: true (the stack enables shard-level metrics).
+	EnvShardLevelMetrics = "AUTOSCALER_SHARD_LEVEL_METRICS"
+	// EnvDryRun is "true" or "false": decide and log but never reshard or write tags. Default: false.
+	EnvDryRun = "AUTOSCALER_DRY_RUN"
+)
+
+// Metric names the autoscaler emits (EMF, namespace MetricsNamespace, dimension MetricsDimensionStream).
+const (
+	// MetricOpenShardCount is the open shard count seen by each invocation.
+	MetricOpenShardCount = "OpenShardCount"
+	// MetricTargetShardCount is the shard count each decision aims for.
+	MetricTargetShardCount = "TargetShardCount"
+	// MetricScalingActions counts resharding calls Kinesis accepted (0 when none, so alarms see data).
+	MetricScalingActions = "ScalingActions"
+	// MetricsNamespace is the CloudWatch namespace of those metrics.
+	MetricsNamespace = telemetry.DefaultNamespace
+	// MetricsDimensionStream is the dimension naming the stream.
+	MetricsDimensionStream = "StreamName"
+)
+
+// kinesisNamespace is where Kinesis publishes its stream and shard metrics.
+const kinesisNamespace = "AWS/Kinesis"
+
+// KinesisAPI is the part of the Kinesis client the scaler calls.
+type KinesisAPI interface {
+	DescribeStreamSummary(context.Context, *kinesis.DescribeStreamSummaryInput, ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error)
+	ListShards(context.Context, *kinesis.ListShardsInput, ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error)
+	ListStreamConsumers(context.Context, *kinesis.ListStreamConsumersInput, ...func(*kinesis.Options)) (*kinesis.ListStreamConsumersOutput, error)
+	ListTagsForStream(context.Context, *kinesis.ListTagsForStreamInput, ...func(*kinesis.Options)) (*kinesis.ListTagsForStreamOutput, error)
+	AddTagsToStream(context.Context, *kinesis.AddTagsToStreamInput, ...func(*kinesis.Options)) (*kinesis.AddTagsToStreamOutput, error)
+	UpdateShardCount(context.Context, *kinesis.UpdateShardCountInput, ...func(*kinesis.Options)) (*kinesis.UpdateShardCountOutput, error)
+	SplitShard(context.Context, *kinesis.SplitShardInput, ...func(*kinesis.Options)) (*kinesis.SplitShardOutput, error)
+	MergeShards(context.Context, *kinesis.MergeShardsInput, ...func(*kinesis.Options)) (*kinesis.MergeShardsOutput, error)
+}
+
+// CloudWatchAPI is the part of the CloudWatch client the scaler calls.
+type CloudWatchAPI interface {
+	GetMetricData(context.Context, *cloudwatch.GetMetricDataInput, ...func(*cloudwatch.Options)) (*cloudwatch.GetMetricDataOutput, error)
+}
+
+// Config configures a Scaler. StreamName is required; every other zero value means its documented default.
+type Config struct {
+	// StreamName is the stream to scale.
+	StreamName string
+	// Policy tunes the decisions. Default: policy defaults.
+	Policy policy.Config
+	// ShardLevelMetrics reads per-shard metrics (hot-shard splits, cold merges). Default: false (the Lambda's
+	// environment default is true, see EnvShardLevelMetrics).
+	ShardLevelMetrics bool
+	// DryRun decides and logs but never reshards or writes the history.
+	DryRun bool
+}
+
+// Scaler runs one autoscaling decision per Run call. It keeps no state between calls: the history is in the tags.
+type Scaler struct {
+	cfg     Config
+	policy  *policy.Policy
+	kinesis KinesisAPI
+	cw      CloudWatchAPI
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+}
+
+// New validates cfg and returns a Scaler. metrics may be nil (no EMF output).
+func New(cfg Config, kin KinesisAPI, cw CloudWatchAPI, log *slog.Logger, metrics *telemetry.Metrics) (*Scaler, error) {
+	if cfg.StreamName == "" {
+		return nil, errors.New("scaler: StreamName is empty")
+	}
+	if kin == nil || cw == nil || log == nil {
+		return nil, errors.New("scaler: Kinesis client, CloudWatch client and logger are required")
+	}
+	p, err := policy.New(cfg.Policy)
+	if err != nil {
+		return nil, fmt.Errorf("scaler: %w", err)
+	}
+	return &Scaler{cfg: cfg, policy: p, kinesis: kin, cw: cw, log: log, metrics: metrics}, nil
+}
+
+// Outcome is what one Run did.
+type Outcome struct {
+	policy.Decision
+	// Executed is true when Kinesis accepted the action.
+	Executed bool
+	// Skipped says why no decision was made (the stream is not ACTIVE), or why an action was not carried out
+	// (dry run, Kinesis refused it); empty otherwise.
+	Skipped string
+}
+
+// Run makes one decision at time now. trigger says what invoked it ("schedule", "alarm ...") for the log line.
+func (s *Scaler) Run(ctx context.Context, now time.Time, trigger string) (Outcome, error) {
+	out, err := s.run(ctx, now)
+	if err != nil {
+		return out, err
+	}
+	s.report(trigger, out)
+	return out, nil
+}
+
+func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
+	name := aws.String(s.cfg.StreamName)
+	sum, err := s.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: name})
+	if err != nil {
+		return Outcome{}, fmt.Errorf("describe stream %s: %w", s.cfg.StreamName, err)
+	}
+	desc := sum.StreamDescriptionSummary
+	open := int(aws.ToInt32(desc.OpenShardCount))
+	if desc.StreamStatus != types.StreamStatusActive {
+		return Outcome{
+			Decision: policy.Decision{Action: policy.ActionNone, CurrentShardCount: open, TargetShardCount: open},
+			Skipped:  fmt.Sprintf("stream is %s; waiting for the running operation to finish", desc.StreamStatus),
+		}, nil
+	}
+
+	history, err := s.readHistory(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if settled, changed := history.MarkSettled(now); changed && !s.cfg.DryRun {
+		if err := s.writeHistory(ctx, settled); err != nil {
+			return Outcome{}, err
+		}
+		history = settled
+	}
+	shards, err := s.openShards(ctx)
+	if err != nil {
+		return Outcome{}, err
+	}
+	consumers, err := s.consumers(ctx, aws.ToString(desc.StreamARN))
+	if err != nil {
+		return Outcome{}, err
+	}
+	in, err := s.metricInput(ctx, now, shards, consumers)
+	if err != nil {
+		return Outcome{}, err
+	}
+	in.Now, in.History = now, history
+	d := s.policy.Decide(in)
+	out := Outcome{Decision: d}
+	if d.Action == policy.ActionNone {
+		return out, nil
+	}
+	if s.cfg.DryRun {
+		out.Skipped = "dry run"
+		return out, nil
+	}
+	if err := s.execute(ctx, d); err != nil {
+		var inUse *types.ResourceInUseException
+		var limit *types.LimitExceededException
+		switch {
+		case errors.As(err, &inUse):
+			out.Skipped = "Kinesis refused: another resharding operation is running"
+			return out, nil
+		case errors.As(err, &limit):
+			// The history undercounts (calls made outside the autoscaler, or a lost tag write); Kinesis is the
+			// authority, and retrying within this invocation cannot help.
+			out.Skipped = "Kinesis refused: " + err.Error()
+			return out, nil
+		}
+		return out, err
+	}
+	out.Executed = true
+	if err := s.writeHistory(ctx, history.Record(d.Action, now)); err != nil {
+		return out, fmt.Errorf("%s accepted but the history was not saved: %w", d.Action, err)
+	}
+	return out, nil
+}
+
+func (s *Scaler) execute(ctx context.Context, d policy.Decision) error {
+	name := aws.String(s.cfg.StreamName)
+	var err error
+	switch d.Action {
+	case policy.ActionUpdateShardCount:
+		_, err = s.kinesis.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{
+			StreamName: name, TargetShardCount: aws.Int32(int32(d.TargetShardCount)), ScalingType: types.ScalingTypeUniformScaling,
+		})
+	case policy.ActionSplitShard:
+		_, err = s.kinesis.SplitShard(ctx, &kinesis.SplitShardInput{
+			StreamName: name, ShardToSplit: aws.String(d.ShardID), NewStartingHashKey: aws.String(d.NewStartingHashKey),
+		})
+	case policy.ActionMergeShards:
+		_, err = s.kinesis.MergeShards(ctx, &kinesis.MergeShardsInput{
+			StreamName: name, ShardToMerge: aws.String(d.ShardID), AdjacentShardToMerge: aws.String(d.AdjacentShardID),
+		})
+	default:
+		return fmt.Errorf("unknown action %q", d.Action)
+	}
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", d.Action, s.cfg.StreamName, err)
+	}
+	return nil
+}
+
+// report logs the decision as one JSON line and emits the EMF metrics.
+func (s *Scaler) report(trigger string, out Outcome) {
+	level := slog.LevelInfo
+	if out.Action != policy.ActionNone && !out.Executed {
+		level = slog.LevelWarn
+	}
+	s.log.LogAttrs(context.Background(), level, "scaling decision",
+		slog.String(telemetry.LogKeyStream, s.cfg.StreamName),
+		slog.String("trigger", trigger),
+		slog.String("action", string(out.Action)),
+		slog.String("rule", string(out.Rule)),
+		slog.String("reason", out.Reason),
+		slog.Int("current_shard_count", out.CurrentShardCount),
+		slog.Int("target_shard_count", out.TargetShardCount),
+		slog.String(telemetry.LogKeyShardID, out.ShardID),
+		slog.String("adjacent_shard_id", out.AdjacentShardID),
+		slog.String("new_starting_hash_key", out.NewStartingHashKey),
+		slog.Float64("utilisation", out.Utilisation),
+		slog.Int("update_calls_used_24h", out.UpdateCallsUsed),
+		slog.Bool("executed", out.Executed),
+		slog.String("skipped", out.Skipped),
+		slog.Bool("dry_run", s.cfg.DryRun),
+	)
+	if s.metrics == nil {
+		return
+	}
+	s.metrics.Observe(MetricOpenShardCount, telemetry.UnitCount, float64(out.CurrentShardCount))
+	s.metrics.Observe(MetricTargetShardCount, telemetry.UnitCount, float64(out.TargetShardCount))
+	actions := 0.0
+	if out.Executed {
+		actions = 1
+	}
+	s.metrics.Add(MetricScalingActions, telemetry.UnitCount, actions)
+}
+
+func (s *Scaler) readHistory(ctx context.Context) (policy.History, error) {
+	tags := map[string]string{}
+	var start *string
+	for {
+		out, err := s.kinesis.ListTagsForStream(ctx, &kinesis.ListTagsForStreamInput{StreamName: aws.String(s.cfg.StreamName), ExclusiveStartTagKey: start})
+		if err != nil {
+			return policy.History{}, fmt.Errorf("list tags of %s: %w", s.cfg.StreamName, err)
+		}
+		for _, t := range out.Tags {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		if !aws.ToBool(out.HasMoreTags) || len(out.Tags) == 0 {
+			break
+		}
+		start = out.Tags[len(out.Tags)-1].Key
+	}
+	h, err := DecodeHistory(tags)
+	if err != nil {
+		return policy.History{}, fmt.Errorf("stream %s: %w", s.cfg.StreamName, err)
+	}
+	return h, nil
+}
+
+func (s *Scaler) writeHistory(ctx context.Context, h policy.History) error {
+	_, err := s.kinesis.AddTagsToStream(ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String(s.cfg.StreamName), Tags: EncodeHistory(h)})
+	if err != nil {
+		return fmt.Errorf("save history tags on %s: %w", s.cfg.StreamName, err)
+	}
+	return nil
+}
+
+func (s *Scaler) openShards(ctx context.Context) ([]policy.Shard, error) {
+	var shards []policy.Shard
+	in := &kinesis.ListShardsInput{StreamName: aws.String(s.cfg.StreamName), ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}}
+	for {
+		out, err := s.kinesis.ListShards(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list open shards of %s: %w", s.cfg.StreamName, err)
+		}
+		for _, sh := range out.Shards {
+			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
+				continue // closed
+			}
+			ps := policy.Shard{ID: aws.ToString(sh.ShardId)}
+			if sh.HashKeyRange != nil {
+				ps.StartingHashKey, _ = new(big.Int).SetString(aws.ToString(sh.HashKeyRange.StartingHashKey), 10)
+				ps.EndingHashKey, _ = new(big.Int).SetString(aws.ToString(sh.HashKeyRange.EndingHashKey), 10)
+			}
+			shards = append(shards, ps)
+		}
+		if out.NextToken == nil {
+			return shards, nil
+		}
+		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
+	}
+}
+
+// consumers returns the names of the stream's active enhanced fan-out consumers.
+func (s *Scaler) consumers(ctx context.Context, arn string) ([]string, error) {
+	var names []string
+	in := &kinesis.ListStreamConsumersInput{StreamARN: aws.String(arn)}
+	for {
+		out, err := s.kinesis.ListStreamConsumers(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("list consumers of %s: %w", s.cfg.StreamName, err)
+		}
+		for _, c := range out.Consumers {
+			if c.ConsumerStatus == types.ConsumerStatusActive {
+				names = append(names, aws.ToString(c.ConsumerName))
+			}
+		}
+		if out.NextToken == nil {
+			return names, nil
+		}
+		in = &kinesis.ListStreamConsumersInput{StreamARN: aws.String(arn), NextToken: out.NextToken}
+	}
+}
+
+// metricKind is which policy.Minute field a query fills.
+type metricKind int
+
+const (
+	kindBytes metricKind = iota
+	kindRecords
+	kindThrottled
+	kindGetRecords
+	kindFanOut
+)
+
+type query struct {
+	kind  metricKind
+	shard string // "" for stream-level
+	q     cwtypes.MetricDataQuery
+}
+
+// maxQueriesPerCall is GetMetricData's limit on queries per request.
+const maxQueriesPerCall = 500
+
+func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy.Shard, consumers []string) (policy.Input, error) {
+	cfg := s.policy.Config()
+	end := now.Truncate(time.Minute)
+	start := end.Add(-time.Duration(cfg.ScaleDownMinutes)*time.Minute - cfg.MaxDataAge - 5*time.Minute)
+
+	var qs []query
+	add := func(kind metricKind, shard, metric string, dims ...cwtypes.Dimension) {
+		qs = append(qs, query{kind: kind, shard: shard, q: cwtypes.MetricDataQuery{
+			Id: aws.String("m" + strconv.Itoa(len(qs))),
+			MetricStat: &cwtypes.MetricStat{
+				Metric: &cwtypes.Metric{Namespace: aws.String(kinesisNamespace), MetricName: aws.String(metric), Dimensions: dims},
+				Period: aws.Int32(60), Stat: aws.String("Sum"),
+			},
+			ReturnData: aws.Bool(true),
+		}})
+	}
+	stream := cwtypes.Dimension{Name: aws.String("StreamName"), Value: aws.String(s.cfg.StreamName)}
+	add(kindBytes, "", "IncomingBytes", stream)
+	add(kindRecords, "", "IncomingRecords", stream)
+	add(kindThrottled, "", "WriteProvisionedThroughputExceeded", stream)
+	add(kindGetRecords, "", "GetRecords.Bytes", stream)
+	for _, c := range consumers {
+		add(kindFanOut, "", "SubscribeToShardEvent.Bytes", stream, cwtypes.Dimension{Name: aws.String("ConsumerName"), Value: aws.String(c)})
+	}
+	if s.cfg.ShardLevelMetrics {
+		for _, sh := range shards {
+			dim := cwtypes.Dimension{Name: aws.String("ShardId"), Value: aws.String(sh.ID)}
+			add(kindBytes, sh.ID, "IncomingBytes", stream, dim)
+			add(kindRecords, sh.ID, "IncomingRecords", stream, dim)
+			add(kindThrottled, sh.ID, "WriteProvisionedThroughputExceeded", stream, dim)
+		}
+	}
+
+	byID := make(map[string]query, len(qs))
+	for _, q := range qs {
+		byID[aws.ToString(q.q.Id)] = q
+	}
+	type key struct {
+		shard  string
+		minute int64
+	}
+	type seen struct {
+		m              policy.Minute
+		bytes, records bool
+	}
+	minutes := map[key]*seen{}
+	for i := 0; i < len(qs); i += maxQueriesPerCall {
+		batch := make([]cwtypes.MetricDataQuery, 0, maxQueriesPerCall)
+		for _, q := range qs[i:min(i+maxQueriesPerCall, len(qs))] {
+			batch = append(batch, q.q)
+		}
+		in := &cloudwatch.GetMetricDataInput{MetricDataQueries: batch, StartTime: aws.Time(start), EndTime: aws.Time(end), ScanBy: cwtypes.ScanByTimestampAscending}
+		for {
+			out, err := s.cw.GetMetricData(ctx, in)
+			if err != nil {
+				return policy.Input{}, fmt.Errorf("get metric data for %s: %w", s.cfg.StreamName, err)
+			}
+			for _, r := range out.MetricDataResults {
+				q, ok := byID[aws.ToString(r.Id)]
+				if !ok {
+					continue
+				}
+				for j, ts := range r.Timestamps {
+					if j >= len(r.Values) {
+						break
+					}
+					ts = ts.Truncate(time.Minute)
+					k := key{q.shard, ts.Unix()}
+					e := minutes[k]
+					if e == nil {
+						e = &seen{m: policy.Minute{Start: ts.UTC()}}
+						minutes[k] = e
+					}
+					v := r.Values[j]
+					switch q.kind {
+					case kindBytes:
+						e.m.IncomingBytes, e.bytes = v, true
+					case kindRecords:
+						e.m.IncomingRecords, e.records = v, true
+					case kindThrottled:
+						e.m.ThrottledRecords = v
+					case kindGetRecords:
+						e.m.GetRecordsBytes = v
+					case kindFanOut:
+						e.m.FanOutBytes = max(e.m.FanOutBytes, v)
+					}
+				}
+			}
+			if out.NextToken == nil {
+				break
+			}
+			in.NextToken = out.NextToken
+		}
+	}
+
+	in := policy.Input{Shards: shards}
+	if s.cfg.ShardLevelMetrics {
+		in.ShardMinutes = map[string][]policy.Minute{}
+	}
+	for k, e := range minutes {
+		e.m.WriteKnown = e.bytes && e.records
+		if k.shard == "" {
+			in.Stream = append(in.Stream, e.m)
+		} else {
+			in.ShardMinutes[k.shard] = append(in.ShardMinutes[k.shard], e.m)
+		}
+	}
+	return in, nil
+}
