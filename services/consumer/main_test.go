@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/kcl"
+)
+
+func TestLoadSettingsNamesTheBadVariable(t *testing.T) {
+	base := map[string]string{EnvStreamName: "s", EnvApplicationName: "app"}
+	tests := map[string]struct {
+		set     map[string]string
+		wantVar string
+	}{
+		"no stream":            {set: map[string]string{EnvStreamName: ""}, wantVar: EnvStreamName},
+		"no application":       {set: map[string]string{EnvApplicationName: ""}, wantVar: EnvApplicationName},
+		"bad read mode":        {set: map[string]string{EnvReadMode: "push"}, wantVar: EnvReadMode},
+		"bad position":         {set: map[string]string{EnvInitialPosition: "OLDEST"}, wantVar: EnvInitialPosition},
+		"timestamp missing":    {set: map[string]string{EnvInitialPosition: "AT_TIMESTAMP"}, wantVar: EnvInitialTimestamp},
+		"bad endpoint":         {set: map[string]string{EnvKinesisEndpoint: "localhost:4567"}, wantVar: EnvKinesisEndpoint},
+		"bad checkpoint count": {set: map[string]string{EnvCheckpointRecords: "0"}, wantVar: EnvCheckpointRecords},
+		"bad interval":         {set: map[string]string{EnvCheckpointInterval: "soon"}, wantVar: EnvCheckpointInterval},
+		"bad create flag":      {set: map[string]string{EnvCreateLeaseTable: "maybe"}, wantVar: EnvCreateLeaseTable},
+		"bad consumer arn":     {set: map[string]string{EnvConsumerARN: "consumer"}, wantVar: EnvConsumerARN},
+		"good":                 {set: map[string]string{EnvReadMode: "fanout", EnvInitialPosition: "LATEST"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			env := map[string]string{}
+			for k, v := range base {
+				env[k] = v
+			}
+			for k, v := range tc.set {
+				env[k] = v
+			}
+			_, err := loadSettings(func(k string) string { return env[k] })
+			if tc.wantVar == "" {
+				if err != nil {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			var ee *envError
+			if !errors.As(err, &ee) || ee.name != tc.wantVar || !strings.Contains(err.Error(), tc.wantVar) {
+				t.Fatalf("error %v, want one naming %s", err, tc.wantVar)
+			}
+		})
+	}
+}
+
+func TestLoadSettingsDefaults(t *testing.T) {
+	s, err := loadSettings(func(k string) string {
+		return map[string]string{EnvStreamName: "s", EnvApplicationName: "app", EnvDynamoDBEndpoint: "http://127.0.0.1:1"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.readMode != kcl.ReadModePolling || s.initialPosition != kcl.CheckpointTrimHorizon || !s.createLeaseTable ||
+		s.checkpointRecords != 1000 || s.checkpointInterval != 10*time.Second || s.failoverTime != 10*time.Second {
+		t.Fatalf("defaults: %+v", s)
+	}
+}
+
+func TestECSTaskID(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v4/abc/task" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, `{"TaskARN":"arn:aws:ecs:us-east-1:111122223333:task/cluster/0123456789abcdef"}`)
+	}))
+	defer srv.Close()
+	if got := defaultWorkerID(context.Background(), srv.URL+"/v4/abc"); got != "0123456789abcdef" {
+		t.Fatalf("worker id %q", got)
+	}
+	// No metadata endpoint: the hostname.
+	if got := defaultWorkerID(context.Background(), ""); got == "" {
+		t.Fatal("empty worker id")
+	}
+	// A broken endpoint falls back too.
+	if got := defaultWorkerID(context.Background(), srv.URL+"/missing"); got == "" || got == "0123456789abcdef" {
+		t.Fatalf("worker id %q", got)
+	}
+}
+
+// fakeCheckpointer counts checkpoints.
+type fakeCheckpointer struct {
+	calls int
+	err   error
+}
+
+func (f *fakeCheckpointer) Checkpoint(context.Context) error { f.calls++; return f.err }
+func (f *fakeCheckpointer) CheckpointAt(context.Context, string, int64) error {
+	f.calls++
+	return f.err
+}
+
+func TestStdoutProcessor(t *testing.T) {
+	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	p := &stdoutProcessor{out: &out, log: slog.New(slog.DiscardHandler), checkpointRecords: 3,
+		checkpointInterval: time.Minute, now: func() time.Time { return now }}
+	ctx := context.Background()
+	if err := p.Initialize(ctx, kcl.InitializeInput{ShardID: "shardId-000000000001"}); err != nil {
+		t.Fatal(err)
+	}
+	cp := &fakeCheckpointer{}
+	rec := func(seq string, sub int64, data string) kcl.Record {
+		return kcl.Record{ShardID: "shardId-000000000001", SequenceNumber: seq, SubSequenceNumber: sub, PartitionKey: "k",
+			Data: []byte(data), ApproximateArrivalTimestamp: now}
+	}
+	steps := []struct {
+		recs      []kcl.Record
+		advance   time.Duration
+		wantCalls int
+	}{
+		{recs: []kcl.Record{rec("1", 0, "a"), rec("1", 1, "b")}, wantCalls: 0},
+		{recs: []kcl.Record{rec("2", 0, "\xff\xfe")}, wantCalls: 1}, // 3 records: checkpoint
+		{recs: []kcl.Record{rec("3", 0, "c")}, wantCalls: 1},
+		{recs: []kcl.Record{rec("4", 0, "d")}, advance: time.Minute, wantCalls: 2}, // interval elapsed
+	}
+	for i, st := range steps {
+		now = now.Add(st.advance)
+		if err := p.ProcessRecords(ctx, kcl.ProcessRecordsInput{Records: st.recs, Checkpointer: cp}); err != nil {
+			t.Fatal(err)
+		}
+		if cp.calls != st.wantCalls {
+			t.Fatalf("step %d: %d checkpoints, want %d", i, cp.calls, st.wantCalls)
+		}
+	}
+	var lines []recordLine
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var l recordLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("line %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+	}
+	if len(lines) != 5 {
+		t.Fatalf("%d lines, want 5", len(lines))
+	}
+	if lines[1].SubSequenceNumber != 1 || *lines[1].Data != "b" || lines[2].Data != nil || lines[2].DataBase64 != "//4=" ||
+		lines[0].ShardID != "shardId-000000000001" || lines[0].PartitionKey != "k" || !lines[0].ArrivalTime.Equal(now.Add(-time.Minute)) {
+		t.Fatalf("lines: %+v", lines)
+	}
+	// A lost lease is returned; another checkpoint failure is retried later.
+	cp.err = fmt.Errorf("checkpoint: %w", kcl.ErrLeaseLost)
+	if err := p.ProcessRecords(ctx, kcl.ProcessRecordsInput{Records: []kcl.Record{rec("5", 0, "e"), rec("6", 0, "f"), rec("7", 0, "g")}, Checkpointer: cp}); !errors.Is(err, kcl.ErrLeaseLost) {
+		t.Fatalf("got %v, want ErrLeaseLost", err)
+	}
+	cp.err = errors.New("throttled")
+	if err := p.ProcessRecords(ctx, kcl.ProcessRecordsInput{Records: []kcl.Record{rec("8", 0, "h")}, Checkpointer: cp}); err != nil {
+		t.Fatalf("got %v, want nil", err)
+	}
+}
+
+// syncBuffer is a goroutine-safe buffer.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestRunAgainstEmulators runs the service against kinesis-local and dynalite: records become JSON lines, and a
+// graceful stop checkpoints and releases the leases.
+func TestRunAgainstEmulators(t *testing.T) {
+	e := emulator.StartForTest(t, emulator.Options{Kinesis: true, DynamoDB: true})
+	ctx := context.Background()
+	kc := e.KinesisClient()
+	stream := "consumer-test"
+	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(2)}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		d, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
+		if err == nil && d.StreamDescriptionSummary.StreamStatus == "ACTIVE" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("stream not active")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	const n = 50
+	for i := range n {
+		if _, err := kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String(stream),
+			PartitionKey: aws.String(fmt.Sprint("k", i)), Data: []byte(fmt.Sprint("record-", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	s, err := loadSettings(func(k string) string {
+		return map[string]string{EnvStreamName: stream, EnvApplicationName: "consumer-app",
+			EnvKinesisEndpoint: e.KinesisEndpoint, EnvDynamoDBEndpoint: e.DynamoDBEndpoint, EnvWorkerID: "w1",
+			EnvCheckpointRecords: "10"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncBuffer{}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- run(runCtx, s, &lockedWriter{w: out}, slog.New(slog.NewJSONHandler(out, nil))) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for strings.Count(out.String(), `"sequence_number"`) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d record lines after 30 s", strings.Count(out.String(), `"sequence_number"`))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel() // like SIGTERM
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	for i := range n {
+		if !strings.Contains(out.String(), fmt.Sprintf(`"data":"record-%d"`, i)) {
+			t.Fatalf("record %d missing", i)
+		}
+	}
+	table, _ := kcl.NewLeaseTable(e.DynamoDBClient(), "consumer-app")
+	leases, err := table.List(ctx)
+	if err != nil || len(leases) != 2 {
+		t.Fatalf("leases %+v, %v", leases, err)
+	}
+	for _, l := range leases {
+		if l.Owner != "" || l.Checkpoint == kcl.CheckpointTrimHorizon {
+			t.Fatalf("lease after graceful stop: %+v (want released and checkpointed)", l)
+		}
+	}
+	if !strings.Contains(out.String(), `"_aws"`) {
+		t.Fatal("no EMF metrics line written on shutdown")
+	}
+}
