@@ -1,0 +1,110 @@
+package kpl
+
+import (
+	"time"
+
+	"github.com/streamproc/streamproc/services/telemetry"
+)
+
+// Metric names the producer emits: the KPL's names, so its dashboards and habits carry over,
+// plus the buffer-full refusals the KPL does not have (it blocks or grows instead).
+const (
+	// MetricUserRecordsReceived counts records accepted by PutAsync.
+	MetricUserRecordsReceived = "UserRecordsReceived"
+	// MetricUserRecordsPut counts records Kinesis acknowledged.
+	MetricUserRecordsPut = "UserRecordsPut"
+	// MetricUserRecordsDataPut sums the data bytes of the records Kinesis acknowledged.
+	MetricUserRecordsDataPut = "UserRecordsDataPut"
+	// MetricKinesisRecordsPut counts PutRecords entries Kinesis acknowledged (aggregates).
+	MetricKinesisRecordsPut = "KinesisRecordsPut"
+	// MetricKinesisRecordsDataPut sums the bytes (data plus partition key) of those entries.
+	MetricKinesisRecordsDataPut = "KinesisRecordsDataPut"
+	// MetricErrorsByCode counts failed entries and requests, with dimension DimensionErrorCode.
+	MetricErrorsByCode = "ErrorsByCode"
+	// MetricRetriesPerRecord observes, per finished aggregate, the attempts beyond the first.
+	MetricRetriesPerRecord = "RetriesPerRecord"
+	// MetricUserRecordExpired counts records failed with ErrRecordExpired.
+	MetricUserRecordExpired = "UserRecordExpired"
+	// MetricBufferingTime observes, per aggregate, the time from its first record's arrival to
+	// its first send: the buffering its oldest record went through.
+	MetricBufferingTime = "BufferingTime"
+	// MetricUserRecordsPerKinesisRecord observes the number of records in each acknowledged entry.
+	MetricUserRecordsPerKinesisRecord = "UserRecordsPerKinesisRecord"
+	// MetricUserRecordsRejectedBufferFull counts records refused with ErrBufferFull.
+	MetricUserRecordsRejectedBufferFull = "UserRecordsRejectedBufferFull"
+
+	// DimensionErrorCode is ErrorsByCode's dimension: a Kinesis error code, or
+	// ErrorCodeTransport for a request that got no answer.
+	DimensionErrorCode = "ErrorCode"
+	// ErrorCodeTransport is the ErrorCode of requests that failed without a Kinesis error
+	// code (connection errors, timeouts).
+	ErrorCodeTransport = "Transport"
+)
+
+// MetricsSink receives the producer's metrics; *telemetry.Metrics implements it, and tests
+// count with their own. The producer calls it per request or aggregate, never per record.
+type MetricsSink interface {
+	Add(name string, unit telemetry.Unit, value float64, dims ...telemetry.Dimension)
+	Observe(name string, unit telemetry.Unit, value float64, dims ...telemetry.Dimension)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension)     {}
+func (noMetrics) Observe(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
+
+// counters accumulates metric values under the producer's lock; they are published to the
+// sink outside it.
+type counters struct {
+	received, rejected, expired         int64
+	userPut, userDataPut                int64
+	kinesisPut, kinesisDataPut          int64
+	errorsByCode                        map[string]int64
+	bufferingTimes, retries, perKinesis []float64
+}
+
+func (c *counters) empty() bool {
+	return c.received == 0 && c.rejected == 0 && c.expired == 0 && c.userPut == 0 && c.kinesisPut == 0 &&
+		len(c.errorsByCode) == 0 && len(c.bufferingTimes) == 0 && len(c.retries) == 0 && len(c.perKinesis) == 0
+}
+
+func (c *counters) addError(code string) {
+	if c.errorsByCode == nil {
+		c.errorsByCode = make(map[string]int64)
+	}
+	c.errorsByCode[code]++
+}
+
+// publish sends the accumulated values to sink.
+func (c *counters) publish(sink MetricsSink) {
+	count := func(name string, v int64) {
+		if v != 0 {
+			sink.Add(name, telemetry.UnitCount, float64(v))
+		}
+	}
+	count(MetricUserRecordsReceived, c.received)
+	count(MetricUserRecordsRejectedBufferFull, c.rejected)
+	count(MetricUserRecordExpired, c.expired)
+	count(MetricUserRecordsPut, c.userPut)
+	count(MetricKinesisRecordsPut, c.kinesisPut)
+	if c.userDataPut != 0 {
+		sink.Add(MetricUserRecordsDataPut, telemetry.UnitBytes, float64(c.userDataPut))
+	}
+	if c.kinesisDataPut != 0 {
+		sink.Add(MetricKinesisRecordsDataPut, telemetry.UnitBytes, float64(c.kinesisDataPut))
+	}
+	for code, n := range c.errorsByCode {
+		sink.Add(MetricErrorsByCode, telemetry.UnitCount, float64(n), telemetry.Dimension{Name: DimensionErrorCode, Value: code})
+	}
+	for _, v := range c.bufferingTimes {
+		sink.Observe(MetricBufferingTime, telemetry.UnitMilliseconds, v)
+	}
+	for _, v := range c.retries {
+		sink.Observe(MetricRetriesPerRecord, telemetry.UnitCount, v)
+	}
+	for _, v := range c.perKinesis {
+		sink.Observe(MetricUserRecordsPerKinesisRecord, telemetry.UnitCount, v)
+	}
+}
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
