@@ -166,7 +166,9 @@ type PutRecordError struct {
 	Message string
 }
 
-func (e *PutRecordError) Error() string { return fmt.Sprintf("kpl: put record: %s: %s", e.Code, e.Message) }
+func (e *PutRecordError) Error() string {
+	return fmt.Sprintf("kpl: put record: %s: %s", e.Code, e.Message)
+}
 
 // Producer is a shard-aware batching Kinesis producer compatible with the KPL format.
 //
