@@ -412,3 +412,43 @@ func TestCloudWatchFailureIsReturnedAndNothingIsDone(t *testing.T) {
 		t.Fatalf("resharded without metrics: %d shards", n)
 	}
 }
+
+func TestDecisionEmitsEMFMetrics(t *testing.T) {
+	f := newFixture(t, 2, Config{})
+	var emf syncBuffer
+	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{
+		Namespace: MetricsNamespace, Dimensions: []telemetry.Dimension{{Name: MetricsDimensionStream, Value: f.name}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{StreamName: f.name}, f.kin, f.cw, telemetry.NewLogger(f.logs, 0), metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.putMinutes(3, 0, 1.0, 2)
+	if _, err := s.Run(f.ctx, f.clock.now, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := metrics.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(emf.String())), &doc); err != nil {
+		t.Fatalf("EMF output is not one JSON line: %q", emf.String())
+	}
+	for name, want := range map[string]float64{MetricOpenShardCount: 2, MetricTargetShardCount: 4, MetricScalingActions: 1} {
+		got, ok := doc[name].(float64)
+		if !ok {
+			if vs, isList := doc[name].([]any); isList && len(vs) == 1 {
+				got, ok = vs[0].(float64)
+			}
+		}
+		if !ok || got != want {
+			t.Errorf("%s = %v, want %v (line %s)", name, doc[name], want, emf.String())
+		}
+	}
+	if doc[MetricsDimensionStream] != f.name {
+		t.Errorf("dimension %s = %v, want %s", MetricsDimensionStream, doc[MetricsDimensionStream], f.name)
+	}
+}
