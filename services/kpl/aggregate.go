@@ -62,15 +62,28 @@ type keyTable struct {
 	index   map[string]uint64 // key -> position in the table
 	encoded []byte            // encoded table fields (tag, length, key bytes)
 	n       int               // number of keys
+
+	// The last key looked up and the answer. A record's keys are looked up
+	// by SizeIfAdded and then by Add, and consecutive records often share
+	// a key, so this answers most lookups without hashing.
+	last      string
+	lastIndex uint64
+	lastFound bool
+	lastValid bool
 }
 
 // lookup returns the index of key in the table and whether it is there.
 func (t *keyTable) lookup(key string) (uint64, bool) {
+	if t.lastValid && key == t.last {
+		return t.lastIndex, t.lastFound
+	}
 	i, ok := t.index[key]
+	t.last, t.lastIndex, t.lastFound, t.lastValid = key, i, ok, true
 	return i, ok
 }
 
-// add appends key to the table under tag and returns its index.
+// add appends key, which must not be in the table, under tag and returns
+// its index.
 func (t *keyTable) add(tag byte, key string) uint64 {
 	if t.index == nil {
 		t.index = make(map[string]uint64)
@@ -78,6 +91,7 @@ func (t *keyTable) add(tag byte, key string) uint64 {
 	i := uint64(t.n)
 	t.index[key] = i
 	t.n++
+	t.last, t.lastIndex, t.lastFound, t.lastValid = key, i, true, true
 	t.encoded = append(t.encoded, tag)
 	t.encoded = appendVarint(t.encoded, uint64(len(key)))
 	t.encoded = append(t.encoded, key...)
@@ -89,7 +103,13 @@ func (t *keyTable) reset() {
 	clear(t.index)
 	t.encoded = t.encoded[:0]
 	t.n = 0
+	t.last, t.lastValid = "", false
 }
+
+// maxRecordHeader bounds the bytes before a record's data: the record tag
+// and length, the two key index fields and the data tag and length, each
+// varint at most 10 bytes.
+const maxRecordHeader = 1 + 10 + 1 + 10 + 1 + 10 + 1 + 10
 
 // Add appends a user record. An empty explicitHashKey means the record has
 // none. Add does not validate the keys or enforce any size limit: check
@@ -106,16 +126,21 @@ func (a *Aggregator) Add(partitionKey, explicitHashKey string, data []byte) {
 			ehk = a.explicitHashKeys.add(tagExplicitHashKeyTable, explicitHashKey)
 		}
 	}
-	a.records = append(a.records, tagRecord)
-	a.records = appendVarint(a.records, uint64(recordBodySize(pk, ehk, hasEHK, len(data))))
-	a.records = append(a.records, tagPartitionKeyIndex)
-	a.records = appendVarint(a.records, pk)
+	// The header is built on the stack so that the buffer grows by two
+	// appends per record rather than eight.
+	var header [maxRecordHeader]byte
+	h := header[:0]
+	h = append(h, tagRecord)
+	h = appendVarint(h, uint64(recordBodySize(pk, ehk, hasEHK, len(data))))
+	h = append(h, tagPartitionKeyIndex)
+	h = appendVarint(h, pk)
 	if hasEHK {
-		a.records = append(a.records, tagExplicitHashKeyIndex)
-		a.records = appendVarint(a.records, ehk)
+		h = append(h, tagExplicitHashKeyIndex)
+		h = appendVarint(h, ehk)
 	}
-	a.records = append(a.records, tagData)
-	a.records = appendVarint(a.records, uint64(len(data)))
+	h = append(h, tagData)
+	h = appendVarint(h, uint64(len(data)))
+	a.records = append(a.records, h...)
 	a.records = append(a.records, data...)
 	a.count++
 }

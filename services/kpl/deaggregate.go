@@ -94,9 +94,9 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 	var pks, ehks, records int
 	for i := 0; i < len(body); {
 		fieldStart := i
-		num, wire, next, err := readTag(body, i)
-		if err != nil {
-			return nil, err
+		num, wire, next := readTag(body, i)
+		if next < 0 {
+			return nil, fmt.Errorf("field at byte %d: %w", i, errBadKey)
 		}
 		i = next
 		switch num {
@@ -104,9 +104,9 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 			if wire != wireBytes {
 				return nil, fmt.Errorf("%w: key table field %d has wire type %d", ErrMalformed, num, wire)
 			}
-			start, end, err := readBytes(body, i)
-			if err != nil {
-				return nil, fmt.Errorf("key table field %d: %w", num, err)
+			start, end := readBytes(body, i)
+			if end < 0 {
+				return nil, fmt.Errorf("key table field %d: %w", num, errTruncated)
 			}
 			if num == 1 {
 				pks++
@@ -122,9 +122,9 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 			if wire != wireBytes {
 				return nil, fmt.Errorf("%w: records field has wire type %d", ErrMalformed, wire)
 			}
-			_, end, err := readBytes(body, i)
-			if err != nil {
-				return nil, fmt.Errorf("record %d: %w", records, err)
+			_, end := readBytes(body, i)
+			if end < 0 {
+				return nil, fmt.Errorf("record %d: %w", records, errTruncated)
 			}
 			if firstRecord < 0 {
 				firstRecord = fieldStart
@@ -132,6 +132,7 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 			records++
 			i = end
 		default:
+			var err error
 			if i, err = skipField(body, i, num, wire, 0); err != nil {
 				return nil, err
 			}
@@ -146,14 +147,20 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 		var b strings.Builder
 		b.Grow(hi - lo + 8*(pks+ehks))
 		b.Write(body[lo:hi])
-		for _, table := range [2]uint64{1, 2} {
+		for _, table := range [2]struct {
+			num   uint64
+			count int
+		}{{1, pks}, {2, ehks}} {
+			if table.count == 0 {
+				continue
+			}
 			// Every key entry lies in body[firstKey:hi]; the fields there
 			// were validated above.
 			for i := firstKey; i < hi; {
-				num, wire, next, _ := readTag(body, i)
+				num, wire, next := readTag(body, i)
 				if num == 1 || num == 2 {
-					start, end, _ := readBytes(body, next)
-					if num == table {
+					start, end := readBytes(body, next)
+					if num == table.num {
 						var span [8]byte
 						binary.LittleEndian.PutUint32(span[:4], uint32(start-lo))
 						binary.LittleEndian.PutUint32(span[4:], uint32(end-lo))
@@ -175,34 +182,41 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 
 	dst = slices.Grow(dst, records)
 	for i, n := firstRecord, int64(0); i < len(body); {
-		num, wire, next, _ := readTag(body, i) // valid: checked by the first pass
-		i = next
-		if num != 3 {
-			i, _ = skipField(body, i, num, wire, 0)
-			continue
+		var start, end int
+		if body[i] == tagRecord {
+			start, end = readBytes(body, i+1)
+		} else {
+			num, wire, next := readTag(body, i) // valid: checked by the first pass
+			if num != 3 {
+				i, _ = skipField(body, next, num, wire, 0)
+				continue
+			}
+			start, end = readBytes(body, next)
 		}
-		start, end, _ := readBytes(body, i)
 		i = end
-		r, err := decodeRecord(body[start:end])
-		if err != nil {
-			return nil, fmt.Errorf("record %d: %w", n, err)
+		r, ok := decodeCanonicalRecord(body[start:end])
+		if !ok {
+			var err error
+			if r, err = decodeRecord(body[start:end]); err != nil {
+				return nil, fmt.Errorf("record %d: %w", n, err)
+			}
 		}
 		if r.partitionKey >= uint64(pks) {
 			return nil, fmt.Errorf("%w: record %d: partition key index %d, table has %d keys", ErrMalformed, n, r.partitionKey, pks)
 		}
-		u := UserRecord{
-			PartitionKey:      key(pkSpans, r.partitionKey),
-			Data:              body[start+r.dataStart : start+r.dataEnd : start+r.dataEnd],
-			SubSequenceNumber: n,
-			Aggregated:        true,
+		if r.hasExplicitHashKey && r.explicitHashKey >= uint64(ehks) {
+			return nil, fmt.Errorf("%w: record %d: explicit hash key index %d, table has %d keys", ErrMalformed, n, r.explicitHashKey, ehks)
 		}
+		dst = dst[:len(dst)+1] // capacity reserved above
+		u := &dst[len(dst)-1]
+		u.PartitionKey = key(pkSpans, r.partitionKey)
+		u.ExplicitHashKey = ""
 		if r.hasExplicitHashKey {
-			if r.explicitHashKey >= uint64(ehks) {
-				return nil, fmt.Errorf("%w: record %d: explicit hash key index %d, table has %d keys", ErrMalformed, n, r.explicitHashKey, ehks)
-			}
 			u.ExplicitHashKey = key(ehkSpans, r.explicitHashKey)
 		}
-		dst = append(dst, u)
+		u.Data = body[start+r.dataStart : start+r.dataEnd : start+r.dataEnd]
+		u.SubSequenceNumber = n
+		u.Aggregated = true
 		n++
 	}
 	return dst, nil
@@ -216,15 +230,45 @@ type recordFields struct {
 	dataStart, dataEnd            int
 }
 
-// decodeRecord parses one Record message. As protobuf specifies, the last
-// occurrence of a repeated scalar field wins; tags are skipped.
+// decodeCanonicalRecord decodes a Record laid out as every known encoder
+// writes it: partition_key_index, optional explicit_hash_key_index, then
+// data ending the message. It is the fast path of record decoding; ok false
+// sends any other layout, or an error, to decodeRecord.
+func decodeCanonicalRecord(msg []byte) (r recordFields, ok bool) {
+	if len(msg) < 4 || msg[0] != tagPartitionKeyIndex {
+		return r, false
+	}
+	i := 1
+	if r.partitionKey, i = readVarint(msg, i); i < 0 || i >= len(msg) {
+		return r, false
+	}
+	if msg[i] == tagExplicitHashKeyIndex {
+		if r.explicitHashKey, i = readVarint(msg, i+1); i < 0 || i >= len(msg) {
+			return r, false
+		}
+		r.hasExplicitHashKey = true
+	}
+	if msg[i] != tagData {
+		return r, false
+	}
+	n, start := readVarint(msg, i+1)
+	if start < 0 || n != uint64(len(msg)-start) {
+		return r, false
+	}
+	r.dataStart, r.dataEnd = start, len(msg)
+	return r, true
+}
+
+// decodeRecord parses one Record message in any layout. As protobuf
+// specifies, the last occurrence of a repeated scalar field wins; tags are
+// skipped.
 func decodeRecord(msg []byte) (recordFields, error) {
 	var r recordFields
 	hasPartitionKey, hasData := false, false
 	for i := 0; i < len(msg); {
-		num, wire, next, err := readTag(msg, i)
-		if err != nil {
-			return r, err
+		num, wire, next := readTag(msg, i)
+		if next < 0 {
+			return r, fmt.Errorf("field at byte %d: %w", i, errBadKey)
 		}
 		i = next
 		switch num {
@@ -232,9 +276,9 @@ func decodeRecord(msg []byte) (recordFields, error) {
 			if wire != wireVarint {
 				return r, fmt.Errorf("%w: key index field %d has wire type %d", ErrMalformed, num, wire)
 			}
-			v, next, err := readVarint(msg, i)
-			if err != nil {
-				return r, err
+			v, next := readVarint(msg, i)
+			if next < 0 {
+				return r, fmt.Errorf("key index field %d: %w", num, errBadVarint)
 			}
 			i = next
 			if num == 1 {
@@ -246,15 +290,16 @@ func decodeRecord(msg []byte) (recordFields, error) {
 			if wire != wireBytes {
 				return r, fmt.Errorf("%w: field %d has wire type %d", ErrMalformed, num, wire)
 			}
-			start, end, err := readBytes(msg, i)
-			if err != nil {
-				return r, err
+			start, end := readBytes(msg, i)
+			if end < 0 {
+				return r, fmt.Errorf("field %d: %w", num, errTruncated)
 			}
 			if num == 3 {
 				r.dataStart, r.dataEnd, hasData = start, end, true
 			}
 			i = end
 		default:
+			var err error
 			if i, err = skipField(msg, i, num, wire, 0); err != nil {
 				return r, err
 			}
@@ -269,57 +314,77 @@ func decodeRecord(msg []byte) (recordFields, error) {
 	return r, nil
 }
 
-// errTruncated reports a field that runs past the end of its message.
-var errTruncated = fmt.Errorf("%w: truncated", ErrMalformed)
+// Errors of the protobuf primitives, all wrapping ErrMalformed.
+var (
+	errTruncated = fmt.Errorf("%w: field runs past the end of its message", ErrMalformed)
+	errBadVarint = fmt.Errorf("%w: varint truncated or longer than 64 bits", ErrMalformed)
+	errBadKey    = fmt.Errorf("%w: field key truncated or with field number 0 or over 2^29-1", ErrMalformed)
+)
+
+// The protobuf primitives below return a negative index instead of an error
+// so that their common one-byte cases inline into the decoding loops.
 
 // readVarint decodes the varint at b[i:] and returns it with the index that
-// follows it.
-func readVarint(b []byte, i int) (uint64, int, error) {
-	if i < len(b) && b[i] < 0x80 {
-		return uint64(b[i]), i + 1, nil
+// follows it, or a negative index if it is truncated or overflows 64 bits.
+func readVarint(b []byte, i int) (uint64, int) {
+	if uint(i) < uint(len(b)) && b[i] < 0x80 {
+		return uint64(b[i]), i + 1
+	}
+	return readVarintSlow(b, i)
+}
+
+//go:noinline // keeps readVarint small enough to inline
+func readVarintSlow(b []byte, i int) (uint64, int) {
+	if i < 0 {
+		return 0, -1
 	}
 	var v uint64
 	for shift := uint(0); shift < 64; shift += 7 {
 		if i >= len(b) {
-			return 0, 0, errTruncated
+			return 0, -1
 		}
 		c := b[i]
 		i++
 		if shift == 63 && c > 1 {
-			break
+			return 0, -1
 		}
 		v |= uint64(c&0x7F) << shift
 		if c < 0x80 {
-			return v, i, nil
+			return v, i
 		}
 	}
-	return 0, 0, fmt.Errorf("%w: varint overflows 64 bits", ErrMalformed)
+	return 0, -1
 }
 
-// readTag decodes the field key at b[i:].
-func readTag(b []byte, i int) (num uint64, wire byte, next int, err error) {
-	v, next, err := readVarint(b, i)
-	if err != nil {
-		return 0, 0, 0, err
+// readTag decodes the field key at b[i:] and returns the field number, the
+// wire type and the index that follows, or a negative index if the key is
+// truncated or its field number is 0 or above 2^29-1.
+func readTag(b []byte, i int) (num uint64, wire byte, next int) {
+	if uint(i) < uint(len(b)) && b[i] < 0x80 && b[i] >= 1<<3 {
+		return uint64(b[i] >> 3), b[i] & 7, i + 1
 	}
+	return readTagSlow(b, i)
+}
+
+//go:noinline // keeps readTag small enough to inline
+func readTagSlow(b []byte, i int) (num uint64, wire byte, next int) {
+	v, next := readVarint(b, i)
 	num, wire = v>>3, byte(v&7)
-	if num == 0 || num > 1<<29-1 {
-		return 0, 0, 0, fmt.Errorf("%w: invalid field number %d", ErrMalformed, num)
+	if next < 0 || num == 0 || num > 1<<29-1 {
+		return 0, 0, -1
 	}
-	return num, wire, next, nil
+	return num, wire, next
 }
 
 // readBytes decodes the length prefix of a length-delimited field at b[i:]
-// and returns where its payload starts and ends.
-func readBytes(b []byte, i int) (start, end int, err error) {
-	n, start, err := readVarint(b, i)
-	if err != nil {
-		return 0, 0, err
+// and returns where its payload starts and ends, or a negative end if the
+// prefix is bad or the payload runs past the end of b.
+func readBytes(b []byte, i int) (start, end int) {
+	n, start := readVarint(b, i)
+	if start < 0 || n > uint64(len(b)-start) {
+		return 0, -1
 	}
-	if n > uint64(len(b)-start) {
-		return 0, 0, errTruncated
-	}
-	return start, start + int(n), nil
+	return start, start + int(n)
 }
 
 // maxGroupDepth bounds the nesting of unknown groups skipped, so crafted
@@ -331,28 +396,34 @@ const maxGroupDepth = 32
 func skipField(b []byte, i int, num uint64, wire byte, depth int) (int, error) {
 	switch wire {
 	case wireVarint:
-		_, next, err := readVarint(b, i)
-		return next, err
+		_, next := readVarint(b, i)
+		if next < 0 {
+			return 0, fmt.Errorf("field %d: %w", num, errBadVarint)
+		}
+		return next, nil
 	case wireFixed64, wireFixed32:
 		n := 8
 		if wire == wireFixed32 {
 			n = 4
 		}
 		if len(b)-i < n {
-			return 0, errTruncated
+			return 0, fmt.Errorf("field %d: %w", num, errTruncated)
 		}
 		return i + n, nil
 	case wireBytes:
-		_, end, err := readBytes(b, i)
-		return end, err
+		_, end := readBytes(b, i)
+		if end < 0 {
+			return 0, fmt.Errorf("field %d: %w", num, errTruncated)
+		}
+		return end, nil
 	case wireStartGroup:
 		if depth >= maxGroupDepth {
 			return 0, fmt.Errorf("%w: groups nested deeper than %d", ErrMalformed, maxGroupDepth)
 		}
 		for {
-			n, w, next, err := readTag(b, i)
-			if err != nil {
-				return 0, err
+			n, w, next := readTag(b, i)
+			if next < 0 {
+				return 0, fmt.Errorf("in group %d: %w", num, errBadKey)
 			}
 			if w == wireEndGroup {
 				if n != num {
@@ -360,6 +431,7 @@ func skipField(b []byte, i int, num uint64, wire byte, depth int) (int, error) {
 				}
 				return next, nil
 			}
+			var err error
 			if i, err = skipField(b, next, n, w, depth+1); err != nil {
 				return 0, err
 			}

@@ -1,0 +1,126 @@
+package kpl
+
+import (
+	"crypto/md5"
+	"fmt"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/awslabs/kinesis-aggregation/go/v2/deaggregator"
+)
+
+// Benchmarks of the aggregation format on the KPL's defaults: 100-byte user
+// records packed into aggregates of at most 51,200 bytes. Throughput (MB/s)
+// counts user payload bytes; awslabs' Go deaggregator and crypto/md5 alone
+// on a 51,200-byte aggregate run in the same file as baselines:
+//
+//	go test ./services/kpl/ -run '^$' -bench 'Aggregate|Deaggregate|MD5' -benchtime=2s -count=3
+
+const (
+	benchRecordSize    = 100
+	benchAggregateSize = 51_200
+)
+
+// benchKeys are the partition-key schemes benchmarked: one key shared by the
+// whole aggregate (records without a client key) and a distinct client key
+// per record (the worst case for the key table).
+var benchKeys = map[string]func(i int) string{
+	"one_key":        func(int) string { return "shared-partition-key" },
+	"key_per_record": func(i int) string { return fmt.Sprintf("client-key-%08d", i) },
+}
+
+// benchRecords returns the keys and payload of one full aggregate.
+func benchRecords(key func(int) string) (keys []string, data []byte) {
+	data = make([]byte, benchRecordSize)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	var a Aggregator
+	for i := 0; a.SizeIfAdded(key(i), "", len(data)) <= benchAggregateSize; i++ {
+		keys = append(keys, key(i))
+		a.Add(key(i), "", data)
+	}
+	return keys, data
+}
+
+func BenchmarkAggregate(b *testing.B) {
+	for name, key := range benchKeys {
+		b.Run(name, func(b *testing.B) {
+			keys, data := benchRecords(key)
+			var a Aggregator
+			out := make([]byte, 0, benchAggregateSize)
+			b.SetBytes(int64(len(keys) * len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				a.Reset()
+				for _, k := range keys {
+					if a.SizeIfAdded(k, "", len(data)) > benchAggregateSize {
+						b.Fatal("aggregate overflow")
+					}
+					a.Add(k, "", data)
+				}
+				out = a.AppendEncoded(out[:0])
+			}
+			b.ReportMetric(float64(len(keys)), "records/op")
+		})
+	}
+}
+
+func BenchmarkDeaggregate(b *testing.B) {
+	for name, key := range benchKeys {
+		b.Run(name, func(b *testing.B) {
+			keys, data := benchRecords(key)
+			var a Aggregator
+			for _, k := range keys {
+				a.Add(k, "", data)
+			}
+			enc := a.AppendEncoded(nil)
+			dst := make([]UserRecord, 0, len(keys))
+			b.SetBytes(int64(len(keys) * len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if dst, err = Deaggregate(dst[:0], "outer", enc); err != nil || len(dst) != len(keys) {
+					b.Fatalf("Deaggregate: %d records, %v", len(dst), err)
+				}
+			}
+			b.ReportMetric(float64(len(keys)), "records/op")
+		})
+	}
+}
+
+// BenchmarkDeaggregateAwslabsGo is the baseline: awslabs' Go deaggregator
+// (golang/protobuf) on the same aggregates.
+func BenchmarkDeaggregateAwslabsGo(b *testing.B) {
+	for name, key := range benchKeys {
+		b.Run(name, func(b *testing.B) {
+			keys, data := benchRecords(key)
+			var a Aggregator
+			for _, k := range keys {
+				a.Add(k, "", data)
+			}
+			in := []types.Record{{PartitionKey: aws.String("outer"), SequenceNumber: aws.String("1"), Data: a.AppendEncoded(nil)}}
+			b.SetBytes(int64(len(keys) * len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				out, err := deaggregator.DeaggregateRecords(in)
+				if err != nil || len(out) != len(keys) {
+					b.Fatalf("DeaggregateRecords: %d records, %v", len(out), err)
+				}
+			}
+			b.ReportMetric(float64(len(keys)), "records/op")
+		})
+	}
+}
+
+// BenchmarkMD5 is the baseline both directions pay: the digest of one
+// 51,200-byte aggregate.
+func BenchmarkMD5(b *testing.B) {
+	buf := make([]byte, benchAggregateSize)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	for b.Loop() {
+		md5.Sum(buf)
+	}
+}
