@@ -11,8 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamproc/streamproc/services/ingest/internal/faultinject"
-	"github.com/streamproc/streamproc/services/ingest/internal/streamcheck"
+	"github.com/streamproc/streamproc/services/ingest/ingesttest"
 	"github.com/streamproc/streamproc/services/kpl"
 )
 
@@ -21,7 +20,7 @@ func TestFaultsLoseNoAcknowledgedRecord(t *testing.T) {
 		MaxBufferedTime: 20 * time.Millisecond,
 		RetryBaseDelay:  5 * time.Millisecond,
 		RetryMaxDelay:   50 * time.Millisecond,
-	}, func(f *faultinject.Transport) {
+	}, func(f *ingesttest.FaultTransport) {
 		f.EntryFailRate = 0.30
 		f.ResetRate = 0.10
 		f.ServerErrorRate = 0.10
@@ -51,7 +50,7 @@ func TestFaultsLoseNoAcknowledgedRecord(t *testing.T) {
 		all = append(all, recs...)
 	}
 
-	s, err := streamcheck.ReadStream(ctx, p.reader, p.stream)
+	s, err := ingesttest.ReadStream(ctx, p.reader, p.stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +80,7 @@ func TestRecordPastItsTTLIsNotAcknowledged(t *testing.T) {
 		RecordTTL:       300 * time.Millisecond,
 		RetryBaseDelay:  10 * time.Millisecond,
 		RetryMaxDelay:   50 * time.Millisecond,
-	}, func(f *faultinject.Transport) { f.ThrottleAll = true })
+	}, func(f *ingesttest.FaultTransport) { f.ThrottleAll = true })
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 
@@ -100,7 +99,7 @@ func TestRecordPastItsTTLIsNotAcknowledged(t *testing.T) {
 			t.Errorf("batch record %q: %d %q, want 504 saying the time to live passed", r.data, r.status, r.err)
 		}
 	}
-	s, err := streamcheck.ReadStream(ctx, p.reader, p.stream)
+	s, err := ingesttest.ReadStream(ctx, p.reader, p.stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +116,7 @@ func TestStalledKinesisAnswers503AtOnceWithBoundedMemory(t *testing.T) {
 	p := newPipeline(t, 2, kpl.ProducerConfig{
 		MaxBufferedTime:  10 * time.Millisecond,
 		MaxBufferedBytes: bound,
-	}, func(f *faultinject.Transport) { f.Stall = stall })
+	}, func(f *ingesttest.FaultTransport) { f.Stall = stall })
 	released := false
 	release := func() {
 		if !released {
@@ -219,7 +218,7 @@ func TestStalledKinesisAnswers503AtOnceWithBoundedMemory(t *testing.T) {
 	if err := p.producer.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	s, err := streamcheck.ReadStream(ctx, p.reader, p.stream)
+	s, err := ingesttest.ReadStream(ctx, p.reader, p.stream)
 	if err != nil {
 		t.Fatal(err)
 	}

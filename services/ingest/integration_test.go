@@ -21,8 +21,7 @@ import (
 
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/ingest"
-	"github.com/streamproc/streamproc/services/ingest/internal/faultinject"
-	"github.com/streamproc/streamproc/services/ingest/internal/streamcheck"
+	"github.com/streamproc/streamproc/services/ingest/ingesttest"
 	"github.com/streamproc/streamproc/services/kpl"
 )
 
@@ -59,7 +58,7 @@ func kinesisLocal(t *testing.T) *emulator.Emulators {
 type pipeline struct {
 	url      string
 	stream   string
-	faults   *faultinject.Transport
+	faults   *ingesttest.FaultTransport
 	producer *kpl.Producer
 	reader   *kinesis.Client // reads the stream without faults
 }
@@ -67,17 +66,17 @@ type pipeline struct {
 // newPipeline creates a stream of the given shards and serves the ingest API
 // in front of a producer configured by cfg (StreamName is filled in).
 // configure, if set, sets the fault transport's fields before any call.
-func newPipeline(t *testing.T, shards int32, cfg kpl.ProducerConfig, configure func(*faultinject.Transport)) *pipeline {
+func newPipeline(t *testing.T, shards int32, cfg kpl.ProducerConfig, configure func(*ingesttest.FaultTransport)) *pipeline {
 	t.Helper()
 	e := kinesisLocal(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	p := &pipeline{stream: fmt.Sprintf("ingest-test-%d-%d", os.Getpid(), streamN.Add(1))}
 	p.reader = e.KinesisClient()
-	if err := streamcheck.CreateStream(ctx, p.reader, p.stream, shards); err != nil {
+	if err := ingesttest.CreateStream(ctx, p.reader, p.stream, shards); err != nil {
 		t.Fatal(err)
 	}
-	p.faults = faultinject.New(http.DefaultTransport, uint64(streamN.Load()))
+	p.faults = ingesttest.NewFaultTransport(http.DefaultTransport, uint64(streamN.Load()))
 	if configure != nil {
 		configure(p.faults)
 	}
@@ -113,7 +112,7 @@ type sentRecord struct {
 	hashKey      string
 	buffered     bool // sent with ?ack=buffered
 	status       int
-	loc          streamcheck.Location // of a 200
+	loc          ingesttest.Location // of a 200
 	err          string
 }
 
@@ -182,12 +181,12 @@ type putAnswer struct {
 	Error             string `json:"error"`
 }
 
-func (a putAnswer) location() streamcheck.Location {
+func (a putAnswer) location() ingesttest.Location {
 	var sub int64
 	if a.SubSequenceNumber != nil {
 		sub = *a.SubSequenceNumber
 	}
-	return streamcheck.Location{ShardID: a.ShardID, SequenceNumber: a.SequenceNumber, SubSequenceNumber: sub}
+	return ingesttest.Location{ShardID: a.ShardID, SequenceNumber: a.SequenceNumber, SubSequenceNumber: sub}
 }
 
 // sendSingles posts records one per request from workers goroutines.
@@ -266,7 +265,7 @@ func sendBatch(t *testing.T, ctx context.Context, url string, records []*sentRec
 // checkAcknowledged checks that every record answered 200 is in the stream at
 // the location it was given, with its data and keys, and every record
 // answered 202 is in the stream somewhere. It returns the count of each.
-func checkAcknowledged(t *testing.T, s *streamcheck.Stream, records []*sentRecord) (acked, buffered int) {
+func checkAcknowledged(t *testing.T, s *ingesttest.Stream, records []*sentRecord) (acked, buffered int) {
 	t.Helper()
 	at := s.At()
 	byData := map[string]int{}
@@ -300,14 +299,14 @@ func checkAcknowledged(t *testing.T, s *streamcheck.Stream, records []*sentRecor
 
 // checkAggregatesInShard checks the explicit hash key of every entry the
 // emulator accepted lies in the range of the shard it landed in.
-func checkAggregatesInShard(t *testing.T, s *streamcheck.Stream, accepted []faultinject.AcceptedEntry) {
+func checkAggregatesInShard(t *testing.T, s *ingesttest.Stream, accepted []ingesttest.AcceptedEntry) {
 	t.Helper()
-	shards := map[string]streamcheck.Shard{}
+	shards := map[string]ingesttest.Shard{}
 	for _, sh := range s.Shards {
 		shards[sh.ID] = sh
 	}
 	for _, e := range accepted {
-		h, err := streamcheck.HashKey(e.PartitionKey, e.ExplicitHashKey)
+		h, err := ingesttest.HashKey(e.PartitionKey, e.ExplicitHashKey)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +367,7 @@ func TestTwentyThousandRecordsReachTheStream(t *testing.T) {
 			t.Fatalf("record %q answered %d (%s), want %d", r.data, r.status, r.err, want)
 		}
 	}
-	s, err := streamcheck.ReadStream(ctx, p.reader, p.stream)
+	s, err := ingesttest.ReadStream(ctx, p.reader, p.stream)
 	if err != nil {
 		t.Fatal(err)
 	}

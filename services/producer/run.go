@@ -78,7 +78,7 @@ func run(ctx context.Context, s settings.Settings, opts runOptions) error {
 	}
 	ln := opts.listener
 	if ln == nil {
-		if ln, err = net.Listen("tcp", ":"+strconv.Itoa(s.Port)); err != nil {
+		if ln, err = net.Listen("tcp", net.JoinHostPort(s.ListenHost, strconv.Itoa(s.Port))); err != nil {
 			return errors.Join(fmt.Errorf("listen: %w", err), closeProducer(producer, s.StopTimeout))
 		}
 	}

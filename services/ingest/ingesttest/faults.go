@@ -1,9 +1,4 @@
-// Package faultinject is an http.RoundTripper for tests that sits between the
-// AWS SDK and kinesis-local and injects the faults no emulator produces:
-// PutRecords entries failing with ProvisionedThroughputExceededException
-// (really not written), connection resets before and after the emulator
-// wrote, 500 InternalFailure answers, and a stalled Kinesis.
-package faultinject
+package ingesttest
 
 import (
 	"bytes"
@@ -22,9 +17,13 @@ import (
 // putRecordsTarget is the X-Amz-Target of PutRecords in the Kinesis JSON protocol.
 const putRecordsTarget = "Kinesis_20131202.PutRecords"
 
-// Transport injects faults into PutRecords calls and passes every other
-// call through. Set its fields before the first request.
-type Transport struct {
+// FaultTransport is an http.RoundTripper that sits between the AWS SDK and
+// kinesis-local and injects the faults no emulator produces into PutRecords
+// calls: entries failing with ProvisionedThroughputExceededException (really
+// not written), connection resets before and after the emulator wrote, 500
+// InternalFailure answers, and a stall. Every other call passes through. Set
+// its fields before the first request.
+type FaultTransport struct {
 	next http.RoundTripper
 
 	// EntryFailRate is the share of PutRecords entries failed with
@@ -49,7 +48,7 @@ type Transport struct {
 	// accepted records every entry the emulator accepted, with the shard
 	// it put it in.
 	accepted []AcceptedEntry
-	counts   Counts
+	counts   FaultCounts
 }
 
 // AcceptedEntry is a PutRecords entry the emulator accepted.
@@ -57,30 +56,30 @@ type AcceptedEntry struct {
 	ExplicitHashKey, PartitionKey, ShardID string
 }
 
-// Counts says how many PutRecords calls were seen and how many faults were injected.
-type Counts struct {
+// FaultCounts says how many PutRecords calls were seen and how many faults were injected.
+type FaultCounts struct {
 	Calls, FailedEntries, ResetsBefore, ResetsAfter, ServerErrors int
 }
 
-// New wraps next; seed makes the faults reproducible.
-func New(next http.RoundTripper, seed uint64) *Transport {
-	return &Transport{next: next, rng: rand.New(rand.NewPCG(seed, seed))}
+// NewFaultTransport wraps next; seed makes the faults reproducible.
+func NewFaultTransport(next http.RoundTripper, seed uint64) *FaultTransport {
+	return &FaultTransport{next: next, rng: rand.New(rand.NewPCG(seed, seed))}
 }
 
-func (f *Transport) roll(p float64) bool {
+func (f *FaultTransport) roll(p float64) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.rng.Float64() < p
 }
 
-func (f *Transport) count(fn func(*Counts)) {
+func (f *FaultTransport) count(fn func(*FaultCounts)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fn(&f.counts)
 }
 
 // Snapshot returns the counts and the accepted entries so far.
-func (f *Transport) Snapshot() (Counts, []AcceptedEntry) {
+func (f *FaultTransport) Snapshot() (FaultCounts, []AcceptedEntry) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.counts, append([]AcceptedEntry(nil), f.accepted...)
@@ -117,11 +116,11 @@ type putRecordsResponse struct {
 }
 
 // RoundTrip implements http.RoundTripper.
-func (f *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (f *FaultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Header.Get("X-Amz-Target") != putRecordsTarget {
 		return f.next.RoundTrip(req)
 	}
-	f.count(func(c *Counts) { c.Calls++ })
+	f.count(func(c *FaultCounts) { c.Calls++ })
 	if f.Stall != nil {
 		select {
 		case <-f.Stall:
@@ -135,11 +134,11 @@ func (f *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	if f.roll(f.ServerErrorRate) {
-		f.count(func(c *Counts) { c.ServerErrors++ })
+		f.count(func(c *FaultCounts) { c.ServerErrors++ })
 		return jsonResponse(req, http.StatusInternalServerError, map[string]string{"__type": "InternalFailure", "message": "injected internal failure"}), nil
 	}
 	if f.roll(f.ResetRate / 2) {
-		f.count(func(c *Counts) { c.ResetsBefore++ })
+		f.count(func(c *FaultCounts) { c.ResetsBefore++ })
 		return nil, connReset()
 	}
 
@@ -188,7 +187,7 @@ func (f *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if f.roll(f.ResetRate / 2) {
 			// Written, but the client never hears of it: it must retry
 			// (and the stream holds duplicates, as Kinesis would).
-			f.count(func(c *Counts) { c.ResetsAfter++ })
+			f.count(func(c *FaultCounts) { c.ResetsAfter++ })
 			return nil, connReset()
 		}
 	}
@@ -219,7 +218,7 @@ func (f *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		f.accepted = append(f.accepted, AcceptedEntry{ExplicitHashKey: e.ExplicitHashKey, PartitionKey: e.PartitionKey, ShardID: r.ShardID})
 		f.mu.Unlock()
 	}
-	f.count(func(c *Counts) { c.FailedEntries += merged.FailedRecordCount })
+	f.count(func(c *FaultCounts) { c.FailedEntries += merged.FailedRecordCount })
 	return jsonResponse(req, http.StatusOK, merged), nil
 }
 

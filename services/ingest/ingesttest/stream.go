@@ -1,9 +1,10 @@
-// Package streamcheck creates Kinesis streams on an emulator and reads them
-// back for tests: every shard from TRIM_HORIZON, every record deaggregated
-// with kpl.Deaggregate, and every user record's hash key checked against the
-// range of the shard that holds it (the check a KCL consumer makes before it
-// keeps a record).
-package streamcheck
+// Package ingesttest helps test the ingest service against kinesis-local:
+// FaultTransport injects the faults no emulator produces, CreateStream and
+// ReadStream create a stream and read it back, every shard from TRIM_HORIZON,
+// every record deaggregated with kpl.Deaggregate and every user record's
+// hash key checked against the range of its shard (the check a KCL consumer
+// makes before it keeps a record).
+package ingesttest
 
 import (
 	"context"

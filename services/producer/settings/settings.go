@@ -24,6 +24,9 @@ const (
 	EnvRegion = "AWS_REGION"
 	// EnvPort is the TCP port the HTTP server listens on. Default: 8080.
 	EnvPort = "PORT"
+	// EnvListenHost is the address the HTTP server binds, such as 127.0.0.1
+	// for a local run. Default: empty, every interface (as in a container).
+	EnvListenHost = "LISTEN_HOST"
 	// EnvKinesisEndpoint overrides the Kinesis endpoint (an emulator's URL).
 	// With it, AWS_REGION defaults to us-east-1 and, without AWS credentials
 	// in the environment, static dummy credentials are used.
@@ -78,8 +81,9 @@ const (
 type Settings struct {
 	// Region is EnvRegion; empty leaves it to the SDK.
 	Region string
-	// Port is the listening port.
-	Port int
+	// ListenHost and Port are the listening address.
+	ListenHost string
+	Port       int
 	// KinesisEndpoint is EnvKinesisEndpoint; empty means AWS.
 	KinesisEndpoint string
 	// LocalCredentials is set when KinesisEndpoint is set and the
@@ -106,6 +110,7 @@ func FromEnv(lookup func(string) (string, bool)) (Settings, error) {
 	s := Settings{
 		Region:          p.str(EnvRegion),
 		KinesisEndpoint: p.str(EnvKinesisEndpoint),
+		ListenHost:      p.str(EnvListenHost),
 		Port:            p.integer(EnvPort, DefaultPort, 1, 65535),
 		DrainWindow:     p.duration(EnvDrainWindow, DefaultDrainWindow, true),
 		StopTimeout:     p.duration(EnvStopTimeout, DefaultStopTimeout, false),

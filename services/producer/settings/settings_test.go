@@ -50,6 +50,7 @@ func TestFromEnvParsesEverything(t *testing.T) {
 		EnvStreamName:        "orders",
 		EnvRegion:            "eu-west-1",
 		EnvPort:              "9090",
+		EnvListenHost:        "127.0.0.1",
 		EnvKinesisEndpoint:   "http://127.0.0.1:4568",
 		EnvMaxBufferedTime:   "250ms",
 		EnvRecordTTL:         "10s",
@@ -67,7 +68,7 @@ func TestFromEnvParsesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := s.Producer
-	if s.Region != "eu-west-1" || s.Port != 9090 || s.KinesisEndpoint != "http://127.0.0.1:4568" || !s.LocalCredentials ||
+	if s.Region != "eu-west-1" || s.Port != 9090 || s.ListenHost != "127.0.0.1" || s.KinesisEndpoint != "http://127.0.0.1:4568" || !s.LocalCredentials ||
 		p.MaxBufferedTime != 250*time.Millisecond || p.RecordTTL != 10*time.Second || p.MaxAggregateBytes != 100000 ||
 		p.MaxBufferedBytes != 2<<20 || p.RateLimitPercent != 80 || p.MaxInFlight != 8 ||
 		s.DrainWindow != 0 || s.StopTimeout != 20*time.Second || s.LogLevel != slog.LevelDebug ||
