@@ -450,8 +450,8 @@ func (p *Policy) Decide(in Input) Decision {
 	return none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*d.Utilisation, n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
 }
 
-// projectedLoad is the highest load of the last five minutes, plus GrowthHorizon times the typical per-minute rise
-// when the load has been rising minute after minute. The median rise ignores a single jump (a step is not a ramp).
+// projectedLoad is the highest load of the last five minutes, plus GrowthHorizon times the per-minute rise when the
+// load has been rising steadily (a step or noise is not a ramp).
 func (p *Policy) projectedLoad(s series) float64 {
 	tail := s
 	if len(tail) > 5 {
@@ -469,11 +469,29 @@ func (p *Policy) projectedLoad(s series) float64 {
 		return peak
 	}
 	slices.Sort(rises)
-	slope := rises[len(rises)/2]
+	// Both estimates must agree that the load rises: the median rise ignores a single jump (a step), the
+	// least-squares slope ignores minute-to-minute noise that the median of a few rises does not.
+	slope := min(rises[len(rises)/2], leastSquaresSlope(tail))
 	if slope <= 0 {
 		return peak
 	}
 	return max(peak, load(tail[len(tail)-1])+slope*p.cfg.GrowthHorizon.Minutes())
+}
+
+// leastSquaresSlope is the fitted per-minute change of load over the minutes of s.
+func leastSquaresSlope(s series) float64 {
+	var sx, sy, sxx, sxy float64
+	for _, m := range s {
+		x := m.Start.Sub(s[0].Start).Minutes()
+		y := load(m)
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	n := float64(len(s))
+	den := n*sxx - sx*sx
+	if den == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / den
 }
 
 // hotShard returns the busiest shard that is over HotShardUtilisation for ScaleUpMinutes minutes or throttled,
