@@ -32,6 +32,10 @@ type fakeKinesis struct {
 	failEntry func(call, entry int, e types.PutRecordsRequestEntry) string
 	// failRequest, when set, fails a whole request with the error it returns.
 	failRequest func(call int) error
+	// discard drops stored records and request copies, for benchmarks; sentBytes still
+	// counts data + partition key + explicit hash key of every acknowledged entry.
+	discard   bool
+	sentBytes int64
 	// gate, when set, blocks each PutRecords until it can receive from it (or ctx ends).
 	// Set it with setGate once the producer runs.
 	gate chan struct{}
@@ -137,6 +141,9 @@ func (f *fakeKinesis) PutRecords(ctx context.Context, in *kinesis.PutRecordsInpu
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.discard {
+		return f.putDiscard(in)
+	}
 	call := len(f.calls)
 	// Deep copy: the SDK serializes the request before returning, so the caller may reuse it.
 	entries := make([]types.PutRecordsRequestEntry, len(in.Records))
@@ -179,6 +186,25 @@ func (f *fakeKinesis) PutRecords(ctx context.Context, in *kinesis.PutRecordsInpu
 			Data: append([]byte(nil), e.Data...), SequenceNumber: seq,
 		})
 		out.Records = append(out.Records, types.PutRecordsResultEntry{ShardId: aws.String(shard.id), SequenceNumber: aws.String(seq)})
+	}
+	return out, nil
+}
+
+// putDiscard acknowledges every entry in its shard without keeping anything.
+func (f *fakeKinesis) putDiscard(in *kinesis.PutRecordsInput) (*kinesis.PutRecordsOutput, error) {
+	if err := validatePutRecords(in); err != nil {
+		return nil, err
+	}
+	out := &kinesis.PutRecordsOutput{Records: make([]types.PutRecordsResultEntry, len(in.Records))}
+	for i, e := range in.Records {
+		h := entryHash(e)
+		for _, s := range f.shards {
+			if !s.closed && s.start.Cmp(h) <= 0 && h.Cmp(s.end) <= 0 {
+				f.nextSeq++
+				out.Records[i] = types.PutRecordsResultEntry{ShardId: aws.String(s.id), SequenceNumber: aws.String(strconv.FormatInt(f.nextSeq, 10))}
+			}
+		}
+		f.sentBytes += int64(len(e.Data) + len(*e.PartitionKey) + len(aws.ToString(e.ExplicitHashKey)))
 	}
 	return out, nil
 }
