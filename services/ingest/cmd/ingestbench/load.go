@@ -13,15 +13,36 @@ import (
 	"time"
 )
 
-// loadResult is what one case measured.
+// loadResult is what one case measured, over one or more windows.
 type loadResult struct {
-	requests int           // answered requests in the measured window
-	statuses map[int]int   // answers by status
-	elapsed  time.Duration // length of the measured window
-	p50, p99 time.Duration
+	latencies []time.Duration // of every answered request in the measured windows
+	statuses  map[int]int     // answers by status
+	elapsed   time.Duration   // total length of the measured windows
 }
 
-func (r loadResult) perSecond() float64 { return float64(r.requests) / r.elapsed.Seconds() }
+func (r loadResult) perSecond() float64 { return float64(len(r.latencies)) / r.elapsed.Seconds() }
+
+// add merges the result of another window.
+func (r *loadResult) add(o loadResult) {
+	r.latencies = append(r.latencies, o.latencies...)
+	r.elapsed += o.elapsed
+	if r.statuses == nil {
+		r.statuses = map[int]int{}
+	}
+	for k, v := range o.statuses {
+		r.statuses[k] += v
+	}
+}
+
+// percentile returns the p-th percentile latency (0 < p < 100).
+func (r loadResult) percentile(p int) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	s := slices.Clone(r.latencies)
+	slices.Sort(s)
+	return s[len(s)*p/100]
+}
 
 // drive sends the same request over conns keep-alive connections to addr,
 // each connection one request at a time, for warmup then duration, and
@@ -94,10 +115,7 @@ func drive(ctx context.Context, addr string, request []byte, conns int, warmup, 
 	if len(all) == 0 {
 		return res, errors.New("no request was answered in the measured window")
 	}
-	slices.Sort(all)
-	res.requests = len(all)
-	res.p50 = all[len(all)*50/100]
-	res.p99 = all[len(all)*99/100]
+	res.latencies = all
 	return res, nil
 }
 

@@ -15,7 +15,8 @@
 //
 //	go run ./services/ingest/cmd/ingestbench -duration 5s
 //
-// The load generator writes prepared requests on keep-alive connections and
+// The cases run interleaved in rounds (-rounds) so that all three see the
+// same background load on a shared machine. The load generator writes prepared requests on keep-alive connections and
 // reads answers with a minimal parser, so that it takes little of the CPU
 // it shares with the server.
 package main
@@ -44,6 +45,7 @@ import (
 // benchConfig is set by the flags.
 type benchConfig struct {
 	duration, warmup time.Duration
+	rounds           int
 	latency, linger  time.Duration
 	shards           int
 	recordBytes      int
@@ -55,7 +57,8 @@ type benchConfig struct {
 func main() {
 	var c benchConfig
 	flag.DurationVar(&c.duration, "duration", 5*time.Second, "measured time per case")
-	flag.DurationVar(&c.warmup, "warmup", time.Second, "unmeasured time before each case")
+	flag.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "unmeasured time before each measured window")
+	flag.IntVar(&c.rounds, "rounds", 5, "rounds the cases are interleaved in (each runs duration/rounds per round)")
 	flag.DurationVar(&c.latency, "latency", 5*time.Millisecond, "latency of every call to the in-memory Kinesis")
 	flag.DurationVar(&c.linger, "linger", kpl.DefaultMaxBufferedTime, "producer MaxBufferedTime (the KPL's RecordMaxBufferedTime)")
 	flag.IntVar(&c.shards, "shards", 4, "shards of the in-memory stream")
@@ -74,7 +77,7 @@ func main() {
 }
 
 func run(ctx context.Context, c benchConfig, out io.Writer) error {
-	if c.duration <= 0 || c.warmup < 0 || c.linger <= 0 || c.latency < 0 || c.recordBytes < 1 ||
+	if c.duration <= 0 || c.rounds < 1 || c.warmup < 0 || c.linger <= 0 || c.latency < 0 || c.recordBytes < 1 ||
 		c.bareConns < 1 || c.asyncConns < 1 || c.ackConns < 1 {
 		return errors.New("durations and counts must be positive")
 	}
@@ -82,27 +85,56 @@ func run(ctx context.Context, c benchConfig, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "ingestbench: %d-byte keyless records, %v per case after %v warm-up; in-memory Kinesis: %d shards, %v per call; linger %v\n\n",
-		c.recordBytes, c.duration, c.warmup, c.shards, c.latency, c.linger)
+	fmt.Fprintf(out, "ingestbench: %d-byte keyless records; %v per case in %d interleaved rounds, %v warm-up per round; in-memory Kinesis: %d shards, %v per call; linger %v\n\n",
+		c.recordBytes, c.duration, c.rounds, c.warmup, c.shards, c.latency, c.linger)
 
-	bare, err := measure(ctx, http.HandlerFunc(bareHandler), postRequest("/", body), c.bareConns, c)
+	// The machine is shared, so the cases run interleaved, in rounds of
+	// duration/rounds each, and each sees the same background load.
+	bareSrv, err := serve(http.HandlerFunc(bareHandler))
 	if err != nil {
-		return fmt.Errorf("bare handler: %w", err)
+		return err
 	}
-	async, asyncStats, err := measureProducer(ctx, c, postRequest("/?ack=buffered", body), c.asyncConns)
+	defer bareSrv.close()
+	asyncSrv, asyncStream, err := serveProducer(ctx, c)
 	if err != nil {
 		return fmt.Errorf("ack=buffered: %w", err)
 	}
-	acked, ackStats, err := measureProducer(ctx, c, postRequest("/", body), c.ackConns)
+	defer asyncSrv.close()
+	ackSrv, ackStream, err := serveProducer(ctx, c)
 	if err != nil {
 		return fmt.Errorf("default ack: %w", err)
 	}
+	defer ackSrv.close()
+
+	var bare, async, acked loadResult
+	slice := c.duration / time.Duration(c.rounds)
+	for range c.rounds {
+		for _, cs := range []struct {
+			name    string
+			srv     *server
+			request []byte
+			conns   int
+			into    *loadResult
+		}{
+			{"bare handler", bareSrv, postRequest("/", body), c.bareConns, &bare},
+			{"ack=buffered", asyncSrv, postRequest("/?ack=buffered", body), c.asyncConns, &async},
+			{"default ack", ackSrv, postRequest("/", body), c.ackConns, &acked},
+		} {
+			r, err := drive(ctx, cs.srv.addr, cs.request, cs.conns, c.warmup, slice)
+			if err != nil {
+				return fmt.Errorf("%s: %w", cs.name, err)
+			}
+			cs.into.add(r)
+		}
+	}
+	asyncStats, ackStats := asyncStream.Stats(), ackStream.Stats()
 
 	bound := float64(c.ackConns) / (c.linger + c.latency).Seconds()
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "case\tconns\treq/s\tp50\tp99\tratio\ttarget\tstatuses\t")
 	row := func(name string, conns int, r loadResult, ratio, target string) {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%s\t%s\t%v\t\n", name, conns, r.perSecond(), r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), ratio, target, r.statuses)
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%v\t%v\t%s\t%s\t%v\t\n", name, conns, r.perSecond(),
+			r.percentile(50).Round(10*time.Microsecond), r.percentile(99).Round(10*time.Microsecond), ratio, target, r.statuses)
 	}
 	row("bare JSON-decoding handler", c.bareConns, bare, "1.00", "baseline")
 	row("ingest ?ack=buffered", c.asyncConns, async, fmt.Sprintf("%.2f of bare", async.perSecond()/bare.perSecond()), ">= 0.70")
@@ -123,12 +155,38 @@ func run(ctx context.Context, c benchConfig, out io.Writer) error {
 	return nil
 }
 
-// measureProducer drives the ingest handler in front of a fresh producer and
-// in-memory stream, and closes both after.
-func measureProducer(ctx context.Context, c benchConfig, request []byte, conns int) (loadResult, kinesisfake.Stats, error) {
+// server is a handler served on a loopback port, with what to close after.
+type server struct {
+	addr  string
+	srv   *http.Server
+	after func() error
+}
+
+func serve(h http.Handler) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return &server{addr: ln.Addr().String(), srv: srv}, nil
+}
+
+func (s *server) close() {
+	s.srv.Close()
+	if s.after != nil {
+		if err := s.after(); err != nil {
+			fmt.Fprintf(os.Stderr, "ingestbench: %v\n", err)
+		}
+	}
+}
+
+// serveProducer serves the ingest handler in front of a fresh producer and
+// in-memory stream; closing the server closes the producer.
+func serveProducer(ctx context.Context, c benchConfig) (*server, *kinesisfake.Stream, error) {
 	stream, err := kinesisfake.New(kinesisfake.Config{StreamName: "bench", Shards: c.shards, Latency: c.latency})
 	if err != nil {
-		return loadResult{}, kinesisfake.Stats{}, err
+		return nil, nil, err
 	}
 	producer, err := kpl.New(stream, kpl.ProducerConfig{
 		StreamName:      "bench",
@@ -136,34 +194,28 @@ func measureProducer(ctx context.Context, c benchConfig, request []byte, conns i
 		Logger:          slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
-		return loadResult{}, kinesisfake.Stats{}, err
+		return nil, nil, err
 	}
 	if err := producer.Start(ctx); err != nil {
-		return loadResult{}, kinesisfake.Stats{}, err
+		return nil, nil, err
 	}
 	h, err := ingest.New(producer, ingest.Config{})
 	if err != nil {
-		return loadResult{}, kinesisfake.Stats{}, err
+		return nil, nil, err
 	}
-	res, err := measure(ctx, h, request, conns, c)
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if cerr := producer.Close(closeCtx); cerr != nil && err == nil {
-		err = fmt.Errorf("close producer: %w", cerr)
-	}
-	return res, stream.Stats(), err
-}
-
-// measure serves h on a loopback port and drives it.
-func measure(ctx context.Context, h http.Handler, request []byte, conns int, c benchConfig) (loadResult, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	s, err := serve(h)
 	if err != nil {
-		return loadResult{}, err
+		return nil, nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	defer srv.Close()
-	return drive(ctx, ln.Addr().String(), request, conns, c.warmup, c.duration)
+	s.after = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := producer.Close(ctx); err != nil {
+			return fmt.Errorf("close producer: %w", err)
+		}
+		return nil
+	}
+	return s, stream, nil
 }
 
 // bareRequest is the same JSON object the ingest handler decodes.

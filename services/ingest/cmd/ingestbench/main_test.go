@@ -11,7 +11,7 @@ import (
 func TestRunPrintsEveryCase(t *testing.T) {
 	var out strings.Builder
 	c := benchConfig{
-		duration: 200 * time.Millisecond, latency: time.Millisecond, linger: 20 * time.Millisecond,
+		duration: 200 * time.Millisecond, rounds: 2, latency: time.Millisecond, linger: 20 * time.Millisecond,
 		shards: 2, recordBytes: 100, bareConns: 4, asyncConns: 4, ackConns: 16,
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
