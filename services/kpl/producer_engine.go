@@ -539,8 +539,14 @@ func (p *Producer) complete(ctx context.Context, b *putBatch, out *kinesis.PutRe
 				p.stats.addError(ErrorCodeTransport)
 				p.retryLocked(a, now, &d)
 			case *r.ShardId != a.shard.id:
+				w := wrongShard{agg: a, shardID: *r.ShardId, seqNo: *r.SequenceNumber}
+				if a.shard.retired && p.smap.indexOf(w.shardID) >= 0 {
+					// The map was refreshed while the aggregate was in flight: settle it now.
+					p.settleWrongShardLocked(w, &d)
+					break
+				}
 				// Stale map: the predicted shard closed. Settle it against a fresh map.
-				p.pendingRemap = append(p.pendingRemap, wrongShard{agg: a, shardID: *r.ShardId, seqNo: *r.SequenceNumber})
+				p.pendingRemap = append(p.pendingRemap, w)
 				refresh = true
 			default:
 				p.succeedLocked(a)
@@ -664,6 +670,24 @@ func (p *Producer) expirePendingRemapLocked(now time.Time, d *deliveries) {
 	})
 }
 
+// settleWrongShardLocked settles an aggregate Kinesis stored in shard w.shardID instead of
+// the predicted one, against the current map: its records whose hash key lies in that shard
+// succeed there (a consumer keeps them), the others are re-put.
+func (p *Producer) settleWrongShardLocked(w wrongShard, d *deliveries) {
+	var landed *shardRange
+	if i := p.smap.indexOf(w.shardID); i >= 0 {
+		landed = &p.smap.shards[i]
+	}
+	before := len(d.single)
+	p.remapLocked(w.agg, func(h hashKey) bool { return landed != nil && landed.contains(h) }, d)
+	for i := before; i < len(d.single); i++ {
+		d.single[i].res.ShardID, d.single[i].res.SequenceNumber = w.shardID, w.seqNo
+	}
+	if len(d.single) > before {
+		p.stats.kinesisPut++
+	}
+}
+
 // applyShardMapLocked installs a new shard map. Shards that kept their id and range keep
 // their state; the others are retired and their waiting aggregates re-mapped. Aggregates
 // Kinesis stored in an unexpected shard are settled: records whose hash key lies in that
@@ -693,6 +717,14 @@ func (p *Producer) applyShardMapLocked(m *shardMap, now time.Time) deliveries {
 	if p.keylessNext >= len(states) {
 		p.keylessNext = 0
 	}
+	// Aggregates stored in an unexpected shard were sent before anything still queued for
+	// their shard: settle them first, then re-map the retired shards' queues, oldest first,
+	// so the records of one key keep their order.
+	pending := p.pendingRemap
+	p.pendingRemap = nil
+	for _, w := range pending {
+		p.settleWrongShardLocked(w, &d)
+	}
 	var retired []*aggregate
 	for _, s := range old {
 		s.retired = true
@@ -702,27 +734,9 @@ func (p *Producer) applyShardMapLocked(m *shardMap, now time.Time) deliveries {
 		}
 		s.open, s.queue = nil, nil
 	}
-	// Oldest first, so re-mapped records of one key keep their order.
 	slices.SortStableFunc(retired, func(a, b *aggregate) int { return a.openedAt.Compare(b.openedAt) })
 	for _, a := range retired {
 		p.remapLocked(a, nil, &d)
-	}
-	pending := p.pendingRemap
-	p.pendingRemap = nil
-	for _, w := range pending {
-		var landed *shardRange
-		if i := m.indexOf(w.shardID); i >= 0 {
-			landed = &m.shards[i]
-		}
-		keep := func(h hashKey) bool { return landed != nil && landed.contains(h) }
-		before := len(d.single)
-		p.remapLocked(w.agg, keep, &d)
-		for i := before; i < len(d.single); i++ {
-			d.single[i].res.ShardID, d.single[i].res.SequenceNumber = w.shardID, w.seqNo
-		}
-		if len(d.single) > before {
-			p.stats.kinesisPut++
-		}
 	}
 	if changed && p.state == stateStarted {
 		p.log.Info("kpl: shard map changed", "shards", len(states), "retired", len(old), "remapped_aggregates", len(retired)+len(pending))
