@@ -54,6 +54,9 @@ func TestFaultsLoseNoAcknowledgedRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(s.OutOfRange) > 0 {
+		t.Errorf("%d user records lie outside their shard's range (a KCL consumer drops them), first: %+v", len(s.OutOfRange), s.OutOfRange[0])
+	}
 	acked, _ := checkAcknowledged(t, s, all)
 	counts, accepted := p.faults.Snapshot()
 	checkAggregatesInShard(t, s, accepted)

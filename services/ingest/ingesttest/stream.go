@@ -71,8 +71,14 @@ type Location struct {
 
 // Stream is everything read back from a stream.
 type Stream struct {
-	Shards       []Shard
-	Records      []Record
+	Shards []Shard
+	// Records are the user records a KCL consumer keeps: those whose hash
+	// key lies in their shard's range.
+	Records []Record
+	// OutOfRange are the user records a KCL consumer drops: aggregated
+	// with a hash key outside the range of the shard holding them (after a
+	// reshard the producer re-puts such records where they belong).
+	OutOfRange   []Record
 	KinesisCount int            // Kinesis records (an aggregate counts once)
 	PerShard     map[string]int // user records per shard
 }
@@ -102,8 +108,9 @@ func HashKey(partitionKey, explicitHashKey string) (*big.Int, error) {
 }
 
 // ReadStream lists every shard (open and closed), reads each from
-// TRIM_HORIZON to its current end, deaggregates every record, and returns an
-// error if a user record's hash key lies outside its shard's range.
+// TRIM_HORIZON to its current end and deaggregates every record. User
+// records whose hash key lies outside their shard's range are returned in
+// OutOfRange, not in Records.
 func ReadStream(ctx context.Context, client *kinesis.Client, name string) (*Stream, error) {
 	out := &Stream{PerShard: map[string]int{}}
 	in := &kinesis.ListShardsInput{StreamName: aws.String(name)}
@@ -157,15 +164,20 @@ func readShard(ctx context.Context, client *kinesis.Client, name string, sh Shar
 			}
 			for _, u := range users {
 				h, err := HashKey(u.PartitionKey, u.ExplicitHashKey)
-				if err != nil || !sh.Contains(h) {
-					*errs = append(*errs, fmt.Errorf("shard %s record %s/%d: hash key %v (pk %q, ehk %q) outside the shard's range %v..%v: a KCL consumer drops it",
-						sh.ID, aws.ToString(r.SequenceNumber), u.SubSequenceNumber, h, u.PartitionKey, u.ExplicitHashKey, sh.Start, sh.End))
+				if err != nil {
+					*errs = append(*errs, fmt.Errorf("shard %s record %s/%d: %w", sh.ID, aws.ToString(r.SequenceNumber), u.SubSequenceNumber, err))
+					continue
 				}
-				out.Records = append(out.Records, Record{
+				rec := Record{
 					ShardID: sh.ID, SequenceNumber: aws.ToString(r.SequenceNumber), SubSequenceNumber: u.SubSequenceNumber,
 					PartitionKey: u.PartitionKey, ExplicitHashKey: u.ExplicitHashKey,
 					Data: append([]byte(nil), u.Data...), Aggregated: u.Aggregated,
-				})
+				}
+				if !sh.Contains(h) {
+					out.OutOfRange = append(out.OutOfRange, rec)
+					continue
+				}
+				out.Records = append(out.Records, rec)
 				out.PerShard[sh.ID]++
 			}
 		}
