@@ -88,8 +88,11 @@ type Config struct {
 	ScaleUpUtilisation float64
 	// ScaleUpMinutes is how many consecutive known minutes must be above ScaleUpUtilisation. Default: 2.
 	ScaleUpMinutes int
-	// TargetUtilisation is what a new shard count is sized for, in both directions; it sits between the two
-	// thresholds so that one action is followed by a quiet period, not by the opposite action. Default: 0.50.
+	// TargetUtilisation is what a new shard count is sized for, in both directions, and the most two merged shards
+	// may carry together. It sits just below ScaleUpUtilisation: a policy that must scale up at 70 % cannot run its
+	// steady state above 70 %, so every point below that is paid in shard-hours, while the gap to the threshold is
+	// the hysteresis (the load must grow by 70/65 - 1 = 8 % before a resized stream scales up again) and the gap to
+	// ScaleDownUtilisation keeps a scale-down from being followed by the opposite action. Default: 0.65.
 	TargetUtilisation float64
 	// ScaleDownUtilisation must not be reached by any known minute of the hold window for a scale-down.
 	// Default: 0.35.
@@ -144,7 +147,7 @@ func New(cfg Config) (*Policy, error) {
 	def(&cfg.MaxShards, 16)
 	deff(&cfg.ScaleUpUtilisation, 0.70)
 	def(&cfg.ScaleUpMinutes, 2)
-	deff(&cfg.TargetUtilisation, 0.50)
+	deff(&cfg.TargetUtilisation, 0.65)
 	deff(&cfg.ScaleDownUtilisation, 0.35)
 	def(&cfg.ScaleDownMinutes, 15)
 	defd(&cfg.ScaleDownCooldown, 15*time.Minute)

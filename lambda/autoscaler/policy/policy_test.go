@@ -123,17 +123,17 @@ func TestDecide(t *testing.T) {
 		},
 		"two minutes above target scale up": {
 			shards: 4, stream: utilMinutes(4, 0.5, 0.8, 0.8),
-			// a jump is not a ramp: 3.2/0.5 = 6.4.
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+			// a jump is not a ramp: 3.2/0.65 = 4.9.
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
 		},
 		"a ramp is extrapolated over the growth horizon": {
 			shards: 8, stream: utilMinutes(8, 0.5, 0.55, 0.6, 0.65, 0.71, 0.76),
-			// load 6.08 shards rising 0.4 per minute: 6.08+4 = 10.08 at 50% -> capped at 2n.
+			// load 6.08 shards rising 0.4 per minute: 6.08+4 = 10.08 at 65% -> capped at 2n.
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 16,
 		},
 		"steady load above target sizes for the target utilisation": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8, 0.8),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7, // 3.2/0.5 = 6.4
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5, // 3.2/0.65 = 4.9
 		},
 		"one minute above target waits": {
 			shards: 4, stream: utilMinutes(4, 0.5, 0.5, 0.8),
@@ -145,7 +145,7 @@ func TestDecide(t *testing.T) {
 		},
 		"newest minute not yet published still scales up on the two before": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8, -1),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
 		},
 		"any throttling scales up at once": {
 			shards: 4, stream: withThrottle(utilMinutes(4, 0.5, 0.6), 0, 20),
@@ -174,7 +174,7 @@ func TestDecide(t *testing.T) {
 		"high minutes after the last action settled scale up": {
 			shards: 8, stream: utilMinutes(8, 0.9, 0.9, 0.9),
 			history:    History{LastAction: minuteAt(5), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(1), UpdateShardCountCalls: []time.Time{minuteAt(5)}},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 15,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 12,
 		},
 		"scale-up capped at max shards": {
 			cfg:    Config{MaxShards: 6},
@@ -188,7 +188,7 @@ func TestDecide(t *testing.T) {
 		},
 		"scale-up may use the reserved calls": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(9)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
 		},
 		"scale-up blocked when every call of the last 24 h is used": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),
@@ -196,15 +196,25 @@ func TestDecide(t *testing.T) {
 		},
 		"calls older than 24 h do not count": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(append(hoursAgo(9), 25*time.Hour)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
 		},
 		"scale down after the hold time": {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4, // 1.6/0.5 = 3.2, but >= n/2
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4, // 1.6/0.65 = 2.5, but >= n/2
 		},
 		"scale down sized on the window's peak": {
-			shards: 8, stream: utilMinutes(8, append(repeat(0.2, 14), 0.3)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 5, // 2.4/0.5 = 4.8
+			shards: 10, stream: utilMinutes(10, append(repeat(0.2, 14), 0.33)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 6, // 3.3/0.65 = 5.1, not 2.0/0.65
+		},
+		"a scale-up lands below the threshold, so it is not repeated": {
+			// 4 shards at 80% scaled to 5 (3.2/0.65 = 4.9): the same load is 64% of 5 shards.
+			shards: 5, stream: utilMinutes(5, repeat(0.64, 5)...),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 5,
+		},
+		"a scale-down lands below the threshold": {
+			// 10 shards at 34%: 3.4/0.65 = 5.2 gives 6 shards at 57%, below 70% with room for 8% growth.
+			shards: 10, stream: utilMinutes(10, repeat(0.34, 15)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 6,
 		},
 		"scale down never below min shards": {
 			cfg:    Config{MinShards: 6},
@@ -252,7 +262,7 @@ func TestDecide(t *testing.T) {
 				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
 				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
 			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 3,
 		},
 		"polling reads share 2 MiB/s per shard": {
 			shards: 2, stream: []Minute{
@@ -275,7 +285,7 @@ func TestDecide(t *testing.T) {
 				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
 				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
 			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 3,
 		},
 		"hot shard is split while the stream is not hot": {
 			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
@@ -299,7 +309,7 @@ func TestDecide(t *testing.T) {
 			shardMins: func(sh []Shard) map[string][]Minute {
 				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
 			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 8,
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 6,
 		},
 		"hot shard split when every UpdateShardCount call is used": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),

@@ -35,7 +35,7 @@ const (
 	EnvScaleUpUtilisation = "AUTOSCALER_SCALE_UP_UTILISATION"
 	// EnvScaleUpMinutes is policy.Config.ScaleUpMinutes. Default: 2.
 	EnvScaleUpMinutes = "AUTOSCALER_SCALE_UP_MINUTES"
-	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.50.
+	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.65.
 	EnvTargetUtilisation = "AUTOSCALER_TARGET_UTILISATION"
 	// EnvScaleDownUtilisation is policy.Config.ScaleDownUtilisation. Default: 0.35.
 	EnvScaleDownUtilisation = "AUTOSCALER_SCALE_DOWN_UTILISATION"
