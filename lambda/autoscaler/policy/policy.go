@@ -12,7 +12,9 @@
 //     midpoint of its hash range.
 //  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
 //     action, and only while more than ScaleUpReserve UpdateShardCount calls remain in the rolling 24 hours.
-//  6. Merge two adjacent cold shards (shard-level metrics) whose combined load stays below TargetUtilisation.
+//  6. Merge two adjacent cold shards (shard-level metrics) whose combined load stays below TargetUtilisation. Merges
+//     cost no UpdateShardCount call; a merge that follows a merge continues the same scale-down and is not held by
+//     the cool-down (each pair must still have been cold for the whole hold window).
 //
 // Utilisation of a minute is the largest of four ratios against the open shards' capacity: written bytes against
 // 1 MiB/s per shard, written records against 1000/s per shard, GetRecords bytes (shared by every polling consumer)
@@ -99,7 +101,8 @@ type Config struct {
 	ScaleDownUtilisation float64
 	// ScaleDownMinutes is the hold window: how long load must stay low before a scale-down or merge. Default: 15.
 	ScaleDownMinutes int
-	// ScaleDownCooldown is the least time between any action and a scale-down or merge. Default: 15 minutes.
+	// ScaleDownCooldown is the least time between any action and a scale-down or merge, except between two merges
+	// (one scale-down carried out a pair at a time). Default: 15 minutes.
 	ScaleDownCooldown time.Duration
 	// MaxMissingMinutes is how many minutes of the hold window may lack datapoints. Default: 2.
 	MaxMissingMinutes int
@@ -434,6 +437,9 @@ func (p *Policy) Decide(in Input) Decision {
 		case missing > c.MaxMissingMinutes:
 			return none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
 		case !in.History.LastAction.IsZero() && sinceAction < c.ScaleDownCooldown:
+			if m := p.coldPair(in); m != nil && in.History.LastActionKind == ActionMergeShards {
+				return p.merge(d, m, "continuing a scale-down by merges (the cool-down does not apply between merges)")
+			}
 			return none(RuleCooldown, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but the last action was %v ago (cool-down %v)", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, sinceAction.Round(time.Second), c.ScaleDownCooldown)
 		case used >= c.UpdateShardCountLimit-c.ScaleUpReserve:
 			if m := p.coldPair(in); m != nil {
@@ -444,7 +450,7 @@ func (p *Policy) Decide(in Input) Decision {
 			return update(RuleScaleDown, target, "peak utilisation %.0f%% over the last %d minutes is below %.0f%%; peak load %.2f shards at %.0f%% target gives %d shards (was %d)", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, peak, 100*c.TargetUtilisation, target, n)
 		}
 		// Rule 6: merge cold neighbours.
-		if in.History.LastAction.IsZero() || sinceAction >= c.ScaleDownCooldown {
+		if in.History.LastAction.IsZero() || sinceAction >= c.ScaleDownCooldown || in.History.LastActionKind == ActionMergeShards {
 			if m := p.coldPair(in); m != nil {
 				return p.merge(d, m, "two adjacent shards are cold")
 			}

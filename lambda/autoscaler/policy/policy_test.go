@@ -75,6 +75,24 @@ func hoursAgo(k int) []time.Duration {
 	return out
 }
 
+// merged returns h with a MergeShards action ago before now, settled a minute later.
+func merged(h History, ago time.Duration) History {
+	h = h.Record(ActionMergeShards, now.Add(-ago))
+	h.Settled = now.Add(-ago + time.Minute)
+	return h
+}
+
+// allShards gives every shard the same shard-level minutes at the given utilisation of one shard.
+func allShards(utils []float64) func([]Shard) map[string][]Minute {
+	return func(sh []Shard) map[string][]Minute {
+		m := map[string][]Minute{}
+		for _, s := range sh {
+			m[s.ID] = utilMinutes(1, utils...)
+		}
+		return m
+	}
+}
+
 func withThrottle(ms []Minute, k int, records float64) []Minute {
 	for i := range ms {
 		if ms[i].Start.Equal(minuteAt(k)) {
@@ -362,6 +380,31 @@ func TestDecide(t *testing.T) {
 				return m
 			},
 			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+		},
+		"merges continue without the cool-down": {
+			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(History{}, 2*time.Minute),
+			shardMins:  allShards(repeat(0.2, 15)),
+			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+		},
+		"merges continue without the cool-down when only reserved calls remain": {
+			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(calls(hoursAgo(7)...), 2*time.Minute),
+			shardMins:  allShards(repeat(0.2, 15)),
+			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+		},
+		"a merge right after an UpdateShardCount waits for the cool-down": {
+			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(5 * time.Minute),
+			shardMins:  allShards(repeat(0.2, 15)),
+			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
+		},
+		"the cool-down after a merge still holds back UpdateShardCount": {
+			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(History{}, 2*time.Minute),
+			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
+		},
+		"merges continue only while pairs stay cold": {
+			// each shard at 34%: the stream is low, but a merged pair would carry 68%, above the 65% target.
+			shards: 4, stream: utilMinutes(4, repeat(0.34, 15)...), history: merged(History{}, 2*time.Minute),
+			shardMins:  allShards(repeat(0.34, 15)),
+			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
 		},
 	}
 	for name, tc := range tests {
