@@ -25,14 +25,15 @@ func main() {
 	flag.Float64Var(&set.MissingRate, "missing-rate", 0.02, "share of datapoints CloudWatch loses")
 	flag.Uint64Var(&set.Seed, "seed", 1, "seed for lost datapoints and load noise")
 	actions := flag.Bool("actions", false, "print every action of this policy, trace by trace")
+	seeds := flag.Int("seeds", 10, "also replay every trace with seeds 1..N and summarise the spread (0: skip)")
 	flag.Parse()
-	if err := run(os.Stdout, set, *actions); err != nil {
+	if err := run(os.Stdout, set, *actions, *seeds); err != nil {
 		fmt.Fprintln(os.Stderr, "simulate:", err)
 		os.Exit(1)
 	}
 }
 
-func run(w io.Writer, set Settings, actions bool) error {
+func run(w io.Writer, set Settings, actions bool, seeds int) error {
 	p, err := policy.New(policy.Config{MinShards: 1, MaxShards: 16})
 	if err != nil {
 		return err
@@ -50,10 +51,28 @@ func run(w io.Writer, set Settings, actions bool) error {
 		}
 		rows = append(rows, row)
 	}
-	return printTable(w, rows, p.Config())
+	if err := printTable(w, rows, p.Config(), set); err != nil {
+		return err
+	}
+	if seeds < 1 {
+		return nil
+	}
+	spread := make([][]Row, len(Traces()))
+	for seed := uint64(1); seed <= uint64(seeds); seed++ {
+		s := set
+		s.Seed = seed
+		for i, tr := range Traces() {
+			row, err := Simulate(tr, p, s, nil)
+			if err != nil {
+				return fmt.Errorf("trace %q, seed %d: %w", tr.Name, seed, err)
+			}
+			spread[i] = append(spread[i], row)
+		}
+	}
+	return printSpread(w, spread)
 }
 
-func printTable(w io.Writer, rows []Row, cfg policy.Config) error {
+func printTable(w io.Writer, rows []Row, cfg policy.Config, set Settings) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "trace\tthrottled min\t\tshard-hours\t\t\t\tUpdateShardCount calls (max in 24 h)\t\tsplits+merges\t")
 	fmt.Fprintln(tw, "\tpolicy\tSU\tpolicy\tSU\toracle\toracle@70%\tpolicy\tSU (refused)\tpolicy\t")
@@ -69,15 +88,98 @@ func printTable(w io.Writer, rows []Row, cfg policy.Config) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "trace\tfewer throttled min than SU\tpolicy/oracle\tpolicy/oracle@70%\t<= 10 calls in 24 h\t")
+	fmt.Fprintln(tw, "trace\tfewer throttled min than SU\tpolicy/oracle\t<= 1.25\tpolicy/oracle@70%\t<= 1.25\t<= 10 calls in 24 h\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%v\t%.2f\t%.2f\t%v\t\n", r.Trace,
+		ratio, ratio70 := r.Policy.ShardHours/r.Oracle, r.Policy.ShardHours/r.OracleAtScaleUp
+		fmt.Fprintf(tw, "%s\t%v\t%.2f\t%v\t%.2f\t%v\t%v\t\n", r.Trace,
 			r.Policy.ThrottledMinutes < r.ScalingUtils.ThrottledMinutes,
-			r.Policy.ShardHours/r.Oracle, r.Policy.ShardHours/r.OracleAtScaleUp, r.Policy.MaxCallsIn24h <= 10)
+			ratio, ratio <= 1.25, ratio70, ratio70 <= 1.25, r.Policy.MaxCallsIn24h <= 10)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "\noracle: fewest shards carrying each minute at 100%% of capacity; oracle@70%%: the same at the %.0f%% scale-up threshold.\n", 100*cfg.ScaleUpUtilisation)
+	set = set.withDefaults()
+	_, err := fmt.Fprintf(w, `
+oracle: fewest shards carrying each minute at 100%% of capacity; oracle@70%%: the same at the %.0f%% scale-up threshold.
+Bounds of any policy with the issue's defaults: it scales up above %.0f%%, so its steady state is at most %.0f%% full
+and policy/oracle >= 1/%.2f = %.2f on a steady load; it scales down only below %.0f%%, so on a falling load it runs
+between %.0f%% and its %.0f%% sizing target. A load step beyond capacity is first readable %d min after it starts and
+UpdateShardCount takes %d min, so any controller reading CloudWatch throttles for at least %d minutes of it.
+`, 100*cfg.ScaleUpUtilisation, 100*cfg.ScaleUpUtilisation, 100*cfg.ScaleUpUtilisation,
+		cfg.ScaleUpUtilisation, 1/cfg.ScaleUpUtilisation, 100*cfg.ScaleDownUtilisation,
+		100*cfg.ScaleDownUtilisation, 100*cfg.TargetUtilisation, set.MetricLatency, set.UpdateDelay, set.MetricLatency+set.UpdateDelay)
 	return err
+}
+
+// printSpread summarises each trace over several seeds (which minutes lose their datapoint and the load noise), so
+// that a comparison which holds only for the default seed shows as such.
+func printSpread(w io.Writer, spread [][]Row) error {
+	if len(spread) == 0 || len(spread[0]) == 0 {
+		return nil
+	}
+	fmt.Fprintf(w, "\nacross seeds 1..%d (lost datapoints and load noise differ per seed):\n", len(spread[0]))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "trace\tthrottled min: policy < SU\t= SU\t> SU\tpolicy\tSU\tpolicy/oracle\tpolicy/oracle@70%\tmax calls in 24 h\t")
+	for _, rows := range spread {
+		var fewer, same, more, calls int
+		pol, su := span{}, span{}
+		ratio, ratio70 := spanF{}, spanF{}
+		for _, r := range rows {
+			switch p, s := r.Policy.ThrottledMinutes, r.ScalingUtils.ThrottledMinutes; {
+			case p < s:
+				fewer++
+			case p == s:
+				same++
+			default:
+				more++
+			}
+			pol.add(r.Policy.ThrottledMinutes)
+			su.add(r.ScalingUtils.ThrottledMinutes)
+			ratio.add(r.Policy.ShardHours / r.Oracle)
+			ratio70.add(r.Policy.ShardHours / r.OracleAtScaleUp)
+			calls = max(calls, r.Policy.MaxCallsIn24h)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t\n", rows[0].Trace, fewer, same, more, pol, su, ratio, ratio70, calls)
+	}
+	return tw.Flush()
+}
+
+// span is the range of an integer figure over seeds.
+type span struct {
+	lo, hi int
+	set    bool
+}
+
+func (s *span) add(v int) {
+	if !s.set {
+		s.lo, s.hi, s.set = v, v, true
+	}
+	s.lo, s.hi = min(s.lo, v), max(s.hi, v)
+}
+
+func (s span) String() string {
+	if s.lo == s.hi {
+		return fmt.Sprint(s.lo)
+	}
+	return fmt.Sprintf("%d..%d", s.lo, s.hi)
+}
+
+// spanF is the range of a ratio over seeds.
+type spanF struct {
+	lo, hi float64
+	set    bool
+}
+
+func (s *spanF) add(v float64) {
+	if !s.set {
+		s.lo, s.hi, s.set = v, v, true
+	}
+	s.lo, s.hi = min(s.lo, v), max(s.hi, v)
+}
+
+func (s spanF) String() string {
+	if fmt.Sprintf("%.2f", s.lo) == fmt.Sprintf("%.2f", s.hi) {
+		return fmt.Sprintf("%.2f", s.lo)
+	}
+	return fmt.Sprintf("%.2f..%.2f", s.lo, s.hi)
 }

@@ -174,13 +174,16 @@ func TestPolicyStaysWithinKinesisLimits(t *testing.T) {
 
 func TestRunPrintsEveryTrace(t *testing.T) {
 	var out strings.Builder
-	if err := run(&out, Settings{}, false); err != nil {
+	if err := run(&out, Settings{}, false, 2); err != nil {
 		t.Fatal(err)
 	}
 	for _, tr := range Traces() {
-		if strings.Count(out.String(), tr.Name) != 2 {
-			t.Errorf("trace %q not in both tables:\n%s", tr.Name, out.String())
+		if strings.Count(out.String(), tr.Name) != 3 {
+			t.Errorf("trace %q not in all three tables:\n%s", tr.Name, out.String())
 		}
+	}
+	if !strings.Contains(out.String(), "across seeds 1..2") {
+		t.Errorf("no summary across seeds:\n%s", out.String())
 	}
 }
 
