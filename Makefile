@@ -39,5 +39,10 @@ local: deps
 bench: deps
 	go test -run '^$$' -bench . -benchmem $(RACE_PACKAGES)
 
+## synth: the CloudFormation template in cdk.out (the stack, its Lambda bundle and the staged Docker contexts),
+## checked by cdk-nag, with no AWS credentials and no Docker engine.
+synth: deps
+	node_modules/.bin/cdk synth --quiet
+
 clean:
 	rm -rf cdk.out .local

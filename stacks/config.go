@@ -1,0 +1,208 @@
+package stacks
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/constructs-go/constructs/v10"
+
+	"github.com/streamproc/streamproc/constructs/autoscaler"
+	"github.com/streamproc/streamproc/constructs/network"
+	"github.com/streamproc/streamproc/constructs/producerservice"
+	"github.com/streamproc/streamproc/constructs/stream"
+)
+
+// Context keys: the values users set in cdk.json's "context" or with `cdk synth -c key=value`.
+const (
+	ContextShardCount         = "shardCount"
+	ContextRetentionHours     = "retentionHours"
+	ContextMinShards          = "minShards"
+	ContextMaxShards          = "maxShards"
+	ContextProducerCPU        = "producerCpu"
+	ContextProducerMemoryMiB  = "producerMemoryMiB"
+	ContextProducerMinTasks   = "producerMinTasks"
+	ContextProducerMaxTasks   = "producerMaxTasks"
+	ContextConsumerCPU        = "consumerCpu"
+	ContextConsumerMemoryMiB  = "consumerMemoryMiB"
+	ContextConsumerMinTasks   = "consumerMinTasks"
+	ContextConsumerMaxTasks   = "consumerMaxTasks"
+	ContextNatGateways        = "natGateways"
+	ContextInterfaceEndpoints = "interfaceEndpoints"
+	ContextCertificateArn     = "certificateArn"
+	ContextLogRetentionDays   = "logRetentionDays"
+	ContextRetainData         = "retainData"
+	ContextAutoscalerDryRun   = "autoscalerDryRun"
+)
+
+// Defaults of Config that are the stack's own (the others are the constructs' defaults).
+const (
+	DefaultConsumerCPU       = 512
+	DefaultConsumerMemoryMiB = 1024
+	DefaultConsumerMinTasks  = 1
+	// DefaultConsumerMaxTasks: a worker holds at least one lease, so more workers than shards would idle.
+	DefaultConsumerMaxTasks = 10
+	DefaultLogRetentionDays = 30
+)
+
+// Config is what users choose for a deployment. The zero value of every field means its documented default.
+type Config struct {
+	// ShardCount is the stream's initial shard count. Default: stream.DefaultShardCount (5).
+	ShardCount int
+	// RetentionHours is the stream's retention. Default: stream.DefaultRetentionHours (24).
+	RetentionHours int
+	// MinShards and MaxShards bound the shard autoscaler. Default: autoscaler.DefaultMinShards (1) and
+	// autoscaler.DefaultMaxShards (16).
+	MinShards, MaxShards int
+	// ProducerCPU, ProducerMemoryMiB: the producer task size. Default: 512 CPU units, 1024 MiB.
+	ProducerCPU, ProducerMemoryMiB int
+	// ProducerMinTasks, ProducerMaxTasks bound the producer's CPU scaling. Default: 1 and 15.
+	ProducerMinTasks, ProducerMaxTasks int
+	// ConsumerCPU, ConsumerMemoryMiB: the consumer task size. Default: 512 CPU units, 1024 MiB.
+	ConsumerCPU, ConsumerMemoryMiB int
+	// ConsumerMinTasks, ConsumerMaxTasks bound the consumer's CPU scaling. Default: 1 and 10.
+	ConsumerMinTasks, ConsumerMaxTasks int
+	// NatGateways is the number of NAT gateways (1 or 2). Default: network.DefaultNatGateways (1).
+	NatGateways int
+	// InterfaceEndpoints adds Kinesis, ECR and CloudWatch Logs interface endpoints. Default: false.
+	InterfaceEndpoints bool
+	// CertificateArn switches the load balancer to HTTPS on 443 (HTTP redirects). Default: "" (HTTP only).
+	CertificateArn string
+	// LogRetentionDays is the retention of every log group (one of CloudWatch's values). Default: 30.
+	LogRetentionDays int
+	// RetainData keeps the stream and the lease table when the stack is deleted. Default: false (both are deleted
+	// with the stack: the records live 24 h anyway, and checkpoints mean nothing without their stream).
+	RetainData bool
+	// AutoscalerDryRun makes the shard autoscaler decide and log without resharding. Default: false.
+	AutoscalerDryRun bool
+}
+
+// withDefaults returns c with every zero field set to its default.
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.ShardCount, stream.DefaultShardCount)
+	def(&c.RetentionHours, stream.DefaultRetentionHours)
+	def(&c.MinShards, autoscaler.DefaultMinShards)
+	def(&c.MaxShards, autoscaler.DefaultMaxShards)
+	def(&c.ProducerCPU, producerservice.DefaultCPU)
+	def(&c.ProducerMemoryMiB, producerservice.DefaultMemoryMiB)
+	def(&c.ProducerMinTasks, producerservice.DefaultMinTasks)
+	def(&c.ProducerMaxTasks, producerservice.DefaultMaxTasks)
+	def(&c.ConsumerCPU, DefaultConsumerCPU)
+	def(&c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)
+	def(&c.ConsumerMinTasks, DefaultConsumerMinTasks)
+	def(&c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
+	def(&c.NatGateways, network.DefaultNatGateways)
+	def(&c.LogRetentionDays, DefaultLogRetentionDays)
+	return c
+}
+
+// validate reports the first setting outside its range, naming the context key.
+func (c Config) validate() error {
+	switch {
+	case c.ShardCount < c.MinShards || c.ShardCount > c.MaxShards:
+		return fmt.Errorf("%s=%d: want between %s=%d and %s=%d", ContextShardCount, c.ShardCount, ContextMinShards, c.MinShards, ContextMaxShards, c.MaxShards)
+	case c.MinShards < 1:
+		return fmt.Errorf("%s=%d: want at least 1", ContextMinShards, c.MinShards)
+	}
+	if _, ok := retentionDays[c.LogRetentionDays]; !ok {
+		return fmt.Errorf("%s=%d: want one of CloudWatch Logs' retention periods (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, ...)", ContextLogRetentionDays, c.LogRetentionDays)
+	}
+	return nil
+}
+
+// retentionDays maps CloudWatch Logs' retention periods to the CDK's enum.
+var retentionDays = map[int]awslogs.RetentionDays{
+	1: awslogs.RetentionDays_ONE_DAY, 3: awslogs.RetentionDays_THREE_DAYS, 5: awslogs.RetentionDays_FIVE_DAYS,
+	7: awslogs.RetentionDays_ONE_WEEK, 14: awslogs.RetentionDays_TWO_WEEKS, 30: awslogs.RetentionDays_ONE_MONTH,
+	60: awslogs.RetentionDays_TWO_MONTHS, 90: awslogs.RetentionDays_THREE_MONTHS, 120: awslogs.RetentionDays_FOUR_MONTHS,
+	150: awslogs.RetentionDays_FIVE_MONTHS, 180: awslogs.RetentionDays_SIX_MONTHS, 365: awslogs.RetentionDays_ONE_YEAR,
+	400: awslogs.RetentionDays_THIRTEEN_MONTHS, 545: awslogs.RetentionDays_EIGHTEEN_MONTHS,
+	731: awslogs.RetentionDays_TWO_YEARS, 1827: awslogs.RetentionDays_FIVE_YEARS, 3653: awslogs.RetentionDays_TEN_YEARS,
+}
+
+// ConfigFromContext reads the Config from the construct tree's context (cdk.json, cdk.context.json, -c). Values
+// may be JSON numbers and booleans (cdk.json) or strings (-c on the command line). A value of the wrong type is an
+// error that names its key.
+func ConfigFromContext(node constructs.Node) (Config, error) {
+	var c Config
+	ints := map[string]*int{
+		ContextShardCount: &c.ShardCount, ContextRetentionHours: &c.RetentionHours,
+		ContextMinShards: &c.MinShards, ContextMaxShards: &c.MaxShards,
+		ContextProducerCPU: &c.ProducerCPU, ContextProducerMemoryMiB: &c.ProducerMemoryMiB,
+		ContextProducerMinTasks: &c.ProducerMinTasks, ContextProducerMaxTasks: &c.ProducerMaxTasks,
+		ContextConsumerCPU: &c.ConsumerCPU, ContextConsumerMemoryMiB: &c.ConsumerMemoryMiB,
+		ContextConsumerMinTasks: &c.ConsumerMinTasks, ContextConsumerMaxTasks: &c.ConsumerMaxTasks,
+		ContextNatGateways: &c.NatGateways, ContextLogRetentionDays: &c.LogRetentionDays,
+	}
+	for key, dst := range ints {
+		v := node.TryGetContext(&key)
+		if v == nil {
+			continue
+		}
+		n, err := contextInt(v)
+		if err != nil {
+			return c, fmt.Errorf("context %s=%v: %w", key, v, err)
+		}
+		*dst = n
+	}
+	bools := map[string]*bool{ContextInterfaceEndpoints: &c.InterfaceEndpoints, ContextRetainData: &c.RetainData,
+		ContextAutoscalerDryRun: &c.AutoscalerDryRun}
+	for key, dst := range bools {
+		v := node.TryGetContext(&key)
+		if v == nil {
+			continue
+		}
+		b, err := contextBool(v)
+		if err != nil {
+			return c, fmt.Errorf("context %s=%v: %w", key, v, err)
+		}
+		*dst = b
+	}
+	key := ContextCertificateArn
+	if v := node.TryGetContext(&key); v != nil {
+		s, ok := v.(string)
+		if !ok {
+			return c, fmt.Errorf("context %s=%v: want a string (an ACM certificate ARN, or empty)", key, v)
+		}
+		c.CertificateArn = s
+	}
+	return c, nil
+}
+
+func contextInt(v any) (int, error) {
+	switch x := v.(type) {
+	case float64:
+		if x != float64(int(x)) {
+			return 0, fmt.Errorf("want a whole number")
+		}
+		return int(x), nil
+	case string:
+		n, err := strconv.Atoi(x)
+		if err != nil {
+			return 0, fmt.Errorf("want a whole number")
+		}
+		return n, nil
+	default:
+		return 0, fmt.Errorf("want a whole number, got %T", v)
+	}
+}
+
+func contextBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		b, err := strconv.ParseBool(x)
+		if err != nil {
+			return false, fmt.Errorf("want true or false")
+		}
+		return b, nil
+	default:
+		return false, fmt.Errorf("want true or false, got %T", v)
+	}
+}

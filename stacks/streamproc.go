@@ -1,0 +1,164 @@
+// Package stacks composes the constructs into the deployable stack of the streaming data processor: network,
+// Kinesis stream with its fan-out consumer, the producer service behind a load balancer, the consumer service with
+// its lease table, the shard autoscaler, and the dashboard with its alarms. The stack is environment-agnostic:
+// synth makes no AWS call and needs no credentials.
+package stacks
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/constructs-go/constructs/v10"
+	"github.com/aws/jsii-runtime-go"
+	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
+
+	"github.com/streamproc/streamproc/constructs/autoscaler"
+	"github.com/streamproc/streamproc/constructs/source"
+	"github.com/streamproc/streamproc/constructs/network"
+	"github.com/streamproc/streamproc/constructs/producerservice"
+	"github.com/streamproc/streamproc/constructs/stream"
+)
+
+// Names in the template that users and CI refer to.
+const (
+	// ParameterInboundCIDRRange is the CloudFormation parameter naming the only address range the load balancer
+	// accepts, as in the blog's template.
+	ParameterInboundCIDRRange = "InboundCIDRRange"
+	// InboundCIDRPattern validates the parameter: an IPv4 CIDR such as 203.0.113.0/24.
+	InboundCIDRPattern = `^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$`
+	// Output names.
+	OutputLoadBalancerURL = "LoadBalancerUrl"
+	OutputDashboardURL    = "DashboardUrl"
+	OutputStreamName      = "StreamName"
+	OutputLeaseTableName  = "LeaseTableName"
+	OutputConsumerARN     = "StreamConsumerArn"
+	// ProducerDockerfile and ConsumerDockerfile are the services' Dockerfiles, relative to the module root.
+	ProducerDockerfile = "services/producer/Dockerfile"
+	ConsumerDockerfile = "services/consumer/Dockerfile"
+)
+
+// StreamProcStackProps configures the stack. The zero value deploys the documented defaults.
+type StreamProcStackProps struct {
+	awscdk.StackProps
+	// Config is the deployment's choices (usually ConfigFromContext). Default: every Config default.
+	Config Config
+	// ModuleRoot is the repository root (go.mod): the Docker build context and the Lambda's Go module.
+	// Default: found from the working directory upwards.
+	ModuleRoot string
+}
+
+// StreamProcStack is the stack and the constructs it composes.
+type StreamProcStack struct {
+	awscdk.Stack
+	Network    *network.Network
+	Stream     *stream.Stream
+	Cluster    awsecs.Cluster
+	Producer   *producerservice.ProducerService
+	Autoscaler *autoscaler.Autoscaler
+}
+
+// NewStreamProcStack creates the stack. It panics with a message naming the setting when the configuration is
+// invalid (a synth must stop there, before anything is deployed).
+func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProcStackProps) *StreamProcStack {
+	var p StreamProcStackProps
+	if props != nil {
+		p = *props
+	}
+	cfg := p.Config.withDefaults()
+	if err := cfg.validate(); err != nil {
+		panic(fmt.Sprintf("stack %s: %v", id, err))
+	}
+	root := p.ModuleRoot
+	if root == "" {
+		wd, err := os.Getwd()
+		if err == nil {
+			root, err = source.ModuleRoot(wd)
+		}
+		if err != nil {
+			panic(fmt.Sprintf("stack %s: %v", id, err))
+		}
+	}
+	sp := p.StackProps
+	if sp.Description == nil {
+		sp.Description = jsii.String("Streaming data processor: ALB + Fargate producer -> Kinesis -> Fargate consumer (KCL leases in DynamoDB), shard autoscaler, dashboard")
+	}
+	stack := awscdk.NewStack(scope, &id, &sp)
+	s := &StreamProcStack{Stack: stack}
+	logRetention := retentionDays[cfg.LogRetentionDays]
+	dataRemoval := awscdk.RemovalPolicy_DESTROY
+	if cfg.RetainData {
+		dataRemoval = awscdk.RemovalPolicy_RETAIN
+	}
+
+	inboundCidr := awscdk.NewCfnParameter(stack, jsii.String(ParameterInboundCIDRRange), &awscdk.CfnParameterProps{
+		Type:                  jsii.String("String"),
+		Description:           jsii.String("The only IPv4 address range (CIDR) the producer's load balancer accepts, e.g. 203.0.113.0/24"),
+		AllowedPattern:        jsii.String(InboundCIDRPattern),
+		ConstraintDescription: jsii.String("must be an IPv4 CIDR range such as 203.0.113.0/24"),
+		MinLength:             jsii.Number(9),
+		MaxLength:             jsii.Number(18),
+	})
+
+	s.Network = network.New(stack, jsii.String("Network"), &network.Props{
+		NatGateways:        cfg.NatGateways,
+		InterfaceEndpoints: cfg.InterfaceEndpoints,
+		FlowLogRetention:   logRetention,
+	})
+	s.Stream = stream.New(stack, jsii.String("Stream"), &stream.Props{
+		ShardCount:     cfg.ShardCount,
+		RetentionHours: cfg.RetentionHours,
+		ConsumerName:   jsii.String(id + "-consumer"),
+		RemovalPolicy:  dataRemoval,
+	})
+	s.Cluster = awsecs.NewCluster(stack, jsii.String("Cluster"), &awsecs.ClusterProps{
+		Vpc:                 s.Network.Vpc,
+		ContainerInsightsV2: awsecs.ContainerInsights_ENABLED,
+	})
+	var cert *string
+	if cfg.CertificateArn != "" {
+		cert = jsii.String(cfg.CertificateArn)
+	}
+	s.Producer = producerservice.New(stack, jsii.String("Producer"), &producerservice.Props{
+		Cluster:        s.Cluster,
+		Stream:         s.Stream.Stream,
+		Image:          source.ServiceImage(root, ProducerDockerfile),
+		InboundCidr:    inboundCidr.ValueAsString(),
+		CertificateArn: cert,
+		CPU:            cfg.ProducerCPU,
+		MemoryMiB:      cfg.ProducerMemoryMiB,
+		MinTasks:       cfg.ProducerMinTasks,
+		MaxTasks:       cfg.ProducerMaxTasks,
+		LogRetention:   logRetention,
+	})
+	s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
+		Stream:       s.Stream.Stream,
+		ModuleRoot:   root,
+		MinShards:    cfg.MinShards,
+		MaxShards:    cfg.MaxShards,
+		DryRun:       cfg.AutoscalerDryRun,
+		LogRetention: logRetention,
+	})
+
+	awscdk.NewCfnOutput(stack, jsii.String(OutputLoadBalancerURL), &awscdk.CfnOutputProps{
+		Value: s.Producer.URL, Description: jsii.String("The producer's URL: curl -d '{\"data\":\"...\"}' against it"),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputStreamName), &awscdk.CfnOutputProps{
+		Value: s.Stream.Stream.StreamName(), Description: jsii.String("The Kinesis stream"),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputConsumerARN), &awscdk.CfnOutputProps{
+		Value: s.Stream.Consumer.StreamConsumerArn(), Description: jsii.String("The enhanced fan-out consumer the consumer service reads through"),
+	})
+	addSuppressions(s)
+	return s
+}
+
+// ApplyNag runs the cdk-nag AwsSolutions rules over scope at synth: an unsuppressed error fails the synth.
+func ApplyNag(scope constructs.IConstruct) {
+	awscdk.Aspects_Of(scope).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
+}
+
+// addSuppressions records, for each AwsSolutions finding this architecture accepts, why.
+func addSuppressions(s *StreamProcStack) {
+}
