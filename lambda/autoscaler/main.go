@@ -157,6 +157,7 @@ func configFromEnv(lookup func(string) (string, bool)) (scaler.Config, error) {
 	floatVar(scaler.EnvScaleUpUtilisation, &p.ScaleUpUtilisation)
 	intVar(scaler.EnvScaleUpMinutes, &p.ScaleUpMinutes)
 	floatVar(scaler.EnvTargetUtilisation, &p.TargetUtilisation)
+	floatVar(scaler.EnvScarceCallsTargetUtilisation, &p.ScarceCallsTargetUtilisation)
 	floatVar(scaler.EnvScaleDownUtilisation, &p.ScaleDownUtilisation)
 	intVar(scaler.EnvScaleDownMinutes, &p.ScaleDownMinutes)
 	intVar(scaler.EnvScaleUpReserve, &p.ScaleUpReserve)

@@ -58,13 +58,15 @@ func TestConfigFromEnv(t *testing.T) {
 			env: map[string]string{
 				scaler.EnvStreamName: "s", scaler.EnvMinShards: "2", scaler.EnvMaxShards: "40",
 				scaler.EnvScaleUpUtilisation: "0.8", scaler.EnvScaleUpMinutes: "3", scaler.EnvTargetUtilisation: "0.6",
-				scaler.EnvScaleDownUtilisation: "0.3", scaler.EnvScaleDownMinutes: "20", scaler.EnvScaleDownCooldown: "45m",
+				scaler.EnvScarceCallsTargetUtilisation: "0.45", scaler.EnvScaleDownUtilisation: "0.3",
+				scaler.EnvScaleDownMinutes: "20", scaler.EnvScaleDownCooldown: "45m",
 				scaler.EnvScaleUpReserve: "4", scaler.EnvShardLevelMetrics: "false", scaler.EnvDryRun: "true",
 			},
 			check: func(t *testing.T, c scaler.Config) {
 				p := c.Policy
 				if p.MinShards != 2 || p.MaxShards != 40 || p.ScaleUpUtilisation != 0.8 || p.ScaleUpMinutes != 3 ||
-					p.TargetUtilisation != 0.6 || p.ScaleDownUtilisation != 0.3 || p.ScaleDownMinutes != 20 ||
+					p.TargetUtilisation != 0.6 || p.ScarceCallsTargetUtilisation != 0.45 || p.ScaleDownUtilisation != 0.3 ||
+					p.ScaleDownMinutes != 20 ||
 					p.ScaleDownCooldown != 45*time.Minute || p.ScaleUpReserve != 4 || c.ShardLevelMetrics || !c.DryRun {
 					t.Errorf("got %+v", c)
 				}

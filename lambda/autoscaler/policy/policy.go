@@ -7,7 +7,8 @@
 //  2. No known write datapoint within MaxDataAge: do nothing (missing data is unknown load, never zero load).
 //  3. Scale up at once when utilisation is above ScaleUpUtilisation for ScaleUpMinutes consecutive minutes, or when
 //     any write was throttled, both counted only on minutes after the last action settled, unless shard-level metrics show the throttling comes
-//     from one hot shard while the stream as a whole is below the threshold (then rule 4).
+//     from one hot shard while the stream as a whole is below the threshold (then rule 4). The new count is sized
+//     for TargetUtilisation, or ScarceCallsTargetUtilisation when the call would leave fewer than ScaleUpReserve.
 //  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
 //     midpoint of its hash range.
 //  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
@@ -96,6 +97,11 @@ type Config struct {
 	// the hysteresis (the load must grow by 70/65 - 1 = 8 % before a resized stream scales up again) and the gap to
 	// ScaleDownUtilisation keeps a scale-down from being followed by the opposite action. Default: 0.65.
 	TargetUtilisation float64
+	// ScarceCallsTargetUtilisation replaces TargetUtilisation for a scale-up that leaves fewer than ScaleUpReserve
+	// UpdateShardCount calls in the rolling 24 hours: while calls are scarce each one buys more headroom, so a
+	// rising load does not run out of calls before it runs out of growth. Default: 0.50, or TargetUtilisation when
+	// that is lower.
+	ScarceCallsTargetUtilisation float64
 	// ScaleDownUtilisation must not be reached by any known minute of the hold window for a scale-down.
 	// Default: 0.35.
 	ScaleDownUtilisation float64
@@ -152,6 +158,7 @@ func New(cfg Config) (*Policy, error) {
 	def(&cfg.ScaleUpMinutes, 2)
 	deff(&cfg.TargetUtilisation, 0.65)
 	deff(&cfg.ScaleDownUtilisation, 0.35)
+	deff(&cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
 	def(&cfg.ScaleDownMinutes, 15)
 	defd(&cfg.ScaleDownCooldown, 15*time.Minute)
 	def(&cfg.MaxMissingMinutes, 2)
@@ -173,6 +180,10 @@ func New(cfg Config) (*Policy, error) {
 		cfg.TargetUtilisation < cfg.ScaleUpUtilisation && cfg.ScaleUpUtilisation <= 1) {
 		bad("utilisations are scale-down %.2f, target %.2f, scale-up %.2f; want 0 < scale-down < target < scale-up <= 1",
 			cfg.ScaleDownUtilisation, cfg.TargetUtilisation, cfg.ScaleUpUtilisation)
+	}
+	if cfg.ScarceCallsTargetUtilisation <= cfg.ScaleDownUtilisation || cfg.ScarceCallsTargetUtilisation > cfg.TargetUtilisation {
+		bad("ScarceCallsTargetUtilisation is %.2f, want above scale-down %.2f and at most target %.2f",
+			cfg.ScarceCallsTargetUtilisation, cfg.ScaleDownUtilisation, cfg.TargetUtilisation)
 	}
 	if cfg.HotShardUtilisation <= 0 || cfg.HotShardUtilisation > 1 {
 		bad("HotShardUtilisation is %.2f, want in (0, 1]", cfg.HotShardUtilisation)
@@ -413,8 +424,13 @@ func (p *Policy) Decide(in Input) Decision {
 			return none(RuleCallLimit, "%s, but all %d UpdateShardCount calls of the last 24 h are used", upReason, used)
 		}
 		need := p.projectedLoad(stream)
-		t := min(max(int(math.Ceil(need/c.TargetUtilisation)), n+1), 2*n, c.MaxShards)
-		return update(rule, t, "%s; projected load %.2f shards at %.0f%% target gives %d shards (was %d)", upReason, need, 100*c.TargetUtilisation, t, n)
+		target, scarce := c.TargetUtilisation, ""
+		if left := c.UpdateShardCountLimit - used - 1; left < c.ScaleUpReserve {
+			target = c.ScarceCallsTargetUtilisation
+			scarce = fmt.Sprintf(", sized with more headroom as only %d UpdateShardCount calls will be left in 24 h", left)
+		}
+		t := min(max(int(math.Ceil(need/target)), n+1), 2*n, c.MaxShards)
+		return update(rule, t, "%s; projected load %.2f shards at %.0f%% target gives %d shards (was %d)%s", upReason, need, 100*target, t, n, scarce)
 	}
 
 	// Rule 4: hot shard.

@@ -206,7 +206,17 @@ func TestDecide(t *testing.T) {
 		},
 		"scale-up may use the reserved calls": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(9)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7, // 3.2/0.5: scarce calls buy more headroom,
+		},
+		"scale-up that leaves the reserve sizes for the target": {
+			// 6 calls used: 3 remain after this one, the full reserve.
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(6)...),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
+		},
+		"scale-up that eats into the reserve sizes with more headroom": {
+			// 7 calls used: 2 remain after this one, so 3.2/0.5 = 6.4.
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(7)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
 		},
 		"scale-up blocked when every call of the last 24 h is used": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),
@@ -214,7 +224,7 @@ func TestDecide(t *testing.T) {
 		},
 		"calls older than 24 h do not count": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(append(hoursAgo(9), 25*time.Hour)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
 		},
 		"scale down after the hold time": {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
@@ -542,14 +552,16 @@ func TestNewValidates(t *testing.T) {
 		cfg     Config
 		wantErr string
 	}{
-		"defaults":                {Config{}, ""},
-		"max below min":           {Config{MinShards: 5, MaxShards: 3}, "MaxShards is 3"},
-		"negative min":            {Config{MinShards: -1}, "MinShards is -1"},
-		"thresholds out of order": {Config{ScaleDownUtilisation: 0.6, TargetUtilisation: 0.5}, "want 0 < scale-down < target < scale-up"},
-		"scale-up above 100%":     {Config{ScaleUpUtilisation: 1.5}, "want 0 < scale-down"},
-		"reserve equals limit":    {Config{UpdateShardCountLimit: 3, ScaleUpReserve: 3}, "1 <= reserve < limit"},
-		"hold shorter than gaps":  {Config{ScaleDownMinutes: 2, MaxMissingMinutes: 2}, "MaxMissingMinutes is 2"},
-		"hot threshold above 1":   {Config{HotShardUtilisation: 1.2}, "HotShardUtilisation"},
+		"defaults":                       {Config{}, ""},
+		"max below min":                  {Config{MinShards: 5, MaxShards: 3}, "MaxShards is 3"},
+		"negative min":                   {Config{MinShards: -1}, "MinShards is -1"},
+		"thresholds out of order":        {Config{ScaleDownUtilisation: 0.6, TargetUtilisation: 0.5}, "want 0 < scale-down < target < scale-up"},
+		"scale-up above 100%":            {Config{ScaleUpUtilisation: 1.5}, "want 0 < scale-down"},
+		"reserve equals limit":           {Config{UpdateShardCountLimit: 3, ScaleUpReserve: 3}, "1 <= reserve < limit"},
+		"hold shorter than gaps":         {Config{ScaleDownMinutes: 2, MaxMissingMinutes: 2}, "MaxMissingMinutes is 2"},
+		"hot threshold above 1":          {Config{HotShardUtilisation: 1.2}, "HotShardUtilisation"},
+		"scarce target above the target": {Config{ScarceCallsTargetUtilisation: 0.68}, "ScarceCallsTargetUtilisation is 0.68"},
+		"scarce target below scale-down": {Config{ScarceCallsTargetUtilisation: 0.3}, "ScarceCallsTargetUtilisation is 0.30"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

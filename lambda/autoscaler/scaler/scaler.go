@@ -37,6 +37,8 @@ const (
 	EnvScaleUpMinutes = "AUTOSCALER_SCALE_UP_MINUTES"
 	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.65.
 	EnvTargetUtilisation = "AUTOSCALER_TARGET_UTILISATION"
+	// EnvScarceCallsTargetUtilisation is policy.Config.ScarceCallsTargetUtilisation. Default: 0.50.
+	EnvScarceCallsTargetUtilisation = "AUTOSCALER_SCARCE_CALLS_TARGET_UTILISATION"
 	// EnvScaleDownUtilisation is policy.Config.ScaleDownUtilisation. Default: 0.35.
 	EnvScaleDownUtilisation = "AUTOSCALER_SCALE_DOWN_UTILISATION"
 	// EnvScaleDownMinutes is policy.Config.ScaleDownMinutes. Default: 15.
