@@ -172,6 +172,56 @@ func TestPolicyStaysWithinKinesisLimits(t *testing.T) {
 	}
 }
 
+// TestPolicyFigures pins what the policy reaches on each trace over a few seeds, so a change that loses ground
+// fails: fewer throttled minutes than Scaling Utils where that is possible, the floor where it is not (a step
+// beyond capacity throttles for the metric latency plus the UpdateShardCount delay whatever reads CloudWatch; a
+// 5-minute spike is over before any resize lands; nothing throttles on a decay), and the shard-hours bound against
+// the oracle at the scale-up threshold.
+func TestPolicyFigures(t *testing.T) {
+	p, err := policy.New(policy.Config{MaxShards: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := Settings{}.withDefaults()
+	floor := set.MetricLatency + set.UpdateDelay
+	tests := map[string]struct {
+		fewerThanSU   bool
+		maxThrottled  int // when not fewerThanSU
+		maxVsOracle70 float64
+	}{
+		"2x step":            {maxThrottled: floor, maxVsOracle70: 1.10},
+		"10x ramp over 1h":   {fewerThanSU: true, maxVsOracle70: 1.10},
+		"diurnal day":        {fewerThanSU: true, maxVsOracle70: 1.20},
+		"5x spike for 5 min": {maxThrottled: 5, maxVsOracle70: 1.35},
+		"slow decay":         {maxThrottled: 0, maxVsOracle70: 1.42},
+		"one hot key":        {fewerThanSU: true, maxVsOracle70: 1.30},
+	}
+	for _, tr := range Traces() {
+		tc, ok := tests[tr.Name]
+		if !ok {
+			t.Fatalf("no expectation for trace %q", tr.Name)
+		}
+		t.Run(tr.Name, func(t *testing.T) {
+			for seed := uint64(1); seed <= 3; seed++ {
+				row, err := Simulate(tr, p, Settings{Seed: seed}, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pol, su := row.Policy.ThrottledMinutes, row.ScalingUtils.ThrottledMinutes
+				if tc.fewerThanSU && pol >= su {
+					t.Errorf("seed %d: %d throttled minutes, Scaling Utils %d", seed, pol, su)
+				}
+				if !tc.fewerThanSU && pol > tc.maxThrottled {
+					t.Errorf("seed %d: %d throttled minutes, want at most %d", seed, pol, tc.maxThrottled)
+				}
+				if r := row.Policy.ShardHours / row.OracleAtScaleUp; r > tc.maxVsOracle70 {
+					t.Errorf("seed %d: %.2fx the oracle at 70%%, want at most %.2fx", seed, r, tc.maxVsOracle70)
+				}
+			}
+		})
+	}
+}
+
 func TestRunPrintsEveryTrace(t *testing.T) {
 	var out strings.Builder
 	if err := run(&out, Settings{}, false, 2); err != nil {
