@@ -15,9 +15,9 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/streamproc/streamproc/constructs/autoscaler"
-	"github.com/streamproc/streamproc/constructs/source"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
+	"github.com/streamproc/streamproc/constructs/source"
 	"github.com/streamproc/streamproc/constructs/stream"
 )
 
