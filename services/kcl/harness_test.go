@@ -382,7 +382,8 @@ type testWorker struct {
 	id     string
 	w      *Worker
 	cancel context.CancelFunc
-	done   chan error
+	exited chan struct{} // closed when Run returned
+	err    error         // Run's result, once exited is closed
 }
 
 // kill stops the worker abruptly, like a crash: no checkpoint, no release.
@@ -390,7 +391,7 @@ func (tw *testWorker) kill(t testing.TB) {
 	t.Helper()
 	tw.cancel()
 	select {
-	case <-tw.done:
+	case <-tw.exited:
 	case <-time.After(30 * time.Second):
 		t.Fatalf("worker %s did not stop after cancel", tw.id)
 	}
@@ -404,8 +405,9 @@ func (tw *testWorker) stop(t testing.TB) {
 	if err := tw.w.Shutdown(ctx); err != nil {
 		t.Fatalf("shutdown %s: %v", tw.id, err)
 	}
-	if err := <-tw.done; err != nil {
-		t.Fatalf("worker %s: %v", tw.id, err)
+	<-tw.exited
+	if tw.err != nil {
+		t.Fatalf("worker %s: %v", tw.id, tw.err)
 	}
 	tw.cancel()
 }
@@ -438,11 +440,14 @@ func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fai
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tw := &testWorker{id: id, w: w, cancel: cancel, done: make(chan error, 1)}
-	go func() { tw.done <- w.Run(ctx) }()
+	tw := &testWorker{id: id, w: w, cancel: cancel, exited: make(chan struct{})}
+	go func() {
+		tw.err = w.Run(ctx)
+		close(tw.exited)
+	}()
 	t.Cleanup(func() {
 		cancel()
-		<-tw.done
+		<-tw.exited
 	})
 	return tw
 }
