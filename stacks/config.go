@@ -8,6 +8,7 @@ import (
 	"github.com/aws/constructs-go/constructs/v10"
 
 	"github.com/streamproc/streamproc/constructs/autoscaler"
+	"github.com/streamproc/streamproc/constructs/consumerservice"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/stream"
@@ -33,6 +34,7 @@ const (
 	ContextLogRetentionDays   = "logRetentionDays"
 	ContextRetainData         = "retainData"
 	ContextAutoscalerDryRun   = "autoscalerDryRun"
+	ContextConsumerReadMode   = "consumerReadMode"
 )
 
 // Defaults of Config that are the stack's own (the others are the constructs' defaults).
@@ -73,6 +75,9 @@ type Config struct {
 	// RetainData keeps the stream and the lease table when the stack is deleted. Default: false (both are deleted
 	// with the stack: the records live 24 h anyway, and checkpoints mean nothing without their stream).
 	RetainData bool
+	// ConsumerReadMode is "fanout" (enhanced fan-out through the registered consumer) or "polling" (GetRecords).
+	// Default: "fanout".
+	ConsumerReadMode string
 	// AutoscalerDryRun makes the shard autoscaler decide and log without resharding. Default: false.
 	AutoscalerDryRun bool
 }
@@ -98,6 +103,9 @@ func (c Config) withDefaults() Config {
 	def(&c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
 	def(&c.NatGateways, network.DefaultNatGateways)
 	def(&c.LogRetentionDays, DefaultLogRetentionDays)
+	if c.ConsumerReadMode == "" {
+		c.ConsumerReadMode = consumerservice.ReadModeFanOut
+	}
 	return c
 }
 
@@ -108,6 +116,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("%s=%d: want between %s=%d and %s=%d", ContextShardCount, c.ShardCount, ContextMinShards, c.MinShards, ContextMaxShards, c.MaxShards)
 	case c.MinShards < 1:
 		return fmt.Errorf("%s=%d: want at least 1", ContextMinShards, c.MinShards)
+	case c.ConsumerReadMode != consumerservice.ReadModeFanOut && c.ConsumerReadMode != consumerservice.ReadModePolling:
+		return fmt.Errorf("%s=%q: want %q or %q", ContextConsumerReadMode, c.ConsumerReadMode, consumerservice.ReadModeFanOut, consumerservice.ReadModePolling)
 	}
 	if _, ok := retentionDays[c.LogRetentionDays]; !ok {
 		return fmt.Errorf("%s=%d: want one of CloudWatch Logs' retention periods (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, ...)", ContextLogRetentionDays, c.LogRetentionDays)
@@ -163,13 +173,17 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		}
 		*dst = b
 	}
-	key := ContextCertificateArn
-	if v := node.TryGetContext(&key); v != nil {
+	strs := map[string]*string{ContextCertificateArn: &c.CertificateArn, ContextConsumerReadMode: &c.ConsumerReadMode}
+	for key, dst := range strs {
+		v := node.TryGetContext(&key)
+		if v == nil {
+			continue
+		}
 		s, ok := v.(string)
 		if !ok {
-			return c, fmt.Errorf("context %s=%v: want a string (an ACM certificate ARN, or empty)", key, v)
+			return c, fmt.Errorf("context %s=%v: want a string", key, v)
 		}
-		c.CertificateArn = s
+		*dst = s
 	}
 	return c, nil
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
 	"github.com/streamproc/streamproc/constructs/autoscaler"
+	"github.com/streamproc/streamproc/constructs/consumerservice"
+	"github.com/streamproc/streamproc/constructs/dashboard"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/source"
@@ -56,7 +58,9 @@ type StreamProcStack struct {
 	Stream     *stream.Stream
 	Cluster    awsecs.Cluster
 	Producer   *producerservice.ProducerService
+	Consumer   *consumerservice.ConsumerService
 	Autoscaler *autoscaler.Autoscaler
+	Dashboard  *dashboard.Dashboard
 }
 
 // NewStreamProcStack creates the stack. It panics with a message naming the setting when the configuration is
@@ -132,6 +136,19 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		MaxTasks:       cfg.ProducerMaxTasks,
 		LogRetention:   logRetention,
 	})
+	s.Consumer = consumerservice.New(stack, jsii.String("Consumer"), &consumerservice.Props{
+		Cluster:                 s.Cluster,
+		Stream:                  s.Stream.Stream,
+		StreamConsumer:          s.Stream.Consumer,
+		Image:                   source.ServiceImage(root, ConsumerDockerfile),
+		ReadMode:                cfg.ConsumerReadMode,
+		CPU:                     cfg.ConsumerCPU,
+		MemoryMiB:               cfg.ConsumerMemoryMiB,
+		MinTasks:                cfg.ConsumerMinTasks,
+		MaxTasks:                cfg.ConsumerMaxTasks,
+		LogRetention:            logRetention,
+		LeaseTableRemovalPolicy: dataRemoval,
+	})
 	s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
 		Stream:       s.Stream.Stream,
 		ModuleRoot:   root,
@@ -141,24 +158,37 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		LogRetention: logRetention,
 	})
 
+	s.Dashboard = dashboard.New(stack, jsii.String("Dashboard"), &dashboard.Props{
+		DashboardName:      jsii.String(id),
+		Stream:             s.Stream.Stream,
+		ConsumerName:       s.Stream.Consumer.StreamConsumerName(),
+		ConsumerDimensions: s.Consumer.MetricDimensions,
+		Cluster:            s.Cluster,
+		ProducerService:    s.Producer.Service,
+		ConsumerService:    s.Consumer.Service,
+		LoadBalancer:       s.Producer.LoadBalancer,
+		ThrottlingAlarm:    s.Autoscaler.ThrottlingAlarm,
+	})
+
 	awscdk.NewCfnOutput(stack, jsii.String(OutputLoadBalancerURL), &awscdk.CfnOutputProps{
 		Value: s.Producer.URL, Description: jsii.String("The producer's URL: curl -d '{\"data\":\"...\"}' against it"),
 	})
 	awscdk.NewCfnOutput(stack, jsii.String(OutputStreamName), &awscdk.CfnOutputProps{
 		Value: s.Stream.Stream.StreamName(), Description: jsii.String("The Kinesis stream"),
 	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputDashboardURL), &awscdk.CfnOutputProps{
+		Value: s.Dashboard.URL, Description: jsii.String("The CloudWatch dashboard"),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputLeaseTableName), &awscdk.CfnOutputProps{
+		Value: s.Consumer.LeaseTable.TableName(), Description: jsii.String("The consumers' lease table (also their application name)"),
+	})
 	awscdk.NewCfnOutput(stack, jsii.String(OutputConsumerARN), &awscdk.CfnOutputProps{
 		Value: s.Stream.Consumer.StreamConsumerArn(), Description: jsii.String("The enhanced fan-out consumer the consumer service reads through"),
 	})
-	addSuppressions(s)
 	return s
 }
 
 // ApplyNag runs the cdk-nag AwsSolutions rules over scope at synth: an unsuppressed error fails the synth.
 func ApplyNag(scope constructs.IConstruct) {
 	awscdk.Aspects_Of(scope).Add(cdknag.NewAwsSolutionsChecks(&cdknag.NagPackProps{Verbose: jsii.Bool(true)}), nil)
-}
-
-// addSuppressions records, for each AwsSolutions finding this architecture accepts, why.
-func addSuppressions(s *StreamProcStack) {
 }

@@ -89,6 +89,7 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	d := &Dashboard{Construct: this}
 
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5))
 	stream := p.Stream
 	streamDims := &map[string]*string{ingest.DimensionStream: stream.StreamName()}
 	consumerDims := make(map[string]*string, len(p.ConsumerDimensions))
@@ -149,9 +150,10 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 		AlarmDescription: jsii.String("More than 10 HTTP 5xx answers (load balancer or producer) in 5 minutes"),
 		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
 			Expression:   jsii.String("FILL(elb, 0) + FILL(target, 0)"),
-			UsingMetrics: &map[string]cw.IMetric{"elb": elb5xx, "target": target5xx},
+			UsingMetrics: &map[string]cw.IMetric{"elb": elb5xx.With(&cw.MetricOptions{Period: fiveMinutes}),
+				"target": target5xx.With(&cw.MetricOptions{Period: fiveMinutes})},
 			Label:        jsii.String("HTTP 5xx"),
-			Period:       awscdk.Duration_Minutes(jsii.Number(5)),
+			Period:       fiveMinutes,
 		}),
 		Threshold:          jsii.Number(LoadBalancer5xxThreshold),
 		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
