@@ -1,0 +1,253 @@
+package stacks_test
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/streamproc/streamproc/constructs/consumerservice"
+	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
+	"github.com/streamproc/streamproc/services/consumer/settings"
+	"github.com/streamproc/streamproc/services/ingest"
+	"github.com/streamproc/streamproc/services/kcl"
+	"github.com/streamproc/streamproc/services/kpl"
+	"github.com/streamproc/streamproc/stacks"
+)
+
+func TestLeaseTable(t *testing.T) {
+	has(t, synthesized.tDefaults, "AWS::DynamoDB::Table", map[string]any{
+		"BillingMode":                      "PAY_PER_REQUEST",
+		"KeySchema":                        []any{map[string]any{"AttributeName": kcl.LeaseTableHashKey, "KeyType": "HASH"}},
+		"AttributeDefinitions":             []any{map[string]any{"AttributeName": kcl.LeaseTableHashKey, "AttributeType": "S"}},
+		"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
+	})
+	for stack, want := range map[string]string{snapshotStack: "Delete", variantStack: "Retain"} {
+		if got := only(t, stack, "AWS::DynamoDB::Table")["DeletionPolicy"]; got != want {
+			t.Errorf("%s: lease table DeletionPolicy = %v, want %s", stack, got, want)
+		}
+	}
+	outputs := synthesized.raw[snapshotStack]["Outputs"].(map[string]any)
+	if got := jsonString(t, outputs[stacks.OutputLeaseTableName]); !strings.Contains(got, `"Ref":"ConsumerLeaseTable`) {
+		t.Errorf("lease table output %s, want the table's name", got)
+	}
+}
+
+func TestConsumerService(t *testing.T) {
+	c := taskContainer(t, snapshotStack, "Consumer", consumerservice.ContainerName)
+	if c["ReadonlyRootFilesystem"] != true || c["User"] != consumerservice.ContainerUser {
+		t.Errorf("consumer ReadonlyRootFilesystem %v User %v, want true and %s", c["ReadonlyRootFilesystem"], c["User"], consumerservice.ContainerUser)
+	}
+	if got := c["StopTimeout"]; got != consumerservice.StopTimeout.Seconds() || consumerservice.StopTimeout <= consumerservice.ShutdownTimeout {
+		t.Errorf("consumer StopTimeout %v, want %v, above the %v graceful shutdown", got, consumerservice.StopTimeout.Seconds(), consumerservice.ShutdownTimeout)
+	}
+	if _, ok := c["PortMappings"]; ok {
+		t.Errorf("consumer has port mappings %v: it serves nothing", c["PortMappings"])
+	}
+	_, td := resourceWithPrefix(t, snapshotStack, "AWS::ECS::TaskDefinition", "Consumer")
+	if got := jsonString(t, props(td)["RuntimePlatform"]); got != `{"CpuArchitecture":"ARM64","OperatingSystemFamily":"LINUX"}` {
+		t.Errorf("consumer runtime platform %s", got)
+	}
+	_, vtd := resourceWithPrefix(t, variantStack, "AWS::ECS::TaskDefinition", "Consumer")
+	if props(vtd)["Cpu"] != "256" || props(vtd)["Memory"] != "512" {
+		t.Errorf("variant consumer size %v/%v, want 256/512", props(vtd)["Cpu"], props(vtd)["Memory"])
+	}
+	_, svc := resourceWithPrefix(t, snapshotStack, "AWS::ECS::Service", "Consumer")
+	sp := props(svc)
+	if got := jsonString(t, sp["DeploymentConfiguration"]); !strings.Contains(got, `"DeploymentCircuitBreaker":{"Enable":true,"Rollback":true}`) {
+		t.Errorf("consumer DeploymentConfiguration %s, want the circuit breaker with rollback", got)
+	}
+	if net := jsonString(t, sp["NetworkConfiguration"]); !strings.Contains(net, `"AssignPublicIp":"DISABLED"`) || !strings.Contains(net, "PrivateSubnet1") {
+		t.Errorf("consumer network %s, want private subnets without public IPs", net)
+	}
+	if _, ok := sp["LoadBalancers"]; ok {
+		t.Errorf("consumer service has a load balancer")
+	}
+	// CPU target tracking, as the producer's.
+	policies := 0
+	for id, pol := range resources(t, snapshotStack, "AWS::ApplicationAutoScaling::ScalingPolicy") {
+		if strings.HasPrefix(id, "ConsumerService") {
+			policies++
+			if got := jsonString(t, props(pol)["TargetTrackingScalingPolicyConfiguration"]); !strings.Contains(got, `"TargetValue":65`) || !strings.Contains(got, "ECSServiceAverageCPUUtilization") {
+				t.Errorf("consumer scaling %s, want 65 %% CPU target tracking", got)
+			}
+		}
+	}
+	if policies != 1 {
+		t.Errorf("%d consumer scaling policies, want 1", policies)
+	}
+	has(t, synthesized.tVariant, "AWS::ApplicationAutoScaling::ScalableTarget", map[string]any{"MinCapacity": 2, "MaxCapacity": 8})
+
+	// IAM: exactly the worker's calls, each on its own resource.
+	_, pol := resourceWithPrefix(t, snapshotStack, "AWS::IAM::Policy", "ConsumerTaskTaskRole")
+	got := map[string][]string{}
+	for _, st := range props(pol)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+		s := st.(map[string]any)
+		got[jsonString(t, s["Resource"])] = asStrings(s["Action"])
+	}
+	want := map[string][]string{
+		`{"Fn::GetAtt":["Stream862536A4","Arn"]}`:                       sorted(consumerservice.StreamActions),
+		`{"Fn::GetAtt":["StreamFanOutConsumer5C048830","ConsumerARN"]}`: sorted(consumerservice.ConsumerActions),
+		`{"Fn::GetAtt":["ConsumerLeaseTableB2FF7F75","Arn"]}`:           sorted(consumerservice.LeaseTableActions),
+	}
+	if len(got) != len(want) {
+		t.Errorf("consumer policy %v, want %v", got, want)
+	}
+	for res, actions := range want {
+		if !slices.Equal(got[res], actions) {
+			t.Errorf("consumer actions on %s = %v, want %v", res, got[res], actions)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
+	// Every variable services/consumer/settings declares, less those the platform or a local run sets.
+	read := []string{
+		settings.EnvStreamName, settings.EnvApplicationName, settings.EnvReadMode, settings.EnvConsumerARN,
+		settings.EnvInitialPosition, settings.EnvInitialTimestamp, settings.EnvKinesisEndpoint, settings.EnvDynamoDBEndpoint,
+		settings.EnvWorkerID, settings.EnvCreateLeaseTable, settings.EnvCheckpointRecords, settings.EnvCheckpointInterval,
+		settings.EnvFailoverTime, settings.EnvShutdownTimeout, settings.EnvECSMetadataURI,
+	}
+	notSet := map[string]string{
+		settings.EnvInitialTimestamp: "only with INITIAL_POSITION=AT_TIMESTAMP",
+		settings.EnvKinesisEndpoint:  "local emulator only",
+		settings.EnvDynamoDBEndpoint: "local emulator only",
+		settings.EnvWorkerID:         "defaults to the ECS task id",
+		settings.EnvECSMetadataURI:   "set by ECS itself",
+	}
+	var want []string
+	for _, n := range read {
+		if _, skip := notSet[n]; !skip {
+			want = append(want, n)
+		}
+	}
+	slices.Sort(want)
+	src, err := os.ReadFile(filepath.Join("..", "services", "consumer", "settings", "settings.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+Env\w+\s*=\s*"([A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
+		if !slices.Contains(read, string(m[1])) {
+			t.Errorf("consumer settings declare %s, which this test does not know: set it in the task definition or list why not", m[1])
+		}
+	}
+	for _, stack := range []string{snapshotStack, variantStack} {
+		c := taskContainer(t, stack, "Consumer", consumerservice.ContainerName)
+		if got := containerEnvNames(t, c); !slices.Equal(got, want) {
+			t.Errorf("%s: consumer container env %v, want exactly %v", stack, got, want)
+		}
+		env := containerEnv(t, c)
+		if !strings.Contains(env[settings.EnvConsumerARN], "StreamFanOutConsumer") || !strings.Contains(env[settings.EnvApplicationName], "ConsumerLeaseTable") {
+			t.Errorf("%s: consumer env %v, want the fan-out consumer's ARN and the lease table's name", stack, env)
+		}
+		getenv := func(k string) string {
+			switch k {
+			case settings.EnvConsumerARN:
+				return "arn:aws:kinesis:us-east-1:111122223333:stream/s/consumer/c:1"
+			case settings.EnvStreamName, settings.EnvApplicationName:
+				return "resolved-at-deploy"
+			}
+			return env[k]
+		}
+		s, err := settings.Load(getenv)
+		if err != nil {
+			t.Errorf("%s: the consumer rejects its task definition's environment: %v", stack, err)
+		}
+		if s.ReadMode != kcl.ReadModeFanOut || s.CreateLeaseTable {
+			t.Errorf("%s: consumer settings %+v, want fan-out reads and a lease table owned by the stack", stack, s)
+		}
+	}
+}
+
+func TestDashboardShowsEveryMetric(t *testing.T) {
+	d := only(t, snapshotStack, "AWS::CloudWatch::Dashboard")
+	if props(d)["DashboardName"] != snapshotStack {
+		t.Errorf("dashboard name %v, want %s", props(d)["DashboardName"], snapshotStack)
+	}
+	body := jsonString(t, props(d)["DashboardBody"])
+	titles := []string{
+		"Producer CPU utilisation", "Consumer CPU utilisation", "Running tasks", "Consumer behind latest",
+		"PutRecords success", "Write throughput exceeded", "User records vs Kinesis records",
+		"Open shards and scaling actions", "Iterator age", "Producer request latency", "Producer 503s",
+		"Load balancer 4xx / 5xx", "Leases", "Alarms",
+	}
+	for _, title := range titles {
+		if !strings.Contains(body, title) {
+			t.Errorf("dashboard lacks the widget %q", title)
+		}
+	}
+	metrics := []string{
+		// AWS metrics
+		"CPUUtilization", "RunningTaskCount", "PutRecords.Success", "PutRecords.SuccessfulRecords",
+		"PutRecords.TotalRecords", "WriteProvisionedThroughputExceeded", "GetRecords.IteratorAgeMilliseconds",
+		"SubscribeToShardEvent.MillisBehindLatest", "HTTPCode_ELB_4XX_Count", "HTTPCode_ELB_5XX_Count",
+		"HTTPCode_Target_4XX_Count", "HTTPCode_Target_5XX_Count", "IncomingRecords",
+		// the services' own EMF metrics, by their constants
+		kpl.MetricUserRecordsPut, kpl.MetricKinesisRecordsPut, ingest.RequestLatency, ingest.RejectedBufferFull,
+		ingest.Requests5xx, scaler.MetricOpenShardCount, scaler.MetricScalingActions, kcl.MetricMillisBehindLatest,
+		kcl.MetricCurrentLeases, kcl.MetricLeasesTaken, kcl.MetricLeasesLost, kcl.MetricRecordsProcessed,
+	}
+	for _, m := range metrics {
+		if !strings.Contains(body, `\"`+m+`\"`) {
+			t.Errorf("dashboard lacks the metric %s", m)
+		}
+	}
+	// The services' metrics are read in their namespace and with the dimensions they write.
+	for _, want := range []string{`\"StreamProc\"`, `\"` + ingest.DimensionStream + `\"`, `\"` + consumerservice.DimensionApplication + `\"`, `\"` + consumerservice.DimensionService + `\",\"` + consumerservice.ServiceName + `\"`, "ECS/ContainerInsights"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("dashboard body lacks %s", want)
+		}
+	}
+	outputs := synthesized.raw[snapshotStack]["Outputs"].(map[string]any)
+	if got := jsonString(t, outputs[stacks.OutputDashboardURL]); !strings.Contains(got, "console.aws.amazon.com/cloudwatch") || !strings.Contains(got, "#dashboards:name=") {
+		t.Errorf("dashboard URL output %s", got)
+	}
+}
+
+func TestAlarms(t *testing.T) {
+	// The throttling alarm (autoscaler trigger) and the dashboard's three.
+	count(t, synthesized.tDefaults, "AWS::CloudWatch::Alarm", 4)
+	alarms := resources(t, snapshotStack, "AWS::CloudWatch::Alarm")
+	found := map[string]map[string]any{}
+	for id, a := range alarms {
+		found[id] = props(a)
+	}
+	find := func(prefix string) map[string]any {
+		for id, p := range found {
+			if strings.HasPrefix(id, prefix) {
+				return p
+			}
+		}
+		t.Fatalf("no alarm %s* among %v", prefix, found)
+		return nil
+	}
+	iter := jsonString(t, find("DashboardIteratorAgeAlarm"))
+	for _, want := range []string{"GetRecords.IteratorAgeMilliseconds", "SubscribeToShardEvent.MillisBehindLatest", "MAX([polling, fanout])", `"Threshold":300000`} {
+		if !strings.Contains(iter, want) {
+			t.Errorf("iterator age alarm lacks %s: %s", want, iter)
+		}
+	}
+	lb := jsonString(t, find("DashboardLoadBalancer5xxAlarm"))
+	for _, want := range []string{"HTTPCode_ELB_5XX_Count", "HTTPCode_Target_5XX_Count", `"Threshold":10`} {
+		if !strings.Contains(lb, want) {
+			t.Errorf("5xx alarm lacks %s: %s", want, lb)
+		}
+	}
+	bf := find("DashboardBufferFullAlarm")
+	bfs := jsonString(t, bf)
+	if !strings.Contains(bfs, `"MetricName":"`+ingest.RejectedBufferFull+`","Namespace":"StreamProc"`) || bf["DatapointsToAlarm"] != float64(3) || bf["EvaluationPeriods"] != float64(5) {
+		t.Errorf("buffer-full alarm %s, want %s in 3 of 5 minutes", bfs, ingest.RejectedBufferFull)
+	}
+	th := find("ShardAutoscalerThrottlingAlarm")
+	if th["MetricName"] != "WriteProvisionedThroughputExceeded" || th["Period"] != float64(60) {
+		t.Errorf("throttling alarm %s", jsonString(t, th))
+	}
+}
