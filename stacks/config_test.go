@@ -1,0 +1,72 @@
+package stacks_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+
+	"github.com/streamproc/streamproc/stacks"
+)
+
+func TestConfigFromContext(t *testing.T) {
+	tests := map[string]struct {
+		context map[string]any
+		want    stacks.Config
+		err     string
+	}{
+		"empty context: zero Config, every default": {context: map[string]any{}, want: stacks.Config{}},
+		"cdk.json types": {
+			context: map[string]any{stacks.ContextShardCount: 7, stacks.ContextInterfaceEndpoints: true, stacks.ContextCertificateArn: "arn:x"},
+			want:    stacks.Config{ShardCount: 7, InterfaceEndpoints: true, CertificateArn: "arn:x"},
+		},
+		"-c strings": {
+			context: map[string]any{stacks.ContextProducerMaxTasks: "20", stacks.ContextRetainData: "true", stacks.ContextConsumerReadMode: "polling"},
+			want:    stacks.Config{ProducerMaxTasks: 20, RetainData: true, ConsumerReadMode: "polling"},
+		},
+		"not a number":        {context: map[string]any{stacks.ContextShardCount: "five"}, err: "context shardCount=five: want a whole number"},
+		"fraction":            {context: map[string]any{stacks.ContextNatGateways: 1.5}, err: "context natGateways=1.5: want a whole number"},
+		"not a boolean":       {context: map[string]any{stacks.ContextRetainData: "maybe"}, err: "context retainData=maybe: want true or false"},
+		"certificate non-str": {context: map[string]any{stacks.ContextCertificateArn: 5}, err: "context certificateArn=5: want a string"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			app := awscdk.NewApp(&awscdk.AppProps{Context: &tc.context})
+			got, err := stacks.ConfigFromContext(app.Node())
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("ConfigFromContext = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestInvalidConfigStopsTheSynth(t *testing.T) {
+	tests := map[string]struct {
+		cfg  stacks.Config
+		want string
+	}{
+		"shards above the autoscaler's maximum":  {stacks.Config{ShardCount: 40}, "shardCount=40: want between minShards=1 and maxShards=16"},
+		"unknown read mode":                      {stacks.Config{ConsumerReadMode: "push"}, `consumerReadMode="push": want "fanout" or "polling"`},
+		"log retention CloudWatch does not have": {stacks.Config{LogRetentionDays: 31}, "logRetentionDays=31"},
+		"three NAT gateways in two AZs":          {stacks.Config{NatGateways: 3}, "NatGateways is 3, want 1 to 2"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			msg := func() (msg string) {
+				defer func() { msg = fmt.Sprint(recover()) }()
+				stacks.NewStreamProcStack(awscdk.NewApp(nil), "Invalid", &stacks.StreamProcStackProps{Config: tc.cfg, ModuleRoot: ".."})
+				return ""
+			}()
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("panic %q, want it to say %q", msg, tc.want)
+			}
+		})
+	}
+}
