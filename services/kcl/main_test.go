@@ -23,7 +23,18 @@ func uniqueName(prefix string) string {
 
 func TestMain(m *testing.M) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	e, err := emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true})
+	opts := emulator.Options{Kinesis: true, DynamoDB: true}
+	// KCL_EMULATOR_LOG names a file that receives the emulators' own output, to diagnose an emulator failure.
+	if path := os.Getenv("KCL_EMULATOR_LOG"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		opts.Output = f
+	}
+	e, err := emulator.Start(ctx, opts)
 	cancel()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kcl tests need kinesis-local and dynalite (npm ci in the repository root): %v\n", err)
