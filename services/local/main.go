@@ -1,11 +1,12 @@
 // Command local runs the streaming pipeline on this machine, with no AWS account: it starts the Kinesis, DynamoDB
 // and CloudWatch emulators on 127.0.0.1, creates the stream, builds the services and runs them as child processes
-// with the same configuration variables they read in AWS.
+// with the same configuration variables they read in AWS: the producer on 127.0.0.1 and consumer workers that
+// share the stream's leases.
 //
 // Ctrl-C (or SIGTERM) stops the services first, so the producer flushes its buffer into the stream, then the
 // emulators; every process it started is stopped by its PID.
 //
-//	go run ./services/local [-port 8080] [-shards 5] [-stream local-stream] [-dir .local]
+//	go run ./services/local [-port 8080] [-shards 5] [-consumers 2] [-stream local-stream] [-dir .local]
 package main
 
 import (
@@ -43,8 +44,13 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&cfg.Shards, "shards", 5, "shards of the stream when it is created")
 	fs.StringVar(&cfg.Stream, "stream", "local-stream", "name of the Kinesis stream")
 	fs.StringVar(&cfg.Dir, "dir", ".local", "directory for the built services and their logs")
+	fs.IntVar(&cfg.Consumers, "consumers", 2, "consumer workers")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
+	}
+	if cfg.Consumers < 0 {
+		fmt.Fprintf(errOut, "-consumers must not be negative, got %d\n", cfg.Consumers)
+		return config{}, errors.New("bad -consumers")
 	}
 	if cfg.Shards < 1 {
 		fmt.Fprintf(errOut, "-shards must be at least 1, got %d\n", cfg.Shards)

@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	consumersettings "github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/ingest"
 	producersettings "github.com/streamproc/streamproc/services/producer/settings"
@@ -30,6 +31,8 @@ type config struct {
 	Stream string
 	// Dir holds bin/ (the built services) and logs/.
 	Dir string
+	// Consumers is the number of consumer workers; they share the stream's leases.
+	Consumers int
 }
 
 // pipeline describes a running local pipeline; tests read it through onReady.
@@ -38,6 +41,9 @@ type pipeline struct {
 	producerURL string
 	services    []*service
 }
+
+// applicationName names the consumers' lease table.
+const applicationName = "local-consumer"
 
 // stopTimeout bounds each service's shutdown after SIGTERM; the producer's own default stop timeout is below it.
 const stopTimeout = producersettings.DefaultStopTimeout + 5*time.Second
@@ -53,6 +59,10 @@ func run(ctx context.Context, cfg config, out io.Writer, onReady ...func(pipelin
 
 	fmt.Fprintln(out, "building the services ...")
 	producerBin, err := buildService(ctx, binDir, "producer")
+	if err != nil {
+		return err
+	}
+	consumerBin, err := buildService(ctx, binDir, "consumer")
 	if err != nil {
 		return err
 	}
@@ -100,6 +110,22 @@ func run(ctx context.Context, cfg config, out io.Writer, onReady ...func(pipelin
 	p.services = append(p.services, producer)
 	if err := waitHealthy(ctx, p.producerURL+ingest.PathHealthcheck, producer); err != nil {
 		return err
+	}
+
+	for i := 1; i <= cfg.Consumers; i++ {
+		name := fmt.Sprintf("consumer-%d", i)
+		consumer, err := startService(name, consumerBin, localAWSEnv(
+			consumersettings.EnvStreamName+"="+cfg.Stream,
+			consumersettings.EnvApplicationName+"="+applicationName,
+			consumersettings.EnvReadMode+"=polling",
+			consumersettings.EnvKinesisEndpoint+"="+emu.KinesisEndpoint,
+			consumersettings.EnvDynamoDBEndpoint+"="+emu.DynamoDBEndpoint,
+			consumersettings.EnvWorkerID+"="+name,
+		), filepath.Join(logDir, name+".log"), exited)
+		if err != nil {
+			return err
+		}
+		p.services = append(p.services, consumer)
 	}
 
 	printBanner(out, cfg, p, logDir)
@@ -181,6 +207,7 @@ func printBanner(out io.Writer, cfg config, p pipeline, logDir string) {
 The pipeline runs locally.
   stream       %s (%d shards) on kinesis-local at %s
   producer     %s  (logs and EMF metrics: %s)
+  consumers    %d workers sharing the lease table %s; each processed record is one JSON line in %s
   emulators    logs: %s
 
 Send a record (the blog's request, pointed at the local URL):
@@ -188,5 +215,6 @@ Send a record (the blog's request, pointed at the local URL):
 
 Ctrl-C stops everything this command started.
 `, cfg.Stream, cfg.Shards, p.emulators.KinesisEndpoint, p.producerURL, filepath.Join(logDir, "producer.log"),
+		cfg.Consumers, applicationName, filepath.Join(logDir, "consumer-N.log"),
 		filepath.Join(logDir, "emulators.log"), p.producerURL)
 }

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,11 +28,12 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	port := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	dir := t.TempDir()
 	ready := make(chan pipeline, 1)
 	result := make(chan error, 1)
 	var out strings.Builder
 	go func() {
-		result <- run(ctx, config{Port: port, Shards: 2, Stream: "local-test", Dir: t.TempDir()}, &out, func(p pipeline) { ready <- p })
+		result <- run(ctx, config{Port: port, Shards: 2, Consumers: 2, Stream: "local-test", Dir: dir}, &out, func(p pipeline) { ready <- p })
 	}()
 	var p pipeline
 	select {
@@ -80,6 +83,15 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 		t.Fatalf("record in the stream = %+v; want the data sent", users)
 	}
 
+	// THEN a consumer worker processes it: one JSON line at the acknowledged position
+	deadline := time.Now().Add(time.Minute)
+	for !consumerLogged(t, dir, ack.ShardID, ack.SequenceNumber) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no consumer logged the record at %s/%s within a minute", ack.ShardID, ack.SequenceNumber)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	// WHEN stopped
 	pids := p.emulators.PIDs()
 	for _, s := range p.services {
@@ -102,13 +114,51 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	}
 }
 
-func TestParseFlagsRejectsBadShards(t *testing.T) {
-	var errOut strings.Builder
-	if _, err := parseFlags([]string{"-shards", "0"}, &errOut); err == nil {
-		t.Fatal("want an error for -shards 0")
+// consumerLogged reports whether a consumer worker's log holds the record line of the test's record.
+func consumerLogged(t *testing.T, dir, shardID, sequenceNumber string) bool {
+	t.Helper()
+	logs, err := filepath.Glob(filepath.Join(dir, "logs", "consumer-*.log"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if !strings.Contains(errOut.String(), "-shards must be at least 1") {
-		t.Errorf("message %q does not say what was wrong", errOut.String())
+	for _, path := range logs {
+		content, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.SplitSeq(string(content), "\n") {
+			var rec struct {
+				ShardID        string `json:"shard_id"`
+				SequenceNumber string `json:"sequence_number"`
+				Data           string `json:"data"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.ShardID == shardID &&
+				rec.SequenceNumber == sequenceNumber && rec.Data == "This is a testing record" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func TestParseFlagsRejectsBadValues(t *testing.T) {
+	tests := map[string]struct {
+		args []string
+		want string
+	}{
+		"no shards":          {args: []string{"-shards", "0"}, want: "-shards must be at least 1"},
+		"negative consumers": {args: []string{"-consumers", "-1"}, want: "-consumers must not be negative"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var errOut strings.Builder
+			if _, err := parseFlags(tc.args, &errOut); err == nil {
+				t.Fatalf("want an error for %v", tc.args)
+			}
+			if !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("message %q does not say %q", errOut.String(), tc.want)
+			}
+		})
 	}
 }
 
