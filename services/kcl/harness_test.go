@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
@@ -25,6 +26,21 @@ import (
 func testKinesis() *kinesis.Client {
 	hc := &http.Client{Transport: initialResponseShim{next: http.DefaultTransport}}
 	return testEmulators.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = hc })
+}
+
+// testDynamo returns a DynamoDB client for dynalite whose requests are not aborted when their context ends: dynalite
+// 4.0.0 crashes on a request aborted while it reads the body (index.js throws on the request's ECONNRESET), and the
+// tests cancel workers abruptly on purpose. The SDK still returns the context's error to the caller at once.
+func testDynamo() *dynamodb.Client {
+	hc := &http.Client{Transport: detachedTransport{next: http.DefaultTransport}}
+	return testEmulators.DynamoDBClient(func(o *dynamodb.Options) { o.HTTPClient = hc })
+}
+
+// detachedTransport sends every request to completion, whatever happens to its context.
+type detachedTransport struct{ next http.RoundTripper }
+
+func (d detachedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return d.next.RoundTrip(req.WithContext(context.WithoutCancel(req.Context())))
 }
 
 // testLogger writes worker logs to stderr when KCL_TEST_LOG is set, else nowhere.
@@ -435,7 +451,7 @@ func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fai
 	if cfg.NewProcessor == nil {
 		cfg.NewProcessor = func() Processor { return &testProcessor{worker: id, c: c, fail: fail} }
 	}
-	w, err := New(cfg, kc, testEmulators.DynamoDBClient())
+	w, err := New(cfg, kc, testDynamo())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +471,7 @@ func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fai
 // leaseOwners reads the lease table: open (not finished) leases per owner.
 func leaseOwners(t testing.TB, table string) map[string]int {
 	t.Helper()
-	lt, err := NewLeaseTable(testEmulators.DynamoDBClient(), table)
+	lt, err := NewLeaseTable(testDynamo(), table)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -367,7 +367,7 @@ func TestResumeInsideAggregateAfterRestart(t *testing.T) {
 
 func mustTable(t *testing.T, name string) *LeaseTable {
 	t.Helper()
-	lt, err := NewLeaseTable(testEmulators.DynamoDBClient(), name)
+	lt, err := NewLeaseTable(testDynamo(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
