@@ -2,6 +2,7 @@ package stacks_test
 
 import (
 	"debug/elf"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -394,5 +395,53 @@ func TestEnvironmentAgnostic(t *testing.T) {
 	}
 	if strings.Contains(string(b), `"environment": "aws://`) && !strings.Contains(string(b), "unknown-account/unknown-region") {
 		t.Errorf("stacks are bound to an environment")
+	}
+}
+
+func TestServiceImagesStageOnlyWhatTheirDockerfilesCopy(t *testing.T) {
+	// GIVEN the cloud assembly's asset manifest
+	b, err := os.ReadFile(filepath.Join(synthesized.outdir, snapshotStack+".assets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var manifest struct {
+		DockerImages map[string]struct {
+			Source struct {
+				Directory  string `json:"directory"`
+				DockerFile string `json:"dockerFile"`
+				Platform   string `json:"platform"`
+			} `json:"source"`
+		} `json:"dockerImages"`
+	}
+	if err := json.Unmarshal(b, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	// THEN there is one arm64 image per service, built from its Dockerfile, with a context of go.mod, go.sum and
+	// services/ only (no cdk.out, node_modules, .git, CDK code: their changes do not rebuild the images)
+	var dockerfiles []string
+	for _, img := range manifest.DockerImages {
+		dockerfiles = append(dockerfiles, img.Source.DockerFile)
+		if img.Source.Platform != "linux/arm64" {
+			t.Errorf("%s: platform %q, want linux/arm64", img.Source.DockerFile, img.Source.Platform)
+		}
+		dir := filepath.Join(synthesized.outdir, img.Source.Directory)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if !slices.Equal(names, []string{".dockerignore", "go.mod", "go.sum", "services"}) {
+			t.Errorf("%s: build context %v, want [.dockerignore go.mod go.sum services]", img.Source.DockerFile, names)
+		}
+		if _, err := os.Stat(filepath.Join(dir, img.Source.DockerFile)); err != nil {
+			t.Errorf("%s is not in its build context: %v", img.Source.DockerFile, err)
+		}
+	}
+	slices.Sort(dockerfiles)
+	if want := []string{stacks.ConsumerDockerfile, stacks.ProducerDockerfile}; !slices.Equal(dockerfiles, want) {
+		t.Errorf("image Dockerfiles %v, want %v", dockerfiles, want)
 	}
 }
