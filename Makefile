@@ -31,9 +31,11 @@ test: vet
 	go test -race -timeout 30m $(RACE_PACKAGES)
 	$(if $(strip $(CDK_PACKAGES)),go test -timeout 30m $(CDK_PACKAGES),@true)
 
-## local: the pipeline on this machine (emulators, stream, producer on 127.0.0.1:8080). Ctrl-C stops it all.
+## local: the pipeline on this machine (emulators, a 5-shard stream, the producer on 127.0.0.1:8080, two consumer
+## workers). Ctrl-C stops it all. LOCAL_FLAGS passes flags, e.g. LOCAL_FLAGS="-port 9090 -consumers 3".
 local: deps
-	go run ./services/local
+	go build -o .local/bin/local ./services/local
+	exec .local/bin/local $(LOCAL_FLAGS)
 
 ## bench: the benchmarks of the pure-Go packages (figures only; nothing is asserted).
 bench: deps
