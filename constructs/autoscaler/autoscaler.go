@@ -167,8 +167,8 @@ func New(scope constructs.Construct, id *string, props *Props) *Autoscaler {
 	cdknag.NagSuppressions_AddResourceSuppressions(a.Role, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-IAM5"),
 		Reason: jsii.String("cloudwatch:GetMetricData supports no resource-level permissions (AWS requires Resource *); " +
-			"the autoscaler reads the stream's AWS/Kinesis metrics with it. The log-stream wildcard is the function's own log group."),
-		AppliesTo: &[]interface{}{"Resource::*", map[string]interface{}{"regex": "/^Resource::<.*Logs.*\\.Arn>:\\*$/g"}},
+			"the autoscaler reads only the stream's AWS/Kinesis metrics with it (stream and shard level)."),
+		AppliesTo: &[]interface{}{"Resource::*"},
 	}}, jsii.Bool(true))
 
 	a.ThrottlingAlarm = awscloudwatch.NewAlarm(this, jsii.String("ThrottlingAlarm"), &awscloudwatch.AlarmProps{
