@@ -149,11 +149,11 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	d.LoadBalancer5xxAlarm = cw.NewAlarm(this, jsii.String("LoadBalancer5xxAlarm"), &cw.AlarmProps{
 		AlarmDescription: jsii.String("More than 10 HTTP 5xx answers (load balancer or producer) in 5 minutes"),
 		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
-			Expression:   jsii.String("FILL(elb, 0) + FILL(target, 0)"),
+			Expression: jsii.String("FILL(elb, 0) + FILL(target, 0)"),
 			UsingMetrics: &map[string]cw.IMetric{"elb": elb5xx.With(&cw.MetricOptions{Period: fiveMinutes}),
 				"target": target5xx.With(&cw.MetricOptions{Period: fiveMinutes})},
-			Label:        jsii.String("HTTP 5xx"),
-			Period:       fiveMinutes,
+			Label:  jsii.String("HTTP 5xx"),
+			Period: fiveMinutes,
 		}),
 		Threshold:          jsii.Number(LoadBalancer5xxThreshold),
 		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
