@@ -27,10 +27,18 @@ import (
 	"time"
 )
 
-// loopbackPreload forces kinesis-local, which listens on every interface in its code, onto 127.0.0.1.
-//
-//go:embed loopback.cjs
-var loopbackPreload []byte
+// Scripts preloaded into the Node emulators with `node -r`.
+var (
+	// loopbackPreload forces kinesis-local, which listens on every interface in its code, onto 127.0.0.1.
+	//
+	//go:embed loopback.cjs
+	loopbackPreload []byte
+	// abortPreload keeps dynalite alive when a client abandons a request (dynalite rethrows the request's error,
+	// which would end the process).
+	//
+	//go:embed abort.cjs
+	abortPreload []byte
+)
 
 // Options selects the emulators to start. The zero value starts none.
 type Options struct {
@@ -73,7 +81,8 @@ type Emulators struct {
 // last lines of output.
 //
 // kinesis-local runs with SHARD_LIMIT=1000 (closed shards count towards the emulator's limit) and
-// LOG_LEVEL=WARN; dynalite with --createTableMs 100 (tables become ACTIVE quickly).
+// LOG_LEVEL=WARN; dynalite with --createTableMs 100 (tables become ACTIVE quickly) and a preload that keeps it
+// alive when a client abandons a request.
 func Start(ctx context.Context, opts Options) (*Emulators, error) {
 	if !opts.Kinesis && !opts.DynamoDB && !opts.CloudWatch {
 		return nil, errors.New("emulator: no emulator requested (set Kinesis, DynamoDB or CloudWatch)")
@@ -96,6 +105,11 @@ func Start(ctx context.Context, opts Options) (*Emulators, error) {
 			_ = e.Stop()
 		}
 	}()
+	dir, err := os.MkdirTemp("", "emulator-")
+	if err != nil {
+		return nil, fmt.Errorf("emulator: temp dir: %w", err)
+	}
+	e.tempDir = dir
 
 	if opts.Kinesis {
 		if err := e.startKinesis(root, opts); err != nil {
@@ -129,14 +143,9 @@ func (e *Emulators) startKinesis(root string, opts Options) error {
 	if err := requireFile(filepath.Join(pkg, "main.js")); err != nil {
 		return err
 	}
-	dir, err := os.MkdirTemp("", "emulator-")
+	preload, err := e.writePreload("loopback.cjs", loopbackPreload)
 	if err != nil {
-		return fmt.Errorf("emulator: temp dir: %w", err)
-	}
-	e.tempDir = dir
-	preload := filepath.Join(dir, "loopback.cjs")
-	if err := os.WriteFile(preload, loopbackPreload, 0o600); err != nil {
-		return fmt.Errorf("emulator: write loopback preload: %w", err)
+		return err
 	}
 	ports, err := freePorts(2)
 	if err != nil {
@@ -152,7 +161,7 @@ func (e *Emulators) startKinesis(root string, opts Options) error {
 	env = append(env, opts.KinesisEnv...)
 	cmd := exec.Command("node", "-r", preload, filepath.Join(pkg, "main.js"))
 	cmd.Env = env
-	cmd.Dir = dir
+	cmd.Dir = e.tempDir
 	e.KinesisEndpoint = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	return e.start("kinesis-local", cmd, e.KinesisEndpoint, opts.Output)
 }
@@ -162,11 +171,15 @@ func (e *Emulators) startDynamoDB(root string, opts Options) error {
 	if err := requireFile(cli); err != nil {
 		return err
 	}
+	preload, err := e.writePreload("abort.cjs", abortPreload)
+	if err != nil {
+		return err
+	}
 	ports, err := freePorts(1)
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("node", cli, "--host", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--createTableMs", "100")
+	cmd := exec.Command("node", "-r", preload, cli, "--host", "127.0.0.1", "--port", strconv.Itoa(ports[0]), "--createTableMs", "100")
 	e.DynamoDBEndpoint = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	return e.start("dynalite", cmd, e.DynamoDBEndpoint, opts.Output)
 }
@@ -183,6 +196,15 @@ func (e *Emulators) startCloudWatch(opts Options) error {
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(ports[0]))
 	e.CloudWatchEndpoint = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	return e.start("moto_server", cmd, e.CloudWatchEndpoint, opts.Output)
+}
+
+// writePreload writes a Node preload script into the emulators' temp dir and returns its path.
+func (e *Emulators) writePreload(name string, script []byte) (string, error) {
+	path := filepath.Join(e.tempDir, name)
+	if err := os.WriteFile(path, script, 0o600); err != nil {
+		return "", fmt.Errorf("emulator: write preload %s: %w", name, err)
+	}
+	return path, nil
 }
 
 func (e *Emulators) start(name string, cmd *exec.Cmd, endpoint string, output io.Writer) error {

@@ -3,6 +3,7 @@ package emulator
 import (
 	"context"
 	"errors"
+	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -99,5 +100,37 @@ func TestStartFailsClearly(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestDynamoDBSurvivesAbandonedRequests guards the abort preload: dynalite on its own dies when a client resets
+// its connection in the middle of a request, which a cancelled context or a killed worker does.
+func TestDynamoDBSurvivesAbandonedRequests(t *testing.T) {
+	// GIVEN dynalite
+	e := StartForTest(t, Options{DynamoDB: true})
+	addr := strings.TrimPrefix(e.DynamoDBEndpoint, "http://")
+
+	// WHEN clients reset their connections half-way through sending requests
+	for range 3 {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		_, err = conn.Write([]byte("POST / HTTP/1.1\r\nHost: dynamodb\r\nContent-Type: application/x-amz-json-1.0\r\n" +
+			"X-Amz-Target: DynamoDB_20120810.ListTables\r\nContent-Length: 1000\r\n\r\n{\"Limit\":"))
+		if err != nil {
+			t.Fatalf("write: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)    // let the server start reading the body
+		_ = conn.(*net.TCPConn).SetLinger(0) // close with a reset, as an aborted request does
+		_ = conn.Close()
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	// THEN it still serves
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.DynamoDBClient().ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
+		t.Fatalf("dynalite stopped serving after abandoned requests: %v", err)
 	}
 }
