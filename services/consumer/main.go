@@ -80,6 +80,8 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 	if err != nil {
 		return err
 	}
+	// The worker adds the stream and worker id to its own lines; main's and the processor's lines get the id here.
+	workerLogger := logger
 	logger = logger.With(telemetry.LogKeyWorkerID, s.WorkerID)
 	worker, err := kcl.New(kcl.Config{
 		StreamName:       s.Stream,
@@ -91,7 +93,7 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 		InitialTimestamp: s.InitialTimestamp,
 		CreateLeaseTable: s.CreateLeaseTable,
 		FailoverTime:     s.FailoverTime,
-		Logger:           logger,
+		Logger:           workerLogger,
 		Metrics:          metrics,
 		NewProcessor: func() kcl.Processor {
 			return &stdoutProcessor{out: out, log: logger, checkpointRecords: s.CheckpointRecords,

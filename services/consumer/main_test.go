@@ -204,4 +204,12 @@ func TestRunAgainstEmulators(t *testing.T) {
 	if !strings.Contains(out.String(), `"_aws"`) {
 		t.Fatal("no EMF metrics line written on shutdown")
 	}
+	// Log lines carry each stable key once: a duplicated key is invalid for many JSON log pipelines.
+	for line := range strings.SplitSeq(out.String(), "\n") {
+		for _, key := range []string{`"worker_id":`, `"stream":`, `"shard_id":`} {
+			if strings.Count(line, key) > 1 {
+				t.Errorf("key %s repeated in log line %s", key, line)
+			}
+		}
+	}
 }
