@@ -39,22 +39,22 @@ const (
 	ScaleOutCooldown = 60 * time.Second
 	ScaleInCooldown  = 300 * time.Second
 	// ReadModeFanOut and ReadModePolling are the values of the consumer's read mode variable.
-	ReadModeFanOut  = "fanout"
-	ReadModePolling = "polling"
+	ReadModeFanOut  = string(kcl.ReadModeFanOut)
+	ReadModePolling = string(kcl.ReadModePolling)
 	// ShutdownTimeout bounds the consumer's graceful shutdown (finish the batch, checkpoint, release leases).
-	ShutdownTimeout = 25 * time.Second
+	ShutdownTimeout = settings.DefaultShutdownTimeout
 	// CheckpointRecords and CheckpointInterval: a checkpoint every 1000 records or 10 s, whichever comes first,
 	// bounds what a failover re-reads.
-	CheckpointRecords  = 1000
-	CheckpointInterval = 10 * time.Second
+	CheckpointRecords  = settings.DefaultCheckpointRecords
+	CheckpointInterval = settings.DefaultCheckpointInterval
 	stopTimeoutMargin  = 5 * time.Second
 )
 
-// Dimension names and the service value the consumer puts on its EMF metrics (services/consumer's main).
+// Dimension names and the service value the consumer puts on its EMF metrics (from services/consumer/settings).
 const (
-	DimensionService     = "Service"
-	DimensionApplication = "Application"
-	ServiceName          = "consumer"
+	DimensionService     = settings.MetricsDimensionService
+	DimensionApplication = settings.MetricsDimensionApplication
+	ServiceName          = settings.MetricsServiceName
 )
 
 // StopTimeout is the container's ECS stop timeout: the consumer's graceful shutdown (checkpoint, release leases)

@@ -75,7 +75,8 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 		}
 	}
 	metrics, err := telemetry.NewMetrics(out, telemetry.MetricsConfig{Dimensions: []telemetry.Dimension{
-		{Name: "Service", Value: "consumer"}, {Name: "Application", Value: s.Application},
+		{Name: settings.MetricsDimensionService, Value: settings.MetricsServiceName},
+		{Name: settings.MetricsDimensionApplication, Value: s.Application},
 	}})
 	if err != nil {
 		return err

@@ -47,6 +47,26 @@ const (
 	EnvECSMetadataURI = "ECS_CONTAINER_METADATA_URI_V4"
 )
 
+// Defaults of the settings that have one.
+const (
+	// DefaultCheckpointRecords is EnvCheckpointRecords' default: what a failover re-reads at most, in records.
+	DefaultCheckpointRecords = 1000
+	// DefaultCheckpointInterval is EnvCheckpointInterval's default.
+	DefaultCheckpointInterval = 10 * time.Second
+	// DefaultShutdownTimeout is EnvShutdownTimeout's default, under ECS's default 30 s stop timeout.
+	DefaultShutdownTimeout = 25 * time.Second
+)
+
+// Dimensions the consumer puts on every EMF metric it writes, so dashboards and alarms select its metrics.
+const (
+	// MetricsDimensionService holds MetricsServiceName.
+	MetricsDimensionService = "Service"
+	// MetricsDimensionApplication holds the application name (EnvApplicationName).
+	MetricsDimensionApplication = "Application"
+	// MetricsServiceName is the value of MetricsDimensionService.
+	MetricsServiceName = "consumer"
+)
+
 // Settings is the validated configuration of a consumer worker.
 type Settings struct {
 	Stream, Application string
@@ -84,10 +104,10 @@ func Load(getenv func(string) string) (Settings, error) {
 		KinesisEndpoint:    getenv(EnvKinesisEndpoint),
 		DynamoDBEndpoint:   getenv(EnvDynamoDBEndpoint),
 		WorkerID:           getenv(EnvWorkerID),
-		CheckpointRecords:  1000,
-		CheckpointInterval: 10 * time.Second,
+		CheckpointRecords:  DefaultCheckpointRecords,
+		CheckpointInterval: DefaultCheckpointInterval,
 		FailoverTime:       kcl.DefaultFailoverTime,
-		ShutdownTimeout:    25 * time.Second,
+		ShutdownTimeout:    DefaultShutdownTimeout,
 	}
 	if s.Stream == "" {
 		return s, &Error{EnvStreamName, "", "required: the Kinesis stream to read"}
