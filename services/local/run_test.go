@@ -10,16 +10,37 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/streamproc/streamproc/services/kpl"
+	"github.com/streamproc/streamproc/services/local/pipeline"
 )
+
+// lockedBuilder is a strings.Builder safe for the runner's and the build's concurrent writes.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // TestRunServesARecordAndStopsEverything runs the local pipeline as `make local` does, sends the README's request,
 // finds the record in the stream, and checks that stopping leaves none of the processes it started.
@@ -29,13 +50,15 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	dir := t.TempDir()
-	ready := make(chan pipeline, 1)
+	ready := make(chan *pipeline.Pipeline, 1)
 	result := make(chan error, 1)
-	var out strings.Builder
+	var out lockedBuilder
+	cfg := pipeline.Config{Port: port, Shards: 2, Consumers: 2, Stream: "local-test", Dir: dir, AutoscaleInterval: -1,
+		FailoverTime: 3 * time.Second, BuildOutput: &out}
 	go func() {
-		result <- run(ctx, config{Port: port, Shards: 2, Consumers: 2, Stream: "local-test", Dir: dir}, &out, func(p pipeline) { ready <- p })
+		result <- run(ctx, cfg, &out, false, func(p *pipeline.Pipeline) { ready <- p })
 	}()
-	var p pipeline
+	var p *pipeline.Pipeline
 	select {
 	case p = <-ready:
 	case err := <-result:
@@ -48,7 +71,7 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	}
 
 	// WHEN the README's request is sent
-	resp, err := http.Post(p.producerURL+"/", "application/json", strings.NewReader(`{"data":"This is a testing record"}`))
+	resp, err := http.Post(p.ProducerURL()+"/", "application/json", strings.NewReader(`{"data":"This is a testing record"}`))
 	if err != nil {
 		t.Fatalf("POST: %v", err)
 	}
@@ -63,7 +86,7 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	}
 
 	// THEN the record is in the stream at the acknowledged position
-	kc := p.emulators.KinesisClient()
+	kc := p.Emulators().KinesisClient()
 	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
 		StreamName: aws.String("local-test"), ShardId: aws.String(ack.ShardID),
 		ShardIteratorType: types.ShardIteratorTypeAtSequenceNumber, StartingSequenceNumber: aws.String(ack.SequenceNumber),
@@ -92,11 +115,36 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	// WHEN stopped
-	pids := p.emulators.PIDs()
-	for _, s := range p.services {
-		pids = append(pids, s.pid())
+	// THEN the status line counts it in and processed, and the autoscaler sees the published stream metrics
+	var st pipeline.Status
+	for st.RecordsIn < 1 || st.RecordsProcessed < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("status %+v after a minute; want the record counted in and processed", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+		if st, err = p.Status(ctx); err != nil {
+			t.Fatalf("status: %v", err)
+		}
 	}
+	if st.OpenShards != 2 {
+		t.Errorf("status shards = %d; want 2", st.OpenShards)
+	}
+	if err := p.PublishMetrics(ctx); err != nil {
+		t.Fatalf("publish metrics: %v", err)
+	}
+	metrics, err := p.Emulators().CloudWatchClient().ListMetrics(ctx, &cloudwatch.ListMetricsInput{
+		Namespace: aws.String(pipeline.KinesisNamespace), MetricName: aws.String(pipeline.MetricIncomingRecords),
+	})
+	if err != nil || len(metrics.Metrics) != 1 || aws.ToString(metrics.Metrics[0].Dimensions[0].Value) != "local-test" {
+		t.Fatalf("CloudWatch %s metrics = %+v, %v; want one for the stream", pipeline.MetricIncomingRecords, metrics, err)
+	}
+	outcome, err := p.Autoscale(ctx, time.Now(), "test")
+	if err != nil || outcome.CurrentShardCount != 2 {
+		t.Fatalf("autoscale = %+v, %v; want a decision on 2 shards", outcome, err)
+	}
+
+	// WHEN stopped
+	pids := p.PIDs()
 	cancel()
 	select {
 	case err := <-result:
@@ -146,8 +194,11 @@ func TestParseFlagsRejectsBadValues(t *testing.T) {
 		args []string
 		want string
 	}{
-		"no shards":          {args: []string{"-shards", "0"}, want: "-shards must be at least 1"},
-		"negative consumers": {args: []string{"-consumers", "-1"}, want: "-consumers must not be negative"},
+		"no shards":         {args: []string{"-shards", "0"}, want: "-shards must be at least 1"},
+		"no consumers":      {args: []string{"-consumers", "0"}, want: "-consumers must be at least 1"},
+		"unknown read mode": {args: []string{"-read-mode", "push"}, want: "-read-mode must be fanout or polling"},
+		"autoscale never 0": {args: []string{"-autoscale-interval", "0"}, want: "-autoscale-interval must not be 0"},
+		"stray argument":    {args: []string{"extra"}, want: "unexpected arguments"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

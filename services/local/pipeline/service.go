@@ -1,12 +1,14 @@
-package main
+package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -18,6 +20,8 @@ type service struct {
 	log     *os.File
 	done    chan struct{}
 	waitErr error
+	// stopping is set before the pipeline itself ends the process, so its exit is not reported as a failure.
+	stopping atomic.Bool
 }
 
 // servicesPackage is the import path under which each service's main package lives; building by import path
@@ -26,24 +30,24 @@ const servicesPackage = "github.com/streamproc/streamproc/services/"
 
 // buildService builds the service package name into dir and returns the binary's path. Building once and
 // running the binary (rather than `go run`) gives each service a PID of its own that stop can signal.
-func buildService(ctx context.Context, dir, name string) (string, error) {
+func buildService(ctx context.Context, dir, name string, out io.Writer) (string, error) {
 	bin, err := filepath.Abs(filepath.Join(dir, name))
 	if err != nil {
 		return "", err
 	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, servicesPackage+name)
-	cmd.Stdout = os.Stderr
-	cmd.Stderr = os.Stderr
+	cmd.Stdout = out
+	cmd.Stderr = out
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("build %s: %w", name, err)
 	}
 	return bin, nil
 }
 
-// startService starts bin with env, its output going to logPath. When it exits, it is sent on exited if there is
-// room (the runner only needs the first).
-func startService(name, bin string, env []string, logPath string, exited chan<- *service) (*service, error) {
-	log, err := os.Create(logPath)
+// startService starts bin with env, its output appended to logPath (a restarted service continues its log). When
+// it exits without the pipeline having asked it to, an error saying so is sent on exited if there is room.
+func startService(name, bin string, env []string, logPath string, exited chan<- error) (*service, error) {
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
@@ -61,9 +65,13 @@ func startService(name, bin string, env []string, logPath string, exited chan<- 
 	s := &service{name: name, cmd: cmd, log: log, done: make(chan struct{})}
 	go func() {
 		s.waitErr = cmd.Wait()
+		s.log.Close()
 		close(s.done)
+		if s.stopping.Load() {
+			return
+		}
 		select {
-		case exited <- s:
+		case exited <- fmt.Errorf("%s (pid %d) exited on its own (%v); see %s", name, cmd.Process.Pid, s.waitErr, logPath):
 		default:
 		}
 	}()
@@ -76,24 +84,44 @@ func (s *service) pid() int { return s.cmd.Process.Pid }
 // exitErr is how the process ended; call it only after done is closed.
 func (s *service) exitErr() error { return s.waitErr }
 
-// stop sends SIGTERM, waits up to timeout for the service's own graceful shutdown, then kills it.
-func (s *service) stop(timeout time.Duration) error {
-	defer s.log.Close()
+// running reports whether the process has not exited yet.
+func (s *service) running() bool {
 	select {
 	case <-s.done:
-		return nil
+		return false
 	default:
+		return true
+	}
+}
+
+// kill ends the service with SIGKILL, as a crash or an out-of-memory kill would, and waits for it to be gone.
+func (s *service) kill() error {
+	s.stopping.Store(true)
+	if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s (pid %d): %w", s.name, s.pid(), err)
+	}
+	<-s.done
+	return nil
+}
+
+// stop sends SIGTERM, waits up to timeout for the service's own graceful shutdown, then kills it.
+func (s *service) stop(timeout time.Duration) error {
+	s.stopping.Store(true)
+	if !s.running() {
+		return nil
 	}
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stop %s (pid %d): %w", s.name, s.pid(), err)
 	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
 	select {
 	case <-s.done:
 		if s.waitErr != nil {
 			return fmt.Errorf("%s (pid %d) stopped with an error: %w; see its log", s.name, s.pid(), s.waitErr)
 		}
 		return nil
-	case <-time.After(timeout):
+	case <-timer.C:
 	}
 	_ = s.cmd.Process.Kill()
 	<-s.done
