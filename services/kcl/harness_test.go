@@ -220,15 +220,15 @@ func openShards(t testing.TB, kc *kinesis.Client, stream string) []ktypes.Shard 
 		}
 	}
 	sort.Slice(open, func(i, j int) bool {
-		a, _ := parseHashKey(aws.ToString(open[i].HashKeyRange.StartingHashKey))
-		b, _ := parseHashKey(aws.ToString(open[j].HashKeyRange.StartingHashKey))
-		return a.less(b)
+		a, _ := kpl.ParseHashKey(aws.ToString(open[i].HashKeyRange.StartingHashKey))
+		b, _ := kpl.ParseHashKey(aws.ToString(open[j].HashKeyRange.StartingHashKey))
+		return a.Compare(b) < 0
 	})
 	return open
 }
 
 func shardIndexFor(shards []ktypes.Shard, key string) int {
-	h := userRecordHashKey(key, "")
+	h := kpl.PartitionKeyHash(key)
 	for i, s := range shards {
 		if newHashRange(aws.ToString(s.HashKeyRange.StartingHashKey), aws.ToString(s.HashKeyRange.EndingHashKey)).contains(h) {
 			return i

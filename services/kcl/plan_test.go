@@ -1,7 +1,6 @@
 package kcl
 
 import (
-	"math/big"
 	"testing"
 	"time"
 )
@@ -161,32 +160,6 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzParseHashKey(f *testing.F) {
-	for _, s := range []string{"0", "1", "340282366920938463463374607431768211455", "340282366920938463463374607431768211456", "", "-1", "12a"} {
-		f.Add(s)
-	}
-	max := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), 128), big.NewInt(1))
-	f.Fuzz(func(t *testing.T, s string) {
-		h, ok := parseHashKey(s)
-		want, wantOK := new(big.Int).SetString(s, 10)
-		digits := s != "" && len(s) <= 39
-		for i := 0; i < len(s); i++ {
-			digits = digits && s[i] >= '0' && s[i] <= '9'
-		}
-		wantOK = wantOK && digits && want.Cmp(max) <= 0
-		if ok != wantOK {
-			t.Fatalf("parseHashKey(%q) ok=%v, want %v", s, ok, wantOK)
-		}
-		if ok {
-			got := new(big.Int).Lsh(new(big.Int).SetUint64(h.hi), 64)
-			got.Or(got, new(big.Int).SetUint64(h.lo))
-			if got.Cmp(want) != 0 {
-				t.Fatalf("parseHashKey(%q) = %s", s, got)
-			}
-		}
-	})
 }
 
 func TestRecordBuilderResumesInsideAggregate(t *testing.T) {

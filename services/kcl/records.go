@@ -67,7 +67,7 @@ func (b *recordBuilder) build(raw []ktypes.Record, afterSeq string, afterSub int
 				continue // processed before the restart, inside the checkpointed aggregate
 			}
 			outside := false
-			if u.Aggregated && !b.rng.contains(userRecordHashKey(u.PartitionKey, u.ExplicitHashKey)) {
+			if u.Aggregated && !b.rng.contains(kpl.UserRecordHashKey(u.PartitionKey, u.ExplicitHashKey)) {
 				outside = true
 				st.outsideRange++
 			}

@@ -3,7 +3,6 @@ package kpl
 import (
 	"context"
 	"crypto/md5"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
@@ -318,9 +317,3 @@ func (f *fakeKinesis) callsCopy() []fakeCall {
 
 // errInjectedReset stands for a connection reset: a request error without an API code.
 var errInjectedReset = errors.New("read tcp 127.0.0.1:1234: connection reset by peer")
-
-// hashOf is a record's hash key as the producer computes it, for tests.
-func hashOf(pk string) hashKey {
-	sum := md5.Sum([]byte(pk))
-	return hashKey{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:])}
-}

@@ -168,7 +168,7 @@ func (p *Producer) recycle(a *aggregate) {
 // addLocked adds one record to its shard's open aggregate and reports whether the
 // dispatcher must be woken (an aggregate opened or closed). gen and carried (a deadline
 // brought by a re-mapped record, zero otherwise) keep Flush and RecordTTL exact.
-func (p *Producer) addLocked(pk, ehk string, data []byte, h hashKey, keyed bool, meta recordMeta, size int64, gen uint64, carried time.Time) bool {
+func (p *Producer) addLocked(pk, ehk string, data []byte, h HashKey, keyed bool, meta recordMeta, size int64, gen uint64, carried time.Time) bool {
 	var s *shardState
 	var now time.Time
 	if keyed {
@@ -608,7 +608,7 @@ func (p *Producer) retryLocked(a *aggregate, now time.Time, d *deliveries) {
 // the open aggregates of their (new) shards, keeping their callbacks, attempts, Flush
 // generation and TTL deadline. keep, when set, says which records are settled where they
 // landed instead (their hash key lies in the shard Kinesis stored them in).
-func (p *Producer) remapLocked(a *aggregate, keep func(h hashKey) bool, d *deliveries) {
+func (p *Producer) remapLocked(a *aggregate, keep func(h HashKey) bool, d *deliveries) {
 	var records []UserRecord
 	if a.raw {
 		records = []UserRecord{{PartitionKey: a.pk, ExplicitHashKey: a.ehk, Data: a.rawData}}
@@ -630,13 +630,7 @@ func (p *Producer) remapLocked(a *aggregate, keep func(h hashKey) bool, d *deliv
 	for i, r := range records {
 		m := a.metas[i]
 		m.attempts += int32(a.attempts)
-		written := r.ExplicitHashKey
-		var h hashKey
-		if written != "" {
-			h, _ = parseHashKey(written)
-		} else {
-			h = partitionKeyHash(r.PartitionKey)
-		}
+		h := UserRecordHashKey(r.PartitionKey, r.ExplicitHashKey)
 		if keep != nil && keep(h) {
 			d.single = append(d.single, singleOutcome{done: m.done, res: Result{SubSequenceNumber: r.SubSequenceNumber, Attempts: int(m.attempts)}})
 			p.buffered -= int64(m.size)
@@ -644,11 +638,7 @@ func (p *Producer) remapLocked(a *aggregate, keep func(h hashKey) bool, d *deliv
 			p.stats.userDataPut += int64(len(r.Data))
 			continue
 		}
-		keyed := !m.keyless
-		if keyed && r.ExplicitHashKey == "" {
-			h = partitionKeyHash(r.PartitionKey)
-		}
-		p.addLocked(r.PartitionKey, r.ExplicitHashKey, r.Data, h, keyed, m, int64(m.size), a.gen, a.deadline)
+		p.addLocked(r.PartitionKey, r.ExplicitHashKey, r.Data, h, !m.keyless, m, int64(m.size), a.gen, a.deadline)
 	}
 	a.metas = a.metas[:0] // callbacks now belong to other aggregates
 	if a.raw {
@@ -679,7 +669,7 @@ func (p *Producer) settleWrongShardLocked(w wrongShard, d *deliveries) {
 		landed = &p.smap.shards[i]
 	}
 	before := len(d.single)
-	p.remapLocked(w.agg, func(h hashKey) bool { return landed != nil && landed.contains(h) }, d)
+	p.remapLocked(w.agg, func(h HashKey) bool { return landed != nil && landed.contains(h) }, d)
 	for i := before; i < len(d.single); i++ {
 		d.single[i].res.ShardID, d.single[i].res.SequenceNumber = w.shardID, w.seqNo
 	}

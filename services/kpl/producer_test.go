@@ -268,11 +268,7 @@ func TestShardMappingAndOrder(t *testing.T) {
 			if res.Err != nil {
 				t.Fatalf("record %d: %v", i, res.Err)
 			}
-			h := hashOf(r.PartitionKey)
-			if r.ExplicitHashKey != "" {
-				h, _ = parseHashKey(r.ExplicitHashKey)
-			}
-			if want := m.shards[m.find(h)].id; res.ShardID != want {
+			if want := m.shards[m.find(UserRecordHashKey(r.PartitionKey, r.ExplicitHashKey))].id; res.ShardID != want {
 				t.Fatalf("record %d: shard %s, want %s", i, res.ShardID, want)
 			}
 		}

@@ -63,27 +63,27 @@ func (e *InvalidRecordError) Error() string {
 
 // validate checks r's keys and size, and returns its hash key (zero for a keyless record)
 // and whether it is keyed. It allocates nothing for a valid record.
-func (r *Record) validate() (h hashKey, keyed bool, err error) {
+func (r *Record) validate() (h HashKey, keyed bool, err error) {
 	if len(r.Data)+len(r.PartitionKey) > MaxRecordSize {
-		return hashKey{}, false, ErrRecordTooLarge
+		return HashKey{}, false, ErrRecordTooLarge
 	}
 	if r.PartitionKey != "" {
 		if len(r.PartitionKey) > maxPartitionKeyBytes || utf8.RuneCountInString(r.PartitionKey) > maxPartitionKeyLength {
-			return hashKey{}, false, &InvalidRecordError{Field: "PartitionKey", Reason: "is longer than 256 characters"}
+			return HashKey{}, false, &InvalidRecordError{Field: "PartitionKey", Reason: "is longer than 256 characters"}
 		}
 		if !utf8.ValidString(r.PartitionKey) {
-			return hashKey{}, false, &InvalidRecordError{Field: "PartitionKey", Reason: "is not valid UTF-8"}
+			return HashKey{}, false, &InvalidRecordError{Field: "PartitionKey", Reason: "is not valid UTF-8"}
 		}
 	}
 	if r.ExplicitHashKey != "" {
-		h, ok := parseHashKey(r.ExplicitHashKey)
+		h, ok := ParseHashKey(r.ExplicitHashKey)
 		if !ok {
-			return hashKey{}, false, &InvalidRecordError{Field: "ExplicitHashKey", Reason: "is not a decimal integer in 0..2^128-1"}
+			return HashKey{}, false, &InvalidRecordError{Field: "ExplicitHashKey", Reason: "is not a decimal integer in 0..2^128-1"}
 		}
 		return h, true, nil
 	}
 	if r.PartitionKey == "" {
-		return hashKey{}, false, nil
+		return HashKey{}, false, nil
 	}
-	return partitionKeyHash(r.PartitionKey), true, nil
+	return PartitionKeyHash(r.PartitionKey), true, nil
 }

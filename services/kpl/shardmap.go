@@ -3,7 +3,6 @@ package kpl
 import (
 	"context"
 	"crypto/md5"
-	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -16,8 +15,8 @@ import (
 // shardRange is one open shard of the stream and the keys the producer uses for it.
 type shardRange struct {
 	id    string
-	start hashKey
-	end   hashKey
+	start HashKey
+	end   HashKey
 	// startKey is start in decimal: the explicit hash key of every aggregate sent to the
 	// shard, so Kinesis routes the aggregate to this shard whatever keys its records carry.
 	startKey string
@@ -30,8 +29,8 @@ type shardRange struct {
 	keylessHashKey string
 }
 
-func (s *shardRange) contains(h hashKey) bool {
-	return s.start.compare(h) <= 0 && h.compare(s.end) <= 0
+func (s *shardRange) contains(h HashKey) bool {
+	return s.start.Compare(h) <= 0 && h.Compare(s.end) <= 0
 }
 
 // shardMap is the stream's open shards, sorted by starting hash key.
@@ -42,9 +41,9 @@ type shardMap struct {
 // find returns the index of the shard whose range holds h: the last shard starting at or
 // before h. Open shards cover the whole key space, so it is always one; should a listing ever
 // leave a gap, the nearest shard below is used and the put's returned shard id corrects it.
-func (m *shardMap) find(h hashKey) int {
-	i, _ := slices.BinarySearchFunc(m.shards, h, func(s shardRange, h hashKey) int {
-		if s.start.compare(h) <= 0 {
+func (m *shardMap) find(h HashKey) int {
+	i, _ := slices.BinarySearchFunc(m.shards, h, func(s shardRange, h HashKey) int {
+		if s.start.Compare(h) <= 0 {
 			return -1
 		}
 		return 1
@@ -95,7 +94,7 @@ func loadShardMap(ctx context.Context, client listShardsAPI, streamName string) 
 	if len(shards) == 0 {
 		return nil, fmt.Errorf("list shards of %s: no open shard", streamName)
 	}
-	slices.SortFunc(shards, func(a, b shardRange) int { return a.start.compare(b.start) })
+	slices.SortFunc(shards, func(a, b shardRange) int { return a.start.Compare(b.start) })
 	assignKeylessKeys(shards)
 	return &shardMap{shards: shards}, nil
 }
@@ -104,9 +103,9 @@ func newShardRange(s types.Shard) (shardRange, error) {
 	if s.ShardId == nil || s.HashKeyRange == nil || s.HashKeyRange.StartingHashKey == nil || s.HashKeyRange.EndingHashKey == nil {
 		return shardRange{}, fmt.Errorf("shard without id or hash key range: %+v", s)
 	}
-	start, ok1 := parseHashKey(*s.HashKeyRange.StartingHashKey)
-	end, ok2 := parseHashKey(*s.HashKeyRange.EndingHashKey)
-	if !ok1 || !ok2 || end.compare(start) < 0 {
+	start, ok1 := ParseHashKey(*s.HashKeyRange.StartingHashKey)
+	end, ok2 := ParseHashKey(*s.HashKeyRange.EndingHashKey)
+	if !ok1 || !ok2 || end.Compare(start) < 0 {
 		return shardRange{}, fmt.Errorf("shard %s: bad hash key range %s..%s", *s.ShardId, *s.HashKeyRange.StartingHashKey, *s.HashKeyRange.EndingHashKey)
 	}
 	return shardRange{id: *s.ShardId, start: start, end: end, startKey: *s.HashKeyRange.StartingHashKey}, nil
@@ -141,8 +140,7 @@ func assignKeylessKeys(shards []shardRange) {
 	var buf [16]byte
 	for i := 0; missing > 0 && i < budget; i++ {
 		key := keylessCandidate(buf[:], i)
-		sum := md5.Sum(key)
-		h := hashKey{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:])}
+		h := digestHashKey(md5.Sum(key))
 		if s := &shards[m.find(h)]; s.keylessKey == "" && s.contains(h) {
 			s.keylessKey = string(key)
 			missing--

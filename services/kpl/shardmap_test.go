@@ -3,7 +3,6 @@ package kpl
 import (
 	"context"
 	"crypto/md5"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/big"
@@ -101,14 +100,14 @@ func TestLoadShardMap(t *testing.T) {
 				t.Fatalf("%d shards, want %d", len(m.shards), tc.wantIDs)
 			}
 			for i, s := range m.shards {
-				if i > 0 && m.shards[i-1].start.compare(s.start) >= 0 {
+				if i > 0 && m.shards[i-1].start.Compare(s.start) >= 0 {
 					t.Errorf("shards not sorted at %d", i)
 				}
 				// Every shard's keyless key hashes into it, and is short.
 				if s.keylessHashKey != "" {
 					t.Errorf("shard %s needed the explicit hash key fallback", s.id)
 				}
-				if !s.contains(partitionKeyHash(s.keylessKey)) {
+				if !s.contains(PartitionKeyHash(s.keylessKey)) {
 					t.Errorf("keyless key %q of shard %s hashes outside it", s.keylessKey, s.id)
 				}
 				if len(s.keylessKey) > 3 {
@@ -129,14 +128,13 @@ func TestShardMapFindMatchesMD5(t *testing.T) {
 	}
 	for i := range 2000 {
 		pk := fmt.Sprint("key-", i)
-		sum := md5.Sum([]byte(pk))
-		h := hashKey{binary.BigEndian.Uint64(sum[:8]), binary.BigEndian.Uint64(sum[8:])}
+		h := digestHashKey(md5.Sum([]byte(pk)))
 		j := m.find(h)
 		if !m.shards[j].contains(h) {
 			t.Fatalf("%s mapped to shard %d which does not contain it", pk, j)
 		}
 	}
-	if m.find(hashKey{}) != 0 || m.find(maxHashKey) != len(m.shards)-1 {
+	if m.find(HashKey{}) != 0 || m.find(maxHashKey) != len(m.shards)-1 {
 		t.Error("key space ends map to the wrong shards")
 	}
 }
@@ -145,16 +143,16 @@ func TestAssignKeylessKeysNarrowShard(t *testing.T) {
 	// A shard one hash key wide: no short key lands in it, so it falls back to its start as
 	// explicit hash key; the wide shards still get short keys.
 	shards := []shardRange{
-		{id: "a", start: hashKey{}, end: hashKey{1 << 63, 0}},
-		{id: "narrow", start: hashKey{1 << 63, 1}, end: hashKey{1 << 63, 1}, startKey: hashKey{1 << 63, 1}.String()},
-		{id: "b", start: hashKey{1 << 63, 2}, end: maxHashKey},
+		{id: "a", start: HashKey{}, end: HashKey{1 << 63, 0}},
+		{id: "narrow", start: HashKey{1 << 63, 1}, end: HashKey{1 << 63, 1}, startKey: HashKey{1 << 63, 1}.String()},
+		{id: "b", start: HashKey{1 << 63, 2}, end: maxHashKey},
 	}
 	assignKeylessKeys(shards)
 	if shards[1].keylessHashKey != shards[1].startKey {
 		t.Errorf("narrow shard: keylessHashKey %q, want its start %q", shards[1].keylessHashKey, shards[1].startKey)
 	}
 	for _, i := range []int{0, 2} {
-		if shards[i].keylessHashKey != "" || !shards[i].contains(partitionKeyHash(shards[i].keylessKey)) {
+		if shards[i].keylessHashKey != "" || !shards[i].contains(PartitionKeyHash(shards[i].keylessKey)) {
 			t.Errorf("shard %s: keyless key %q not inside", shards[i].id, shards[i].keylessKey)
 		}
 	}
