@@ -1,0 +1,246 @@
+// Command loadgen sends records to the producer's HTTP API (the stack's ALB output or the local pipeline) at a target
+// rate or as fast as it answers, for a duration or a number of records, with a number of concurrent senders, a
+// payload size, and single (POST /) or batch (POST /records) requests. It shows a live progress line (sent, rate,
+// errors, p50/p99 request latency) and ends with a summary, also as JSON with -json.
+//
+// With -verify-logs it checks the consumers' output (the local run's .local/logs/consumer-*.log): every record
+// carries a unique id, its partition key and its sequence within that key, and the check reports the acknowledged
+// records that are missing, duplicated or out of order per partition key, and the end-to-end latency from send to
+// the consumer's line. It exits with status 1 when an acknowledged record is missing or out of order.
+//
+// With -local fanout|polling it starts a private local pipeline first (as `make local` does, on a free port, in
+// .local/loadgen-<mode>), verifies against it and stops it: one command that measures the pipeline on this machine.
+//
+//	go run ./services/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 30s -verify-logs '.local/logs/consumer-*.log'
+//	go run ./services/loadgen -url https://<alb-dns> -rate 2000 -duration 5m -concurrency 64 -batch 50
+//	go run ./services/loadgen -local fanout -records 20000 -concurrency 16 -batch 50 -json -
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/streamproc/streamproc/services/loadgen/load"
+	"github.com/streamproc/streamproc/services/loadgen/verify"
+	"github.com/streamproc/streamproc/services/local/pipeline"
+)
+
+// options are the command's flags beyond load.Config.
+type options struct {
+	load        load.Config
+	jsonPath    string
+	verifyLogs  string
+	verifyWait  time.Duration
+	local       string
+	localShards int
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
+	ok, err := run(ctx, opts, os.Stdout, os.Stderr, isTerminal(os.Stderr))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)
+		os.Exit(1)
+	}
+	if !ok {
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, errOut io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	fs.StringVar(&o.load.URL, "url", "http://127.0.0.1:8080", "the producer's base URL (the stack's ALB output, or the local pipeline)")
+	fs.Float64Var(&o.load.Rate, "rate", 0, "records per second (0: as fast as the producer answers)")
+	fs.IntVar(&o.load.Records, "records", 0, "stop after this many records (0: no limit)")
+	fs.DurationVar(&o.load.Duration, "duration", 0, "stop after this long (0: no limit); -records or -duration is required")
+	fs.IntVar(&o.load.Concurrency, "concurrency", load.DefaultConcurrency, "concurrent senders, one request in flight each")
+	fs.IntVar(&o.load.PayloadBytes, "payload", load.DefaultPayloadBytes, "padding bytes per record, on top of ~100 bytes of id fields")
+	fs.IntVar(&o.load.Batch, "batch", load.DefaultBatch, "records per request: 1 sends POST /, more POST /records (max 500)")
+	fs.IntVar(&o.load.Keys, "keys", 0, "partition keys, at least -concurrency (0: 64 or -concurrency)")
+	fs.DurationVar(&o.load.RequestTimeout, "timeout", load.DefaultRequestTimeout, "timeout of each request")
+	fs.StringVar(&o.jsonPath, "json", "", "also write the summary as JSON to this file ('-': stdout)")
+	fs.StringVar(&o.verifyLogs, "verify-logs", "", "glob of the consumers' output to verify against, such as '.local/logs/consumer-*.log'")
+	fs.DurationVar(&o.verifyWait, "verify-wait", 2*time.Minute, "how long to wait after the load for the acknowledged records to be processed")
+	fs.StringVar(&o.local, "local", "", "start a private local pipeline with fanout or polling consumers, send to it and verify")
+	fs.IntVar(&o.localShards, "local-shards", pipeline.DefaultShards, "shards of the private local pipeline's stream")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	fail := func(msg string) (options, error) {
+		fmt.Fprintln(errOut, msg)
+		return o, errors.New(msg)
+	}
+	if fs.NArg() > 0 {
+		return fail(fmt.Sprintf("unexpected arguments: %v", fs.Args()))
+	}
+	if o.load.Records <= 0 && o.load.Duration <= 0 {
+		return fail("set -records or -duration (or both)")
+	}
+	if o.local != "" && o.local != pipeline.ReadModeFanOut && o.local != pipeline.ReadModePolling {
+		return fail(fmt.Sprintf("-local must be %s or %s, got %q", pipeline.ReadModeFanOut, pipeline.ReadModePolling, o.local))
+	}
+	return o, nil
+}
+
+// summary is the JSON summary.
+type summary struct {
+	Load   load.Result    `json:"load"`
+	Verify *verify.Report `json:"verify,omitempty"`
+	// Local describes the private pipeline of -local.
+	Local *localInfo `json:"local,omitempty"`
+}
+
+type localInfo struct {
+	ReadMode  string `json:"read_mode"`
+	Shards    int    `json:"shards"`
+	Consumers int    `json:"consumers"`
+}
+
+// run sends the load, verifies if asked, and prints the summary; ok is false when verification found a loss or
+// disorder, or nothing was acknowledged.
+func run(ctx context.Context, o options, out, progressOut io.Writer, terminal bool) (ok bool, err error) {
+	var sum summary
+	if o.local != "" {
+		p, err := startLocal(ctx, o)
+		if err != nil {
+			return false, err
+		}
+		defer func() {
+			fmt.Fprintln(progressOut, "stopping the local pipeline ...")
+			err = errors.Join(err, p.Stop())
+		}()
+		cfg := p.Config()
+		o.load.URL = p.ProducerURL()
+		o.verifyLogs = filepath.Join(p.LogDir(), "consumer-*.log")
+		sum.Local = &localInfo{ReadMode: cfg.ReadMode, Shards: cfg.Shards, Consumers: cfg.Consumers}
+	}
+
+	var follower *verify.Follower
+	var mu sync.Mutex
+	var acked []load.Acked
+	if o.verifyLogs != "" {
+		if o.load.RunID == "" {
+			o.load.RunID = fmt.Sprintf("%x", time.Now().UnixNano())
+		}
+		if follower, err = verify.NewFollower(o.verifyLogs, o.load.RunID); err != nil {
+			return false, err
+		}
+		o.load.OnAck = func(a load.Acked) {
+			mu.Lock()
+			acked = append(acked, a)
+			mu.Unlock()
+		}
+		followCtx, stopFollowing := context.WithCancel(ctx)
+		followed := make(chan error, 1)
+		go func() { followed <- follower.Run(followCtx, 10*time.Millisecond) }()
+		defer func() {
+			stopFollowing()
+			err = errors.Join(err, <-followed)
+		}()
+	}
+
+	progress := func(p load.Progress) {
+		if terminal {
+			fmt.Fprintf(progressOut, "\r\033[K%s", p)
+		} else {
+			fmt.Fprintln(progressOut, p)
+		}
+	}
+	sum.Load, err = load.Run(ctx, o.load, time.Second, progress)
+	if err != nil {
+		return false, err
+	}
+	if terminal {
+		fmt.Fprintln(progressOut)
+	}
+	r := sum.Load
+	fmt.Fprintf(out, "load: %d records in %d requests over %.1f s: %d acknowledged (%.0f/s), %d failed %v; request latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		r.Records, r.Requests, r.ElapsedSeconds, r.Acked, r.AckedPerSecond, r.Failed, r.Statuses, r.LatencyP50Millis, r.LatencyP99Millis, r.LatencyMaxMillis)
+	ok = r.Acked > 0
+
+	if follower != nil {
+		ids := make([]string, len(acked))
+		for i, a := range acked {
+			ids[i] = a.ID
+		}
+		fmt.Fprintf(progressOut, "waiting up to %s for the %d acknowledged records in %s ...\n", o.verifyWait, len(ids), o.verifyLogs)
+		waitCtx, cancel := context.WithTimeout(ctx, o.verifyWait)
+		_, err := follower.Await(waitCtx, ids, 10*time.Millisecond)
+		cancel()
+		if err != nil {
+			return false, err
+		}
+		report := verify.Check(acked, follower.Deliveries())
+		sum.Verify = &report
+		fmt.Fprintf(out, "verify: %s\n", report)
+		if len(report.Keys) > 0 {
+			fmt.Fprint(out, report.DescribeKeys(10))
+		}
+		ok = ok && report.OK()
+	}
+	if o.jsonPath != "" {
+		if err := writeJSON(o.jsonPath, out, sum); err != nil {
+			return false, err
+		}
+	}
+	return ok, nil
+}
+
+func writeJSON(path string, stdout io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return fmt.Errorf("write summary: %w", err)
+	}
+	return nil
+}
+
+// startLocal starts the private pipeline of -local on a free port.
+func startLocal(ctx context.Context, o options) (*pipeline.Pipeline, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("find a free port: %w", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	fmt.Fprintf(os.Stderr, "starting a local pipeline (%s consumers) ...\n", o.local)
+	return pipeline.Start(ctx, pipeline.Config{
+		Port: port, Shards: o.localShards, ReadMode: o.local, Dir: filepath.Join(pipeline.DefaultDir, "loadgen-"+o.local),
+		// The load must not be resharded under the measurement.
+		AutoscaleInterval: -1,
+	})
+}
+
+// isTerminal reports whether f is a terminal, where the progress line is redrawn in place.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
