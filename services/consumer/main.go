@@ -37,7 +37,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	out := &lockedWriter{w: os.Stdout}
+	out := telemetry.NewSyncWriter(os.Stdout)
 	logger := telemetry.NewLogger(out, slog.LevelInfo)
 	s, err := settings.Load(os.Getenv)
 	if err != nil {

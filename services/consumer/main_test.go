@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/kcl"
+	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 func TestECSTaskID(t *testing.T) {
@@ -117,24 +117,6 @@ func TestStdoutProcessor(t *testing.T) {
 	}
 }
 
-// syncBuffer is a goroutine-safe buffer.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestRunAgainstEmulators runs the service against kinesis-local and dynalite: records become JSON lines, and a
 // graceful stop checkpoints and releases the leases.
 func TestRunAgainstEmulators(t *testing.T) {
@@ -171,10 +153,10 @@ func TestRunAgainstEmulators(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := &syncBuffer{}
+	out := &telemetry.SyncBuffer{}
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- run(runCtx, s, &lockedWriter{w: out}, slog.New(slog.NewJSONHandler(out, nil))) }()
+	go func() { done <- run(runCtx, s, out, slog.New(slog.NewJSONHandler(out, nil))) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for strings.Count(out.String(), `"sequence_number"`) < n {
 		if time.Now().After(deadline) {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -103,16 +102,4 @@ func (p *stdoutProcessor) ShardEnded(ctx context.Context, in kcl.ShardEndedInput
 
 func (p *stdoutProcessor) ShutdownRequested(ctx context.Context, in kcl.ShutdownRequestedInput) error {
 	return in.Checkpointer.Checkpoint(ctx)
-}
-
-// lockedWriter serializes whole writes, so record lines, logs and metric lines never interleave on stdout.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/services/ingest/ingesttest"
 	"github.com/streamproc/streamproc/services/producer/settings"
+	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // The package's tests share one kinesis-local, started on first use.
@@ -60,30 +61,12 @@ func newStream(t *testing.T, shards int32) (*emulator.Emulators, string) {
 	return emu, name
 }
 
-// syncBuffer collects run's output safely.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // service is run() serving in the background on a loopback port.
 type service struct {
 	url    string
 	cancel context.CancelFunc // what SIGTERM does through signal.NotifyContext
 	done   chan error
-	out    *syncBuffer
+	out    *telemetry.SyncBuffer
 }
 
 func startService(t *testing.T, env map[string]string, httpClient aws.HTTPClient) *service {
@@ -97,7 +80,7 @@ func startService(t *testing.T, env map[string]string, httpClient aws.HTTPClient
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	svc := &service{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	svc := &service{url: "http://" + ln.Addr().String(), cancel: cancel, done: make(chan error, 1), out: &telemetry.SyncBuffer{}}
 	serving := make(chan struct{})
 	go func() {
 		svc.done <- run(ctx, s, runOptions{stdout: svc.out, listener: ln, kinesisHTTPClient: httpClient, onServing: func(net.Addr) { close(serving) }})
@@ -329,7 +312,7 @@ func TestBinary(t *testing.T) {
 			settings.EnvDrainWindow + "=200ms",
 			settings.EnvStopTimeout + "=5s",
 		}
-		var stdout, stderr syncBuffer
+		var stdout, stderr telemetry.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

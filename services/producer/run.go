@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -49,7 +48,7 @@ const (
 // flush the producer. It returns an error when it cannot start or when
 // records were lost because the stop timeout passed.
 func run(ctx context.Context, s settings.Settings, opts runOptions) error {
-	out := &lockedWriter{w: opts.stdout}
+	out := telemetry.NewSyncWriter(opts.stdout)
 	stream := s.Producer.StreamName
 	logger := telemetry.NewLogger(out, s.LogLevel).With(telemetry.LogKeyStream, stream)
 	mcfg := s.Metrics
@@ -193,16 +192,4 @@ func newKinesisClient(ctx context.Context, s settings.Settings, httpClient aws.H
 			o.HTTPClient = httpClient
 		}
 	}), nil
-}
-
-// lockedWriter serializes the log and metric lines written to one stream.
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -264,27 +263,9 @@ func TestNewMetricsValidates(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer goroutine and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestMetricsRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var out syncBuffer
+		var out SyncBuffer
 		m, err := NewMetrics(&out, MetricsConfig{FlushInterval: 10 * time.Second})
 		if err != nil {
 			t.Fatal(err)

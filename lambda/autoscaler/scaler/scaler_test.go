@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,32 +73,15 @@ type fixture struct {
 	kin    *kinesis.Client
 	cw     *cloudwatch.Client
 	clock  *clock
-	logs   *syncBuffer
+	logs   *telemetry.SyncBuffer
 	scaler *Scaler
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newFixture(t *testing.T, shards int, cfg Config) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	f := &fixture{t: t, ctx: ctx, name: uniqueName("autoscale"), kin: testEmulators.KinesisClient(), cw: testEmulators.CloudWatchClient(), clock: newClock(), logs: &syncBuffer{}}
+	f := &fixture{t: t, ctx: ctx, name: uniqueName("autoscale"), kin: testEmulators.KinesisClient(), cw: testEmulators.CloudWatchClient(), clock: newClock(), logs: &telemetry.SyncBuffer{}}
 	if _, err := f.kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(f.name), ShardCount: aws.Int32(int32(shards))}); err != nil {
 		t.Fatalf("create stream: %v", err)
 	}
@@ -415,7 +397,7 @@ func TestCloudWatchFailureIsReturnedAndNothingIsDone(t *testing.T) {
 
 func TestDecisionEmitsEMFMetrics(t *testing.T) {
 	f := newFixture(t, 2, Config{})
-	var emf syncBuffer
+	var emf telemetry.SyncBuffer
 	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{
 		Namespace: MetricsNamespace, Dimensions: []telemetry.Dimension{{Name: MetricsDimensionStream, Value: f.name}},
 	})
