@@ -9,6 +9,7 @@ import (
 
 	"github.com/streamproc/streamproc/constructs/autoscaler"
 	"github.com/streamproc/streamproc/constructs/consumerservice"
+	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/stream"
@@ -93,9 +94,9 @@ func (c Config) withDefaults() Config {
 	def(&c.RetentionHours, stream.DefaultRetentionHours)
 	def(&c.MinShards, autoscaler.DefaultMinShards)
 	def(&c.MaxShards, autoscaler.DefaultMaxShards)
-	def(&c.ProducerCPU, producerservice.DefaultCPU)
-	def(&c.ProducerMemoryMiB, producerservice.DefaultMemoryMiB)
-	def(&c.ProducerMinTasks, producerservice.DefaultMinTasks)
+	def(&c.ProducerCPU, fargateservice.DefaultCPU)
+	def(&c.ProducerMemoryMiB, fargateservice.DefaultMemoryMiB)
+	def(&c.ProducerMinTasks, fargateservice.DefaultMinTasks)
 	def(&c.ProducerMaxTasks, producerservice.DefaultMaxTasks)
 	def(&c.ConsumerCPU, DefaultConsumerCPU)
 	def(&c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)

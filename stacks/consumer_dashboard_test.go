@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/streamproc/streamproc/constructs/consumerservice"
+	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/ingest"
@@ -37,8 +38,8 @@ func TestLeaseTable(t *testing.T) {
 
 func TestConsumerService(t *testing.T) {
 	c := taskContainer(t, snapshotStack, "Consumer", consumerservice.ContainerName)
-	if c["ReadonlyRootFilesystem"] != true || c["User"] != consumerservice.ContainerUser {
-		t.Errorf("consumer ReadonlyRootFilesystem %v User %v, want true and %s", c["ReadonlyRootFilesystem"], c["User"], consumerservice.ContainerUser)
+	if c["ReadonlyRootFilesystem"] != true || c["User"] != fargateservice.ContainerUser {
+		t.Errorf("consumer ReadonlyRootFilesystem %v User %v, want true and %s", c["ReadonlyRootFilesystem"], c["User"], fargateservice.ContainerUser)
 	}
 	if got := c["StopTimeout"]; got != consumerservice.StopTimeout.Seconds() || consumerservice.StopTimeout <= consumerservice.ShutdownTimeout {
 		t.Errorf("consumer StopTimeout %v, want %v, above the %v graceful shutdown", got, consumerservice.StopTimeout.Seconds(), consumerservice.ShutdownTimeout)

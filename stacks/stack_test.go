@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/streamproc/streamproc/constructs/autoscaler"
+	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/stream"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
@@ -157,8 +158,8 @@ func TestProducerService(t *testing.T) {
 	if c["ReadonlyRootFilesystem"] != true {
 		t.Errorf("producer ReadonlyRootFilesystem = %v, want true", c["ReadonlyRootFilesystem"])
 	}
-	if c["User"] != producerservice.ContainerUser || strings.HasPrefix(producerservice.ContainerUser, "0") {
-		t.Errorf("producer User = %v, want the non-root %s", c["User"], producerservice.ContainerUser)
+	if c["User"] != fargateservice.ContainerUser || strings.HasPrefix(fargateservice.ContainerUser, "0") {
+		t.Errorf("producer User = %v, want the non-root %s", c["User"], fargateservice.ContainerUser)
 	}
 	if got, want := c["StopTimeout"], producerservice.StopTimeout.Seconds(); got != want {
 		t.Errorf("producer StopTimeout = %v, want %v (the producer's stop timeout plus a margin)", got, want)
@@ -204,7 +205,7 @@ func TestProducerService(t *testing.T) {
 
 	// Target tracking at 65 % CPU, 1 to 15 tasks.
 	has(t, tpl, "AWS::ApplicationAutoScaling::ScalableTarget", map[string]any{
-		"MinCapacity": producerservice.DefaultMinTasks, "MaxCapacity": producerservice.DefaultMaxTasks,
+		"MinCapacity": fargateservice.DefaultMinTasks, "MaxCapacity": producerservice.DefaultMaxTasks,
 		"ResourceId": map[string]any{"Fn::Join": []any{"", []any{"service/", map[string]any{"Ref": "ClusterEB0386A7"}, "/",
 			map[string]any{"Fn::GetAtt": []any{"ProducerServiceFE6DE586", "Name"}}}}},
 	})

@@ -17,6 +17,7 @@ import (
 	"github.com/streamproc/streamproc/constructs/autoscaler"
 	"github.com/streamproc/streamproc/constructs/consumerservice"
 	"github.com/streamproc/streamproc/constructs/dashboard"
+	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/source"
@@ -130,11 +131,13 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		Image:          source.ServiceImage(root, ProducerDockerfile),
 		InboundCidr:    inboundCidr.ValueAsString(),
 		CertificateArn: cert,
-		CPU:            cfg.ProducerCPU,
-		MemoryMiB:      cfg.ProducerMemoryMiB,
-		MinTasks:       cfg.ProducerMinTasks,
-		MaxTasks:       cfg.ProducerMaxTasks,
-		LogRetention:   logRetention,
+		Sizing: fargateservice.Sizing{
+			CPU:          cfg.ProducerCPU,
+			MemoryMiB:    cfg.ProducerMemoryMiB,
+			MinTasks:     cfg.ProducerMinTasks,
+			MaxTasks:     cfg.ProducerMaxTasks,
+			LogRetention: logRetention,
+		},
 	})
 	s.Consumer = consumerservice.New(stack, jsii.String("Consumer"), &consumerservice.Props{
 		Cluster:                 s.Cluster,
@@ -142,12 +145,14 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		StreamConsumer:          s.Stream.Consumer,
 		Image:                   source.ServiceImage(root, ConsumerDockerfile),
 		ReadMode:                cfg.ConsumerReadMode,
-		CPU:                     cfg.ConsumerCPU,
-		MemoryMiB:               cfg.ConsumerMemoryMiB,
-		MinTasks:                cfg.ConsumerMinTasks,
-		MaxTasks:                cfg.ConsumerMaxTasks,
-		LogRetention:            logRetention,
 		LeaseTableRemovalPolicy: dataRemoval,
+		Sizing: fargateservice.Sizing{
+			CPU:          cfg.ConsumerCPU,
+			MemoryMiB:    cfg.ConsumerMemoryMiB,
+			MinTasks:     cfg.ConsumerMinTasks,
+			MaxTasks:     cfg.ConsumerMaxTasks,
+			LogRetention: logRetention,
+		},
 	})
 	s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
 		Stream:       s.Stream.Stream,

@@ -10,34 +10,25 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsapplicationautoscaling"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskinesis"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 
-// Defaults of Props and the fixed shape of the service.
+// Defaults of Props and the fixed shape of the service (the shape it shares with the producer, and the other
+// defaults of Sizing, are in package fargateservice).
 const (
-	DefaultCPU              = 512
-	DefaultMemoryMiB        = 1024
-	DefaultMinTasks         = 1
-	DefaultMaxTasks         = 10
-	DefaultTargetCPUPercent = 65
+	// DefaultMaxTasks is the default of Sizing.MaxTasks.
+	DefaultMaxTasks = 10
 	// ContainerName names the consumer container in the task definition.
 	ContainerName = "consumer"
-	// ContainerUser is the distroless "nonroot" user the image runs as (UID:GID).
-	ContainerUser = "65532:65532"
-	// ScaleOutCooldown and ScaleInCooldown space the target-tracking steps; scaling in moves leases, so slowly.
-	ScaleOutCooldown = 60 * time.Second
-	ScaleInCooldown  = 300 * time.Second
 	// ReadModeFanOut and ReadModePolling are the values of the consumer's read mode variable.
 	ReadModeFanOut  = string(kcl.ReadModeFanOut)
 	ReadModePolling = string(kcl.ReadModePolling)
@@ -98,16 +89,8 @@ type Props struct {
 	// ReadMode is ReadModeFanOut (SubscribeToShard through StreamConsumer, 2 MiB/s per shard per consumer) or
 	// ReadModePolling (GetRecords, shared 2 MiB/s per shard). Default: ReadModeFanOut.
 	ReadMode string
-	// CPU and MemoryMiB size the task. Default: DefaultCPU and DefaultMemoryMiB.
-	CPU, MemoryMiB int
-	// MinTasks and MaxTasks bound the CPU target tracking. Default: DefaultMinTasks and DefaultMaxTasks.
-	MinTasks, MaxTasks int
-	// TargetCPUPercent is the average CPU the service is scaled to. Default: DefaultTargetCPUPercent.
-	TargetCPUPercent int
-	// LogRetention is how long the container logs are kept. Default: one month.
-	LogRetention awslogs.RetentionDays
-	// LogRemovalPolicy applies to the log group. Default: awscdk.RemovalPolicy_DESTROY.
-	LogRemovalPolicy awscdk.RemovalPolicy
+	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks.
+	fargateservice.Sizing
 	// LeaseTableRemovalPolicy applies to the lease table. Default: awscdk.RemovalPolicy_DESTROY: the leases and
 	// checkpoints only mean something for the stream they were taken on, which the stack deletes too by default; a
 	// new table makes the consumers start again at TRIM_HORIZON (at-least-once). Use RETAIN to keep the checkpoints
@@ -118,12 +101,9 @@ type Props struct {
 // ConsumerService is the lease table and the Fargate service.
 type ConsumerService struct {
 	constructs.Construct
-	LeaseTable     awsdynamodb.Table
-	TaskDefinition awsecs.FargateTaskDefinition
-	Container      awsecs.ContainerDefinition
-	Service        awsecs.FargateService
-	LogGroup       awslogs.LogGroup
-	Scaling        awsecs.ScalableTaskCount
+	LeaseTable awsdynamodb.Table
+	// Resources are the log group, task definition, container, Fargate service and its scaling.
+	fargateservice.Resources
 	// MetricDimensions are the dimensions the consumer puts on its EMF metrics (for the dashboard).
 	MetricDimensions map[string]*string
 }
@@ -152,33 +132,14 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		panic("consumerservice: Cluster, Stream, StreamConsumer and Image are required")
 	}
 	p := *props
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
+	if p.MaxTasks == 0 {
+		p.MaxTasks = DefaultMaxTasks
 	}
-	def(&p.CPU, DefaultCPU)
-	def(&p.MemoryMiB, DefaultMemoryMiB)
-	def(&p.MinTasks, DefaultMinTasks)
-	def(&p.MaxTasks, DefaultMaxTasks)
-	def(&p.TargetCPUPercent, DefaultTargetCPUPercent)
 	if p.ReadMode == "" {
 		p.ReadMode = ReadModeFanOut
 	}
 	if p.ReadMode != ReadModeFanOut && p.ReadMode != ReadModePolling {
 		panic(fmt.Sprintf("consumerservice: ReadMode is %q, want %q or %q", p.ReadMode, ReadModeFanOut, ReadModePolling))
-	}
-	if p.MinTasks < 1 || p.MaxTasks < p.MinTasks {
-		panic(fmt.Sprintf("consumerservice: MinTasks=%d MaxTasks=%d, want 1 <= MinTasks <= MaxTasks", p.MinTasks, p.MaxTasks))
-	}
-	if p.TargetCPUPercent < 10 || p.TargetCPUPercent > 90 {
-		panic(fmt.Sprintf("consumerservice: TargetCPUPercent is %d, want 10 to 90", p.TargetCPUPercent))
-	}
-	if p.LogRetention == "" {
-		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
-	}
-	if p.LogRemovalPolicy == "" {
-		p.LogRemovalPolicy = awscdk.RemovalPolicy_DESTROY
 	}
 	if p.LeaseTableRemovalPolicy == "" {
 		p.LeaseTableRemovalPolicy = awscdk.RemovalPolicy_DESTROY
@@ -194,32 +155,14 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		},
 		RemovalPolicy: p.LeaseTableRemovalPolicy,
 	})
-	c.LogGroup = awslogs.NewLogGroup(this, jsii.String("Logs"), &awslogs.LogGroupProps{
-		Retention:     p.LogRetention,
-		RemovalPolicy: p.LogRemovalPolicy,
-	})
-	c.TaskDefinition = awsecs.NewFargateTaskDefinition(this, jsii.String("Task"), &awsecs.FargateTaskDefinitionProps{
-		Cpu:            jsii.Number(p.CPU),
-		MemoryLimitMiB: jsii.Number(p.MemoryMiB),
-		RuntimePlatform: &awsecs.RuntimePlatform{
-			CpuArchitecture:       awsecs.CpuArchitecture_ARM64(),
-			OperatingSystemFamily: awsecs.OperatingSystemFamily_LINUX(),
-		},
-	})
 	appName := c.LeaseTable.TableName()
-	env := Environment(p.Stream.StreamName(), appName, p.StreamConsumer.StreamConsumerArn(), p.ReadMode)
-	c.Container = c.TaskDefinition.AddContainer(jsii.String(ContainerName), &awsecs.ContainerDefinitionOptions{
-		Image:                  p.Image,
-		Essential:              jsii.Bool(true),
-		User:                   jsii.String(ContainerUser),
-		ReadonlyRootFilesystem: jsii.Bool(true),
-		StopTimeout:            awscdk.Duration_Seconds(jsii.Number(StopTimeout.Seconds())),
-		Environment:            &env,
-		Logging: awsecs.LogDrivers_AwsLogs(&awsecs.AwsLogDriverProps{
-			LogGroup:     c.LogGroup,
-			StreamPrefix: jsii.String(ContainerName),
-			Mode:         awsecs.AwsLogDriverMode_NON_BLOCKING,
-		}),
+	c.Resources = fargateservice.Add(this, &fargateservice.Props{
+		Cluster:       p.Cluster,
+		Image:         p.Image,
+		ContainerName: ContainerName,
+		Environment:   Environment(p.Stream.StreamName(), appName, p.StreamConsumer.StreamConsumerArn(), p.ReadMode),
+		StopTimeout:   StopTimeout,
+		Sizing:        p.Sizing,
 	})
 	c.MetricDimensions = MetricDimensions(appName)
 
@@ -234,36 +177,11 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 	}
 	c.LeaseTable.Grant(role, *jsii.Strings(LeaseTableActions...)...)
 
-	c.Service = awsecs.NewFargateService(this, jsii.String("Service"), &awsecs.FargateServiceProps{
-		Cluster:           p.Cluster,
-		TaskDefinition:    c.TaskDefinition,
-		MinHealthyPercent: jsii.Number(100),
-		MaxHealthyPercent: jsii.Number(200),
-		AssignPublicIp:    jsii.Bool(false),
-		VpcSubnets:        &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS},
-		CircuitBreaker:    &awsecs.DeploymentCircuitBreaker{Enable: jsii.Bool(true), Rollback: jsii.Bool(true)},
-	})
-	c.Scaling = c.Service.AutoScaleTaskCount(&awsapplicationautoscaling.EnableScalingProps{
-		MinCapacity: jsii.Number(p.MinTasks),
-		MaxCapacity: jsii.Number(p.MaxTasks),
-	})
-	c.Scaling.ScaleOnCpuUtilization(jsii.String("Cpu"), &awsecs.CpuUtilizationScalingProps{
-		TargetUtilizationPercent: jsii.Number(p.TargetCPUPercent),
-		ScaleOutCooldown:         awscdk.Duration_Seconds(jsii.Number(ScaleOutCooldown.Seconds())),
-		ScaleInCooldown:          awscdk.Duration_Seconds(jsii.Number(ScaleInCooldown.Seconds())),
-	})
-
 	cdknag.NagSuppressions_AddResourceSuppressions(c.TaskDefinition, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-ECS2"),
 		Reason: jsii.String("The consumer's environment is non-secret wiring (stream, lease table and fan-out consumer names, " +
 			"checkpoint cadence, timeouts) that should change only with a new task definition revision."),
 	}}, jsii.Bool(false))
-	cdknag.NagSuppressions_AddResourceSuppressions(c.TaskDefinition.ObtainExecutionRole(), &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("The execution role's ecr:GetAuthorizationToken supports no resource-level permissions (AWS requires " +
-			"Resource *); image pulls themselves are scoped to the asset repository."),
-		AppliesTo: &[]interface{}{"Resource::*"},
-	}}, jsii.Bool(true))
 	return c
 }
 

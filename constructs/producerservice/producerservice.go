@@ -10,40 +10,33 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awsapplicationautoscaling"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	elb "github.com/aws/aws-cdk-go/awscdk/v2/awselasticloadbalancingv2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskinesis"
-	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
 
+	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/services/kpl"
 	"github.com/streamproc/streamproc/services/producer/settings"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
-// Defaults of Props and the fixed shape of the service.
+// Defaults of Props and the fixed shape of the service (the shape it shares with the consumer, and the other
+// defaults of Sizing, are in package fargateservice).
 const (
-	DefaultCPU              = 512
-	DefaultMemoryMiB        = 1024
-	DefaultMinTasks         = 1
-	DefaultMaxTasks         = 15
-	DefaultTargetCPUPercent = 65
+	// DefaultMaxTasks is the default of Sizing.MaxTasks.
+	DefaultMaxTasks = 15
 	// ContainerName names the producer container in the task definition.
 	ContainerName = "producer"
-	// ContainerUser is the distroless "nonroot" user the image runs as (UID:GID), stated again in the task
-	// definition so that ECS refuses to start the container as root even if the image changed.
-	ContainerUser = "65532:65532"
 	// HealthCheckInterval and HealthCheckTimeout are the target group's health check timing.
 	HealthCheckInterval = 6 * time.Second
 	HealthCheckTimeout  = 5 * time.Second
-	// ScaleOutCooldown and ScaleInCooldown space the target-tracking steps: scale out quickly, scale in slowly.
-	ScaleOutCooldown = 60 * time.Second
-	ScaleInCooldown  = 300 * time.Second
+	// HealthCheckGracePeriod gives new tasks two health check rounds before ECS counts the load balancer's verdict.
+	HealthCheckGracePeriod = 30 * time.Second
 	// stopTimeoutMargin is the time ECS waits after the producer's own stop timeout before SIGKILL.
 	stopTimeoutMargin = 5 * time.Second
 )
@@ -70,19 +63,8 @@ type Props struct {
 	// CertificateArn, when set, makes the load balancer serve HTTPS on 443 with this ACM certificate and redirect
 	// HTTP on 80 to it. Default: none, plain HTTP on 80.
 	CertificateArn *string
-	// CPU is the task's CPU units (256, 512, 1024, ...). Default: DefaultCPU.
-	CPU int
-	// MemoryMiB is the task's memory, valid for CPU on Fargate. Default: DefaultMemoryMiB.
-	MemoryMiB int
-	// MinTasks and MaxTasks bound the CPU target tracking. Default: DefaultMinTasks and DefaultMaxTasks.
-	MinTasks int
-	MaxTasks int
-	// TargetCPUPercent is the average CPU utilisation the service is scaled to. Default: DefaultTargetCPUPercent.
-	TargetCPUPercent int
-	// LogRetention is how long the container logs are kept. Default: one month.
-	LogRetention awslogs.RetentionDays
-	// LogRemovalPolicy applies to the log group. Default: awscdk.RemovalPolicy_DESTROY.
-	LogRemovalPolicy awscdk.RemovalPolicy
+	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks.
+	fargateservice.Sizing
 }
 
 // ProducerService is the load balancer and the Fargate service behind it.
@@ -95,11 +77,8 @@ type ProducerService struct {
 	// RedirectListener is the HTTP listener redirecting to HTTPS; nil without a certificate.
 	RedirectListener elb.ApplicationListener
 	TargetGroup      elb.ApplicationTargetGroup
-	TaskDefinition   awsecs.FargateTaskDefinition
-	Container        awsecs.ContainerDefinition
-	Service          awsecs.FargateService
-	LogGroup         awslogs.LogGroup
-	Scaling          awsecs.ScalableTaskCount
+	// Resources are the log group, task definition, container, Fargate service and its scaling.
+	fargateservice.Resources
 	// URL is the load balancer's URL (http:// or https:// and its DNS name).
 	URL *string
 }
@@ -135,22 +114,8 @@ func New(scope constructs.Construct, id *string, props *Props) *ProducerService 
 		panic(fmt.Sprintf("producerservice: Cluster, Stream, Image and InboundCidr are required, got cluster=%t stream=%t image=%t inboundCidr=%t",
 			p.Cluster != nil, p.Stream != nil, p.Image != nil, p.InboundCidr != nil))
 	}
-	setDefault(&p.CPU, DefaultCPU)
-	setDefault(&p.MemoryMiB, DefaultMemoryMiB)
-	setDefault(&p.MinTasks, DefaultMinTasks)
-	setDefault(&p.MaxTasks, DefaultMaxTasks)
-	setDefault(&p.TargetCPUPercent, DefaultTargetCPUPercent)
-	if p.LogRetention == "" {
-		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
-	}
-	if p.LogRemovalPolicy == "" {
-		p.LogRemovalPolicy = awscdk.RemovalPolicy_DESTROY
-	}
-	if p.MinTasks < 1 || p.MaxTasks < p.MinTasks {
-		panic(fmt.Sprintf("producerservice: MinTasks=%d MaxTasks=%d, want 1 <= MinTasks <= MaxTasks", p.MinTasks, p.MaxTasks))
-	}
-	if p.TargetCPUPercent < 10 || p.TargetCPUPercent > 90 {
-		panic(fmt.Sprintf("producerservice: TargetCPUPercent is %d, want 10 to 90", p.TargetCPUPercent))
+	if p.MaxTasks == 0 {
+		p.MaxTasks = DefaultMaxTasks
 	}
 	https := p.CertificateArn != nil && *p.CertificateArn != ""
 
@@ -158,51 +123,19 @@ func New(scope constructs.Construct, id *string, props *Props) *ProducerService 
 	s := &ProducerService{Construct: this}
 	vpc := p.Cluster.Vpc()
 
-	s.LogGroup = awslogs.NewLogGroup(this, jsii.String("Logs"), &awslogs.LogGroupProps{
-		Retention:     p.LogRetention,
-		RemovalPolicy: p.LogRemovalPolicy,
-	})
-	s.TaskDefinition = awsecs.NewFargateTaskDefinition(this, jsii.String("Task"), &awsecs.FargateTaskDefinitionProps{
-		Cpu:            jsii.Number(p.CPU),
-		MemoryLimitMiB: jsii.Number(p.MemoryMiB),
-		RuntimePlatform: &awsecs.RuntimePlatform{
-			CpuArchitecture:       awsecs.CpuArchitecture_ARM64(),
-			OperatingSystemFamily: awsecs.OperatingSystemFamily_LINUX(),
-		},
-	})
-	env := Environment(p.Stream.StreamName())
-	s.Container = s.TaskDefinition.AddContainer(jsii.String(ContainerName), &awsecs.ContainerDefinitionOptions{
+	s.Resources = fargateservice.Add(this, &fargateservice.Props{
+		Cluster:                p.Cluster,
 		Image:                  p.Image,
-		Essential:              jsii.Bool(true),
-		User:                   jsii.String(ContainerUser),
-		ReadonlyRootFilesystem: jsii.Bool(true),
-		StopTimeout:            awscdk.Duration_Seconds(jsii.Number(StopTimeout.Seconds())),
-		Environment:            &env,
-		PortMappings: &[]*awsecs.PortMapping{{
-			ContainerPort: jsii.Number(settings.DefaultPort),
-			Protocol:      awsecs.Protocol_TCP,
-		}},
-		Logging: awsecs.LogDrivers_AwsLogs(&awsecs.AwsLogDriverProps{
-			LogGroup:     s.LogGroup,
-			StreamPrefix: jsii.String(ContainerName),
-			Mode:         awsecs.AwsLogDriverMode_NON_BLOCKING,
-		}),
+		ContainerName:          ContainerName,
+		Environment:            Environment(p.Stream.StreamName()),
+		ContainerPort:          settings.DefaultPort,
+		StopTimeout:            StopTimeout,
+		HealthCheckGracePeriod: HealthCheckGracePeriod,
+		Sizing:                 p.Sizing,
 	})
 	// The producer calls ListShards (shard map) and PutRecords: exactly the stream's write grant. The AWS-managed
 	// key needs no grant: its key policy allows every principal of the account to use it through Kinesis.
 	p.Stream.GrantWrite(s.TaskDefinition.TaskRole())
-
-	s.Service = awsecs.NewFargateService(this, jsii.String("Service"), &awsecs.FargateServiceProps{
-		Cluster:           p.Cluster,
-		TaskDefinition:    s.TaskDefinition,
-		MinHealthyPercent: jsii.Number(100),
-		MaxHealthyPercent: jsii.Number(200),
-		AssignPublicIp:    jsii.Bool(false),
-		VpcSubnets:        &awsec2.SubnetSelection{SubnetType: awsec2.SubnetType_PRIVATE_WITH_EGRESS},
-		CircuitBreaker:    &awsecs.DeploymentCircuitBreaker{Enable: jsii.Bool(true), Rollback: jsii.Bool(true)},
-		// New tasks get two health check rounds before ECS counts the load balancer's verdict.
-		HealthCheckGracePeriod: awscdk.Duration_Seconds(jsii.Number(30)),
-	})
 
 	s.LoadBalancerGroup = awsec2.NewSecurityGroup(this, jsii.String("LoadBalancerSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              vpc,
@@ -265,25 +198,9 @@ func New(scope constructs.Construct, id *string, props *Props) *ProducerService 
 		DeregistrationDelay: awscdk.Duration_Seconds(jsii.Number(DeregistrationDelay.Seconds())),
 	})
 
-	s.Scaling = s.Service.AutoScaleTaskCount(&awsapplicationautoscaling.EnableScalingProps{
-		MinCapacity: jsii.Number(p.MinTasks),
-		MaxCapacity: jsii.Number(p.MaxTasks),
-	})
-	s.Scaling.ScaleOnCpuUtilization(jsii.String("Cpu"), &awsecs.CpuUtilizationScalingProps{
-		TargetUtilizationPercent: jsii.Number(p.TargetCPUPercent),
-		ScaleOutCooldown:         awscdk.Duration_Seconds(jsii.Number(ScaleOutCooldown.Seconds())),
-		ScaleInCooldown:          awscdk.Duration_Seconds(jsii.Number(ScaleInCooldown.Seconds())),
-	})
 	suppress(s)
 	s.URL = awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String(scheme + "://"), s.LoadBalancer.LoadBalancerDnsName()})
 	return s
-}
-
-// setDefault replaces a zero *v with def.
-func setDefault(v *int, def int) {
-	if *v == 0 {
-		*v = def
-	}
 }
 
 // suppress records why the AwsSolutions findings on these resources are accepted.
@@ -293,12 +210,6 @@ func suppress(s *ProducerService) {
 		Reason: jsii.String("The producer's environment is non-secret tuning (stream name, port, buffer sizes, timeouts) " +
 			"that should change only with a new task definition revision; the service has no secrets."),
 	}}, jsii.Bool(false))
-	cdknag.NagSuppressions_AddResourceSuppressions(s.TaskDefinition.ObtainExecutionRole(), &[]*cdknag.NagPackSuppression{{
-		Id: jsii.String("AwsSolutions-IAM5"),
-		Reason: jsii.String("The execution role's ecr:GetAuthorizationToken supports no resource-level permissions (AWS requires " +
-			"Resource *); image pulls themselves are scoped to the asset repository."),
-		AppliesTo: &[]interface{}{"Resource::*"},
-	}}, jsii.Bool(true))
 	cdknag.NagSuppressions_AddResourceSuppressions(s.LoadBalancer, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-ELB2"),
 		Reason: jsii.String("Access logs need a region-specific S3 bucket policy, which an environment-agnostic stack cannot " +
