@@ -27,31 +27,11 @@ import (
 
 // The package's tests share one kinesis-local, started on first use.
 var (
-	emuOnce sync.Once
-	emu     *emulator.Emulators
-	emuErr  error
-	streamN atomic.Int64
+	emulators = &emulator.Shared{Options: emulator.Options{Kinesis: true}}
+	streamN   atomic.Int64
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if emu != nil {
-		if err := emu.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stop emulators: %v\n", err)
-		}
-	}
-	os.Exit(code)
-}
-
-// kinesisLocal returns the shared emulator, failing the test if it cannot start.
-func kinesisLocal(t *testing.T) *emulator.Emulators {
-	t.Helper()
-	emuOnce.Do(func() { emu, emuErr = emulator.Start(context.Background(), emulator.Options{Kinesis: true}) })
-	if emuErr != nil {
-		t.Fatalf("kinesis-local is needed for this test and did not start (run `npm ci` at the repository root): %v", emuErr)
-	}
-	return emu
-}
+func TestMain(m *testing.M) { os.Exit(emulators.Run(m)) }
 
 // pipeline is the service under test: HTTP server, ingest handler, real
 // producer, fault transport, kinesis-local.
@@ -68,7 +48,7 @@ type pipeline struct {
 // configure, if set, sets the fault transport's fields before any call.
 func newPipeline(t *testing.T, shards int32, cfg kpl.ProducerConfig, configure func(*ingesttest.FaultTransport)) *pipeline {
 	t.Helper()
-	e := kinesisLocal(t)
+	e := emulators.Get(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	p := &pipeline{stream: fmt.Sprintf("ingest-test-%d-%d", os.Getpid(), streamN.Add(1))}

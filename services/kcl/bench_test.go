@@ -88,7 +88,7 @@ func BenchmarkDeaggregateAndDispatch(b *testing.B) {
 //
 //	go test ./services/kcl/ -run '^$' -bench Failover -benchtime 1x
 func BenchmarkFailover(b *testing.B) {
-	kc := testKinesis()
+	kc := testKinesis(b)
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		stream := createStream(b, kc, 4)

@@ -23,17 +23,17 @@ import (
 )
 
 // testKinesis returns a Kinesis client for kinesis-local with the test-only initial-response shim (fan-out).
-func testKinesis() *kinesis.Client {
+func testKinesis(t testing.TB) *kinesis.Client {
 	hc := &http.Client{Transport: initialResponseShim{next: http.DefaultTransport}}
-	return testEmulators.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = hc })
+	return testEmulators.Get(t).KinesisClient(func(o *kinesis.Options) { o.HTTPClient = hc })
 }
 
 // testDynamo returns a DynamoDB client for dynalite whose requests are not aborted when their context ends: dynalite
 // 4.0.0 crashes on a request aborted while it reads the body (index.js throws on the request's ECONNRESET), and the
 // tests cancel workers abruptly on purpose. The SDK still returns the context's error to the caller at once.
-func testDynamo() *dynamodb.Client {
+func testDynamo(t testing.TB) *dynamodb.Client {
 	hc := &http.Client{Transport: detachedTransport{next: http.DefaultTransport}}
-	return testEmulators.DynamoDBClient(func(o *dynamodb.Options) { o.HTTPClient = hc })
+	return testEmulators.Get(t).DynamoDBClient(func(o *dynamodb.Options) { o.HTTPClient = hc })
 }
 
 // detachedTransport sends every request to completion, whatever happens to its context.
@@ -451,7 +451,7 @@ func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fai
 	if cfg.NewProcessor == nil {
 		cfg.NewProcessor = func() Processor { return &testProcessor{worker: id, c: c, fail: fail} }
 	}
-	w, err := New(cfg, kc, testDynamo())
+	w, err := New(cfg, kc, testDynamo(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fai
 // leaseOwners reads the lease table: open (not finished) leases per owner.
 func leaseOwners(t testing.TB, table string) map[string]int {
 	t.Helper()
-	lt, err := NewLeaseTable(testDynamo(), table)
+	lt, err := NewLeaseTable(testDynamo(t), table)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func waitBalanced(t *testing.T, table string, workers []string, timeout time.Dur
 func TestThreeWorkersEightShards(t *testing.T) {
 	for name, mode := range map[string]ReadMode{"polling": ReadModePolling, "fan-out": ReadModeFanOut} {
 		t.Run(name, func(t *testing.T) {
-			kc := testKinesis()
+			kc := testKinesis(t)
 			stream := createStream(t, kc, 8)
 			var arn string
 			if mode == ReadModeFanOut {
@@ -73,7 +73,7 @@ func TestThreeWorkersEightShards(t *testing.T) {
 }
 
 func TestKilledWorkerLeasesTakenOverAfterFailover(t *testing.T) {
-	kc := testKinesis()
+	kc := testKinesis(t)
 	stream := createStream(t, kc, 4)
 	table := uniqueName("app")
 	c := newCollector()
@@ -112,7 +112,7 @@ func TestKilledWorkerLeasesTakenOverAfterFailover(t *testing.T) {
 }
 
 func TestGracefulStopHandsLeasesOver(t *testing.T) {
-	kc := testKinesis()
+	kc := testKinesis(t)
 	stream := createStream(t, kc, 4)
 	table := uniqueName("app")
 	c := newCollector()
@@ -197,7 +197,7 @@ func mergeFirstTwoShards(t *testing.T, kc *kinesis.Client, stream string) {
 func TestReshardingWhileReading(t *testing.T) {
 	for name, mode := range map[string]ReadMode{"polling": ReadModePolling, "fan-out": ReadModeFanOut} {
 		t.Run(name, func(t *testing.T) {
-			kc := testKinesis()
+			kc := testKinesis(t)
 			stream := createStream(t, kc, 2)
 			var arn string
 			if mode == ReadModeFanOut {
@@ -263,7 +263,7 @@ func TestReshardingWhileReading(t *testing.T) {
 }
 
 func TestFailingProcessorIsRetriedNothingSkipped(t *testing.T) {
-	kc := testKinesis()
+	kc := testKinesis(t)
 	stream := createStream(t, kc, 2)
 	table := uniqueName("app")
 	c := newCollector()
@@ -309,7 +309,7 @@ func TestFailingProcessorIsRetriedNothingSkipped(t *testing.T) {
 }
 
 func TestResumeInsideAggregateAfterRestart(t *testing.T) {
-	kc := testKinesis()
+	kc := testKinesis(t)
 	stream := createStream(t, kc, 1)
 	table := uniqueName("app")
 	recs := makeRecords(300, 3, 50)
@@ -367,7 +367,7 @@ func TestResumeInsideAggregateAfterRestart(t *testing.T) {
 
 func mustTable(t *testing.T, name string) *LeaseTable {
 	t.Helper()
-	lt, err := NewLeaseTable(testDynamo(), name)
+	lt, err := NewLeaseTable(testDynamo(t), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func (p *funcProcessor) ShutdownRequested(ctx context.Context, in ShutdownReques
 }
 
 func TestRecordsOutsideShardRangeAreDelivered(t *testing.T) {
-	kc := testKinesis()
+	kc := testKinesis(t)
 	stream := createStream(t, kc, 2)
 	table := uniqueName("app")
 	shards := openShards(t, kc, stream)
@@ -421,7 +421,7 @@ func TestRecordsOutsideShardRangeAreDelivered(t *testing.T) {
 }
 
 func TestNodeAggregatedRecordsAreAccepted(t *testing.T) {
-	kc := testKinesis()
+	kc := testKinesis(t)
 	stream := createStream(t, kc, 2)
 	table := uniqueName("app")
 	recs := makeRecords(1000, 20, 120)

@@ -16,7 +16,7 @@ func newTestLeaseTable(t *testing.T) (*LeaseTable, *dynamodb.Client) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	client := testDynamo()
+	client := testDynamo(t)
 	table, err := NewLeaseTable(client, uniqueName("leases"))
 	if err != nil {
 		t.Fatal(err)

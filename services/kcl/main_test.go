@@ -1,7 +1,6 @@
 package kcl
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -11,8 +10,8 @@ import (
 	"github.com/streamproc/streamproc/services/emulator"
 )
 
-// testEmulators are started once for the package: kinesis-local and dynalite.
-var testEmulators *emulator.Emulators
+// testEmulators are kinesis-local and dynalite, started once for the package by the first test that needs them.
+var testEmulators = &emulator.Shared{Options: emulator.Options{Kinesis: true, DynamoDB: true}}
 
 var uniqueCounter atomic.Int64
 
@@ -22,8 +21,6 @@ func uniqueName(prefix string) string {
 }
 
 func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	opts := emulator.Options{Kinesis: true, DynamoDB: true}
 	// KCL_EMULATOR_LOG names a file that receives the emulators' own output, to diagnose an emulator failure.
 	if path := os.Getenv("KCL_EMULATOR_LOG"); path != "" {
 		f, err := os.Create(path)
@@ -31,19 +28,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		defer f.Close()
-		opts.Output = f
+		testEmulators.Options.Output = f // closed when the process exits
 	}
-	e, err := emulator.Start(ctx, opts)
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "kcl tests need kinesis-local and dynalite (npm ci in the repository root): %v\n", err)
-		os.Exit(1)
-	}
-	testEmulators = e
-	code := m.Run()
-	if err := e.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "stop emulators: %v\n", err)
-	}
-	os.Exit(code)
+	os.Exit(testEmulators.Run(m))
 }

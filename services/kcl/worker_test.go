@@ -17,7 +17,7 @@ func TestWorkerReadsEveryRecord(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			kc := testKinesis()
+			kc := testKinesis(t)
 			stream := createStream(t, kc, tc.shards)
 			var arn string
 			if tc.mode == ReadModeFanOut {

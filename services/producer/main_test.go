@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -29,29 +28,16 @@ import (
 
 // The package's tests share one kinesis-local, started on first use.
 var (
-	emuOnce sync.Once
-	emu     *emulator.Emulators
-	emuErr  error
-	streamN atomic.Int64
+	emulators = &emulator.Shared{Options: emulator.Options{Kinesis: true}}
+	streamN   atomic.Int64
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if emu != nil {
-		if err := emu.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "stop emulators: %v\n", err)
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(emulators.Run(m)) }
 
 // newStream starts kinesis-local if needed and creates a fresh stream.
 func newStream(t *testing.T, shards int32) (*emulator.Emulators, string) {
 	t.Helper()
-	emuOnce.Do(func() { emu, emuErr = emulator.Start(context.Background(), emulator.Options{Kinesis: true}) })
-	if emuErr != nil {
-		t.Fatalf("kinesis-local is needed for this test and did not start (run `npm ci` at the repository root): %v", emuErr)
-	}
+	emu := emulators.Get(t)
 	name := fmt.Sprintf("producer-test-%d-%d", os.Getpid(), streamN.Add(1))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()

@@ -25,8 +25,12 @@ import (
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
-// testEmulators are kinesis-local and moto_server, started once for the package.
-var testEmulators *emulator.Emulators
+// testEmulators are kinesis-local (with quick resharding) and moto_server, started once for the package by the first
+// test that needs them.
+var testEmulators = &emulator.Shared{Options: emulator.Options{
+	Kinesis: true, CloudWatch: true,
+	KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=300ms", "SPLIT_SHARD_DURATION=300ms", "MERGE_SHARDS_DURATION=300ms", "CREATE_STREAM_DURATION=300ms"},
+}}
 
 var uniqueCounter atomic.Int64
 
@@ -34,24 +38,7 @@ func uniqueName(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, time.Now().UnixNano()%1_000_000, uniqueCounter.Add(1))
 }
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	e, err := emulator.Start(ctx, emulator.Options{
-		Kinesis: true, CloudWatch: true,
-		KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=300ms", "SPLIT_SHARD_DURATION=300ms", "MERGE_SHARDS_DURATION=300ms", "CREATE_STREAM_DURATION=300ms"},
-	})
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "scaler tests need kinesis-local (npm ci in the repository root) and moto_server on PATH: %v\n", err)
-		os.Exit(1)
-	}
-	testEmulators = e
-	code := m.Run()
-	if err := e.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "stop emulators: %v\n", err)
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testEmulators.Run(m)) }
 
 // clock is the injected decision time of a test: real time an hour back, so every datapoint is in the past
 // for moto, and advanced by hand.
@@ -81,7 +68,8 @@ func newFixture(t *testing.T, shards int, cfg Config) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
-	f := &fixture{t: t, ctx: ctx, name: uniqueName("autoscale"), kin: testEmulators.KinesisClient(), cw: testEmulators.CloudWatchClient(), clock: newClock(), logs: &telemetry.SyncBuffer{}}
+	emu := testEmulators.Get(t)
+	f := &fixture{t: t, ctx: ctx, name: uniqueName("autoscale"), kin: emu.KinesisClient(), cw: emu.CloudWatchClient(), clock: newClock(), logs: &telemetry.SyncBuffer{}}
 	if _, err := f.kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(f.name), ShardCount: aws.Int32(int32(shards))}); err != nil {
 		t.Fatalf("create stream: %v", err)
 	}
@@ -381,7 +369,7 @@ func (readCloser) Close() error { return nil }
 func TestCloudWatchFailureIsReturnedAndNothingIsDone(t *testing.T) {
 	f := newFixture(t, 2, Config{})
 	f.putMinutes(3, 0, 1.0, 2)
-	f.cw = testEmulators.CloudWatchClient(func(o *cloudwatch.Options) {
+	f.cw = testEmulators.Get(t).CloudWatchClient(func(o *cloudwatch.Options) {
 		o.HTTPClient = &http.Client{Transport: failingTransport{match: "GetMetricData", next: http.DefaultTransport}}
 		o.RetryMaxAttempts = 1
 	})
