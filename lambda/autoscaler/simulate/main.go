@@ -122,8 +122,8 @@ func printSpread(w io.Writer, spread [][]Row) error {
 	fmt.Fprintln(tw, "trace\tthrottled min: policy < SU\t= SU\t> SU\tpolicy\tSU\tpolicy/oracle\tpolicy/oracle@70%\tmax calls in 24 h\t")
 	for _, rows := range spread {
 		var fewer, same, more, calls int
-		pol, su := span{}, span{}
-		ratio, ratio70 := spanF{}, spanF{}
+		pol, su := span[int]{verb: "%d"}, span[int]{verb: "%d"}
+		ratio, ratio70 := span[float64]{verb: "%.2f"}, span[float64]{verb: "%.2f"}
 		for _, r := range rows {
 			switch p, s := r.Policy.ThrottledMinutes, r.ScalingUtils.ThrottledMinutes; {
 			case p < s:
@@ -144,42 +144,25 @@ func printSpread(w io.Writer, spread [][]Row) error {
 	return tw.Flush()
 }
 
-// span is the range of an integer figure over seeds.
-type span struct {
-	lo, hi int
+// span is the range of a figure over seeds, printed with verb.
+type span[T int | float64] struct {
+	verb   string
+	lo, hi T
 	set    bool
 }
 
-func (s *span) add(v int) {
+func (s *span[T]) add(v T) {
 	if !s.set {
 		s.lo, s.hi, s.set = v, v, true
 	}
 	s.lo, s.hi = min(s.lo, v), max(s.hi, v)
 }
 
-func (s span) String() string {
-	if s.lo == s.hi {
-		return fmt.Sprint(s.lo)
+// String is "lo..hi", or one value when both print the same.
+func (s span[T]) String() string {
+	lo, hi := fmt.Sprintf(s.verb, s.lo), fmt.Sprintf(s.verb, s.hi)
+	if lo == hi {
+		return lo
 	}
-	return fmt.Sprintf("%d..%d", s.lo, s.hi)
-}
-
-// spanF is the range of a ratio over seeds.
-type spanF struct {
-	lo, hi float64
-	set    bool
-}
-
-func (s *spanF) add(v float64) {
-	if !s.set {
-		s.lo, s.hi, s.set = v, v, true
-	}
-	s.lo, s.hi = min(s.lo, v), max(s.hi, v)
-}
-
-func (s spanF) String() string {
-	if fmt.Sprintf("%.2f", s.lo) == fmt.Sprintf("%.2f", s.hi) {
-		return fmt.Sprintf("%.2f", s.lo)
-	}
-	return fmt.Sprintf("%.2f..%.2f", s.lo, s.hi)
+	return lo + ".." + hi
 }
