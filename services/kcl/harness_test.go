@@ -19,13 +19,25 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/kpl"
 )
 
-// testKinesis returns a Kinesis client for kinesis-local with the test-only initial-response shim (fan-out).
+// testKinesis returns a Kinesis client for kinesis-local behind the emulator's fan-out proxy, which adds the
+// initial-response event kinesis-local leaves out of SubscribeToShard. The proxy closes when the test ends.
 func testKinesis(t testing.TB) *kinesis.Client {
-	hc := &http.Client{Transport: initialResponseShim{next: http.DefaultTransport}}
-	return testEmulators.Get(t).KinesisClient(func(o *kinesis.Options) { o.HTTPClient = hc })
+	t.Helper()
+	emu := testEmulators.Get(t)
+	proxy, err := emulator.StartFanOutProxy(emu.KinesisEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := proxy.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return emu.KinesisClient(func(o *kinesis.Options) { o.BaseEndpoint = aws.String(proxy.URL) })
 }
 
 // testDynamo returns a DynamoDB client for dynalite whose requests are not aborted when their context ends: dynalite
