@@ -74,6 +74,13 @@ func (p *FanOutProxy) Close() error {
 func NewFanOutProxyHandler(target *url.URL) http.Handler {
 	rp := httputil.NewSingleHostReverseProxy(target)
 	rp.FlushInterval = -1
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil {
+			return // the client went away (a consumer stopped or resubscribed): nobody to answer
+		}
+		w.WriteHeader(http.StatusBadGateway)
+		_, _ = fmt.Fprintf(w, "fan-out proxy: kinesis-local did not answer: %v", err)
+	}
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if resp.StatusCode != http.StatusOK || !strings.HasSuffix(resp.Request.Header.Get("X-Amz-Target"), subscribeToShardTarget) {
 			return nil

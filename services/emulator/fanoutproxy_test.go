@@ -176,3 +176,24 @@ func TestFanOutProxyMakesSubscribeToShardWorkWithTheSDK(t *testing.T) {
 		t.Errorf("records = %v; want r0,r1,r2", got)
 	}
 }
+
+func TestFanOutProxyAnswersBadGatewayWhenTheEmulatorIsDown(t *testing.T) {
+	// GIVEN a proxy whose emulator has gone
+	upstream := httptest.NewServer(http.NotFoundHandler())
+	target := upstream.URL
+	upstream.Close()
+	proxy, err := StartFanOutProxy(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	// WHEN a request arrives, THEN it gets a 502 (the SDK retries it as a server error)
+	resp, err := http.Post(proxy.URL+"/", "application/x-amz-json-1.1", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d; want 502", resp.StatusCode)
+	}
+}

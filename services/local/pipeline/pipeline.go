@@ -147,8 +147,9 @@ type Pipeline struct {
 	producerBin string
 	consumerBin string
 
-	emu   *emulator.Emulators
-	proxy *emulator.FanOutProxy
+	emu    *emulator.Emulators
+	emuLog *os.File
+	proxy  *emulator.FanOutProxy
 	// consumerKinesisEndpoint is the proxy's URL in fan-out mode, kinesis-local's otherwise.
 	consumerKinesisEndpoint string
 	consumerARN             string
@@ -209,13 +210,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		return nil, err
 	}
 
-	emuLog, err := os.Create(filepath.Join(p.logDir, "emulators.log"))
-	if err != nil {
+	// The emulators write to their log through this process until they stop, so it stays open until Stop.
+	if p.emuLog, err = os.Create(filepath.Join(p.logDir, "emulators.log")); err != nil {
 		return nil, fmt.Errorf("emulator log: %w", err)
 	}
-	// The emulators write to it until they stop; the runner's copy of the descriptor is not needed after the start.
-	defer emuLog.Close()
-	if p.emu, err = emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true, Output: emuLog}); err != nil {
+	if p.emu, err = emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true, Output: p.emuLog}); err != nil {
 		return nil, err
 	}
 	p.kinesis = p.emu.KinesisClient()
@@ -494,6 +493,9 @@ func (p *Pipeline) Stop() error {
 		}
 		if p.emu != nil {
 			errs = append(errs, p.emu.Stop())
+		}
+		if p.emuLog != nil {
+			errs = append(errs, p.emuLog.Close())
 		}
 		p.stopErr = errors.Join(errs...)
 	})
