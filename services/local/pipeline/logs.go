@@ -15,6 +15,7 @@ type lineTail struct {
 	path    string
 	offset  int64
 	partial []byte
+	buf     []byte // read buffer, grown to the largest read so far (at most maxTailRead)
 }
 
 // maxTailRead bounds one read, so a large backlog is taken in steps.
@@ -30,7 +31,17 @@ func (t *lineTail) next(fn func(line []byte)) error {
 		return fmt.Errorf("tail %s: %w", t.path, err)
 	}
 	defer f.Close()
-	buf := make([]byte, maxTailRead)
+	info, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("tail %s: %w", t.path, err)
+	}
+	if unread := info.Size() - t.offset; unread > int64(cap(t.buf)) {
+		t.buf = make([]byte, min(unread, maxTailRead))
+	}
+	buf := t.buf[:cap(t.buf)]
+	if len(buf) == 0 {
+		return nil
+	}
 	for {
 		n, err := f.ReadAt(buf, t.offset)
 		if n > 0 {

@@ -245,3 +245,27 @@ func FuzzParseProducerEMF(f *testing.F) {
 		}
 	})
 }
+
+func TestIsRecordLineCountsOnlyRecords(t *testing.T) {
+	tests := map[string]struct {
+		line string
+		want bool
+	}{
+		"record line": {
+			line: `{"shard_id":"shardId-000000000000","sequence_number":"4968","sub_sequence_number":0,"partition_key":"6","arrival_time":"2026-11-26T01:00:09.486Z","data":"x"}`,
+			want: true,
+		},
+		"corrupt aggregate log line naming a sequence number": {
+			line: `{"time":"2026-11-26T01:00:09Z","level":"ERROR","msg":"corrupt aggregated record delivered undecoded","sequence_number":"4968","error":"kpl: checksum mismatch"}`,
+			want: false,
+		},
+		"metric line": {line: `{"RecordsProcessed":3,"_aws":{"Timestamp":1}}`, want: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := isRecordLine([]byte(tc.line)); got != tc.want {
+				t.Errorf("isRecordLine = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

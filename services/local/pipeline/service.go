@@ -55,9 +55,7 @@ func startService(name, bin string, env []string, logPath string, exited chan<- 
 	cmd.Env = env
 	cmd.Stdout = log
 	cmd.Stderr = log
-	// Its own process group keeps a terminal's Ctrl-C away from it: the runner stops the services in order.
-	// Pdeathsig stops it if the runner itself is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	setChildAttributes(cmd)
 	if err := cmd.Start(); err != nil {
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

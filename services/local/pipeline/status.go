@@ -44,8 +44,12 @@ type processedCounter struct {
 	count int64
 }
 
-// recordLineMarker is in every record line the consumer writes (its JSON field sequence_number) and in no log line.
-var recordLineMarker = []byte(`"sequence_number":`)
+// recordLineMarker is in every record line the consumer writes (its JSON field arrival_time) and in none of its log
+// lines (which may carry a sequence_number, for example when an aggregate is corrupt).
+var recordLineMarker = []byte(`"arrival_time":`)
+
+// isRecordLine reports whether a consumer log line is a processed record rather than a log or metric line.
+func isRecordLine(line []byte) bool { return bytes.Contains(line, recordLineMarker) }
 
 // Status reads the logs written since the last call and the stream's shard count.
 func (p *Pipeline) Status(ctx context.Context) (Status, error) {
@@ -58,7 +62,7 @@ func (p *Pipeline) Status(ctx context.Context) (Status, error) {
 	p.mu.Lock()
 	for _, c := range p.processed {
 		if err := c.tail.next(func(line []byte) {
-			if bytes.Contains(line, recordLineMarker) {
+			if isRecordLine(line) {
 				c.count++
 			}
 		}); err != nil {
