@@ -9,12 +9,14 @@ import (
 	"math/big"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/aws/smithy-go"
@@ -491,6 +493,9 @@ func TestPartialFailureRetriesOnlyFailedEntries(t *testing.T) {
 		if retried == 0 || retried == len(recs) {
 			t.Errorf("%d records took 2 attempts: want exactly those of the failed aggregate", retried)
 		}
+		if urs, err := Deaggregate(nil, aws.ToString(calls[0].entries[0].PartitionKey), calls[0].entries[0].Data); err != nil || len(urs) != retried {
+			t.Errorf("the failed entry holds %d records (%v); %d records took 2 attempts", len(urs), err, retried)
+		}
 		checkStream(t, f, recs)
 		closeProducer(t, p)
 		if got := counts.count(MetricErrorsByCode + "/ProvisionedThroughputExceededException"); got != 1 {
@@ -502,7 +507,77 @@ func TestPartialFailureRetriesOnlyFailedEntries(t *testing.T) {
 		if got := counts.count(MetricUserRecordsReceived); got != float64(len(recs)) {
 			t.Errorf("UserRecordsReceived = %v", got)
 		}
+		checkPutMetrics(t, counts, calls, recs, 100)
 	})
+}
+
+// checkPutMetrics checks the size, count and timing metrics of a run in which every record
+// was acknowledged and the only failed entry was the first of the first request (sent
+// again later, unchanged). Kinesis-side figures are computed from the entries the fake
+// acknowledged; RetriesPerRecord and BufferingTime are observed once per aggregate.
+func checkPutMetrics(t *testing.T, counts *countingSink, calls []fakeCall, recs []Record, recordBytes int) {
+	t.Helper()
+	if got, want := counts.count(MetricUserRecordsDataPut), float64(len(recs)*recordBytes); got != want {
+		t.Errorf("UserRecordsDataPut = %v, want %v (records x bytes)", got, want)
+	}
+	var acked []types.PutRecordsRequestEntry
+	sends := 0
+	for i, c := range calls {
+		for j, e := range c.entries {
+			sends++
+			if i == 0 && j == 0 {
+				continue // the failed entry
+			}
+			acked = append(acked, e)
+		}
+	}
+	if got := counts.count(MetricKinesisRecordsPut); got != float64(len(acked)) {
+		t.Errorf("KinesisRecordsPut = %v, want %d acknowledged entries", got, len(acked))
+	}
+	dataPut := 0
+	var perEntry []float64
+	for _, e := range acked {
+		dataPut += len(e.Data) + len(aws.ToString(e.PartitionKey))
+		urs, err := Deaggregate(nil, aws.ToString(e.PartitionKey), e.Data)
+		if err != nil {
+			t.Fatalf("acknowledged entry: %v", err)
+		}
+		perEntry = append(perEntry, float64(len(urs)))
+	}
+	if got := counts.count(MetricKinesisRecordsDataPut); got != float64(dataPut) {
+		t.Errorf("KinesisRecordsDataPut = %v, want %d (data + partition key of the acknowledged entries)", got, dataPut)
+	}
+	perKinesis := counts.observed(MetricUserRecordsPerKinesisRecord)
+	slices.Sort(perKinesis)
+	slices.Sort(perEntry)
+	if !slices.Equal(perKinesis, perEntry) {
+		t.Errorf("UserRecordsPerKinesisRecord = %v, want the record counts of the acknowledged entries %v", perKinesis, perEntry)
+	}
+	sum := 0.0
+	for _, v := range perKinesis {
+		sum += v
+	}
+	if sum != float64(len(recs)) {
+		t.Errorf("sum of UserRecordsPerKinesisRecord = %v, want %d records", sum, len(recs))
+	}
+	// One observation per aggregate: 1 for the one retried, 0 for the others.
+	retries := counts.observed(MetricRetriesPerRecord)
+	if len(retries) != len(acked) {
+		t.Errorf("RetriesPerRecord has %d observations, want one per aggregate (%d)", len(retries), len(acked))
+	}
+	slices.Sort(retries)
+	if want := float64(sends - len(acked)); len(retries) == 0 || retries[len(retries)-1] != want || (len(retries) > 1 && retries[len(retries)-2] != 0) {
+		t.Errorf("RetriesPerRecord = %v, want 0 for every aggregate but the failed one (%v)", retries, want)
+	}
+	buffering := counts.observed(MetricBufferingTime)
+	if len(buffering) != len(acked) {
+		t.Errorf("BufferingTime has %d observations, want one per aggregate (%d)", len(buffering), len(acked))
+	}
+	for _, v := range buffering {
+		if v < 0 || v > millis(DefaultMaxBufferedTime) {
+			t.Errorf("BufferingTime %v ms, want within [0, %v]", v, millis(DefaultMaxBufferedTime))
+		}
+	}
 }
 
 func TestRetriesKeepPerKeyOrder(t *testing.T) {
@@ -898,6 +973,13 @@ func (c *countingSink) count(name string) float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.counts[name]
+}
+
+// observed returns a copy of the values observed under name.
+func (c *countingSink) observed(name string) []float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.obs[name])
 }
 
 func (c *countingSink) snapshot() map[string]float64 {
