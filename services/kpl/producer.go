@@ -196,8 +196,9 @@ func (e *PutRecordError) Error() string {
 // KPL itself gives no ordering guarantee under retries. Keyless records have no order.
 //
 // Delivery is at least once: a record acknowledged to its caller is in the stream; after a
-// reshard a record can appear twice (once in the closed parent, where consumers drop it
-// because its hash key lies outside the shard they read, and once where it was re-put).
+// reshard a record can appear twice: once in the shard the aggregate landed on, whose hash
+// range does not hold the record (the Java KCL drops such records; services/kcl delivers them
+// flagged OutsideShardRange), and once in the shard it was re-put to.
 //
 // Memory is bounded by MaxBufferedBytes: PutAsync never blocks and never grows the buffer.
 type Producer struct {

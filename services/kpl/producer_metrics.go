@@ -63,11 +63,6 @@ type counters struct {
 	bufferingTimes, retries, perKinesis []float64
 }
 
-func (c *counters) empty() bool {
-	return c.received == 0 && c.rejected == 0 && c.expired == 0 && c.userPut == 0 && c.kinesisPut == 0 &&
-		len(c.errorsByCode) == 0 && len(c.bufferingTimes) == 0 && len(c.retries) == 0 && len(c.perKinesis) == 0
-}
-
 func (c *counters) addError(code string) {
 	if c.errorsByCode == nil {
 		c.errorsByCode = make(map[string]int64)

@@ -71,9 +71,3 @@ func (l *shardLimiter) take(now time.Time, size int) bool {
 	l.records.tokens--
 	return true
 }
-
-// refund gives back the tokens of a record that was taken but not sent.
-func (l *shardLimiter) refund(size int) {
-	l.bytes.tokens = min(l.bytes.capacity, l.bytes.tokens+float64(size))
-	l.records.tokens = min(l.records.capacity, l.records.tokens+1)
-}
