@@ -3,6 +3,7 @@ package stacks_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,28 +145,174 @@ func TestProducerEnvironmentIsExactlyWhatTheProducerReads(t *testing.T) {
 	}
 }
 
+// allowedManagedPolicy is a managed policy a role may carry, and why.
+type allowedManagedPolicy struct {
+	rolePrefix, policy, reason string
+}
+
+// managedPoliciesAllowed are the only managed policies in the stack. Every other role gets inline grants scoped to
+// this stack's resources.
+var managedPoliciesAllowed = []allowedManagedPolicy{{
+	rolePrefix: "CustomVpcRestrictDefaultSGCustomResourceProviderRole",
+	policy:     ":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+	reason: "the CDK's own provider of the custom resource that removes every rule from the VPC's default security " +
+		"group (feature flag @aws-cdk/aws-ec2:restrictDefaultSecurityGroup); the CDK offers no way to replace this " +
+		"policy, its function runs only when the stack creates, updates or deletes the VPC, its ec2 actions are " +
+		"scoped to the default security group, and its log group is created by the stack with a retention",
+}}
+
+// iamStatement is one Allow statement of a role, wherever it is written in the template.
+type iamStatement struct {
+	role, source string
+	actions      []string
+	resource     any // a string, an intrinsic function, or a list of those
+}
+
+// roleStatements returns every statement granted to every role of the stack: AWS::IAM::Policy and
+// AWS::IAM::ManagedPolicy resources (by the roles they attach to) and the roles' inline Policies, by role logical ID.
+func roleStatements(t *testing.T, stack string) map[string][]iamStatement {
+	t.Helper()
+	out := map[string][]iamStatement{}
+	for id := range resources(t, stack, "AWS::IAM::Role") {
+		out[id] = nil
+	}
+	add := func(role, source string, doc any) {
+		for _, st := range doc.(map[string]any)["Statement"].([]any) {
+			s := st.(map[string]any)
+			if s["Effect"] != "Allow" {
+				continue
+			}
+			if _, ok := s["NotAction"]; ok {
+				t.Errorf("%s: %s on %s uses NotAction", stack, source, role)
+			}
+			if _, ok := s["NotResource"]; ok {
+				t.Errorf("%s: %s on %s uses NotResource", stack, source, role)
+			}
+			out[role] = append(out[role], iamStatement{role: role, source: source, actions: asStrings(s["Action"]), resource: s["Resource"]})
+		}
+	}
+	for _, typ := range []string{"AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"} {
+		for id, pol := range resources(t, stack, typ) {
+			roles, _ := props(pol)["Roles"].([]any)
+			if len(roles) == 0 {
+				t.Errorf("%s: %s %s attaches to no role (users or groups?)", stack, typ, id)
+			}
+			for _, r := range roles {
+				ref, _ := r.(map[string]any)["Ref"].(string)
+				if _, ok := out[ref]; !ok {
+					t.Errorf("%s: %s %s attaches to %s, not a role of this stack", stack, typ, id, jsonString(t, r))
+					continue
+				}
+				add(ref, id, props(pol)["PolicyDocument"])
+			}
+		}
+	}
+	for id, role := range resources(t, stack, "AWS::IAM::Role") {
+		inline, _ := props(role)["Policies"].([]any)
+		for _, p := range inline {
+			pm := p.(map[string]any)
+			add(id, fmt.Sprintf("%s inline policy %v", id, pm["PolicyName"]), pm["PolicyDocument"])
+		}
+	}
+	return out
+}
+
+// resourceList reads an IAM Resource (one value or a list) as a list.
+func resourceList(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
+}
+
+// literalStrings returns every literal string inside v (a Resource with its intrinsic functions), less the names
+// of the functions, pseudo parameters and resources they refer to.
+func literalStrings(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, literalStrings(e)...)
+		}
+		return out
+	case map[string]any:
+		var out []string
+		for k, e := range x {
+			switch k {
+			case "Ref", "Fn::GetAtt":
+				continue // names of resources, attributes and pseudo parameters
+			}
+			out = append(out, literalStrings(e)...)
+		}
+		return out
+	}
+	return nil
+}
+
 func TestIAMHasNoWildcardActionsAndScopedResources(t *testing.T) {
 	// Resource "*" is allowed only for actions AWS defines without resource-level permissions.
 	starOK := []string{"cloudwatch:GetMetricData", "ecr:GetAuthorizationToken"}
 	for _, stack := range []string{snapshotStack, variantStack} {
-		for id, pol := range resources(t, stack, "AWS::IAM::Policy") {
-			for _, st := range props(pol)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-				s := st.(map[string]any)
-				actions := asStrings(s["Action"])
-				for _, a := range actions {
-					if strings.Contains(a, "*") {
-						t.Errorf("%s: %s allows wildcard action %s", stack, id, a)
+		t.Run(stack, func(t *testing.T) {
+			statements := roleStatements(t, stack)
+			if len(statements) < 7 {
+				t.Errorf("%d roles, want at least the flow log, 2 task, 2 execution, autoscaler and provider roles", len(statements))
+			}
+			for role, sts := range statements {
+				for _, s := range sts {
+					for _, a := range s.actions {
+						if strings.Contains(a, "*") {
+							t.Errorf("%s: %s allows the wildcard action %s", role, s.source, a)
+						}
 					}
-				}
-				if s["Resource"] == "*" {
-					for _, a := range actions {
-						if !slices.Contains(starOK, a) {
-							t.Errorf("%s: %s allows %s on every resource", stack, id, a)
+					for _, r := range resourceList(s.resource) {
+						if r == "*" {
+							for _, a := range s.actions {
+								if !slices.Contains(starOK, a) {
+									t.Errorf("%s: %s allows %s on every resource", role, s.source, a)
+								}
+							}
+							continue
+						}
+						for _, lit := range literalStrings(r) {
+							if strings.Contains(lit, "*") {
+								t.Errorf("%s: %s allows %v on the wildcard resource %s", role, s.source, s.actions, jsonString(t, r))
+							}
 						}
 					}
 				}
 			}
+			// Managed policies: only those allowed above, each with its reason.
+			for id, role := range resources(t, stack, "AWS::IAM::Role") {
+				arns, _ := props(role)["ManagedPolicyArns"].([]any)
+				for _, arn := range arns {
+					got := jsonString(t, arn)
+					allowed := slices.ContainsFunc(managedPoliciesAllowed, func(m allowedManagedPolicy) bool {
+						return strings.HasPrefix(id, m.rolePrefix) && strings.Contains(got, m.policy)
+					})
+					if !allowed {
+						t.Errorf("%s carries the managed policy %s: grant scoped actions instead, or allow it with a reason", id, got)
+					}
+				}
+			}
+		})
+	}
+	for _, m := range managedPoliciesAllowed {
+		if len(m.reason) < 60 {
+			t.Errorf("managed policy %s on %s: say why in words about this stack", m.policy, m.rolePrefix)
 		}
+	}
+	// The CDK provider's function logs to a group the stack creates, named as Lambda names it, with the retention.
+	fnID, _ := resourceWithPrefix(t, snapshotStack, "AWS::Lambda::Function", "CustomVpcRestrictDefaultSGCustomResourceProviderHandler")
+	lgID, lg := resourceWithPrefix(t, snapshotStack, "AWS::Logs::LogGroup", "CustomVpcRestrictDefaultSGCustomResourceProviderLogs")
+	if got, want := jsonString(t, props(lg)["LogGroupName"]), `{"Fn::Join":["",["/aws/lambda/",{"Ref":"`+fnID+`"}]]}`; got != want {
+		t.Errorf("provider log group name %s, want %s", got, want)
+	}
+	_, cr := resourceWithPrefix(t, snapshotStack, "Custom::VpcRestrictDefaultSG", "NetworkVpcRestrictDefaultSecurityGroupCustomResource")
+	if deps := asStrings(cr["DependsOn"]); !slices.Contains(deps, lgID) {
+		t.Errorf("the default security group's custom resource depends on %v, want %s: the function would log before its group exists", deps, lgID)
 	}
 	// The producer may write to this stream only.
 	_, pol := resourceWithPrefix(t, snapshotStack, "AWS::IAM::Policy", "ProducerTaskTaskRole")

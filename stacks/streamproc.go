@@ -109,7 +109,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 	s.Network = network.New(stack, jsii.String("Network"), &network.Props{
 		NatGateways:        cfg.NatGateways,
 		InterfaceEndpoints: cfg.InterfaceEndpoints,
-		FlowLogRetention:   logRetention,
+		LogRetention:       logRetention,
 	})
 	s.Stream = stream.New(stack, jsii.String("Stream"), &stream.Props{
 		ShardCount:     cfg.ShardCount,

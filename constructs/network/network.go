@@ -1,6 +1,7 @@
 // Package network defines the VPC the services run in: two Availability Zones with public subnets (load balancer,
 // NAT gateways) and private subnets with egress (Fargate tasks), VPC flow logs, gateway endpoints for DynamoDB and S3,
-// and optional interface endpoints for Kinesis, ECR and CloudWatch Logs.
+// optional interface endpoints for Kinesis, ECR and CloudWatch Logs, and a default security group emptied of every
+// rule (the CDK's restrictDefaultSecurityGroup custom resource, whose function's log group gets a retention here).
 package network
 
 import (
@@ -31,9 +32,10 @@ type Props struct {
 	// tasks' AWS traffic stays off the NAT gateway (each endpoint costs about 7.3 USD a month per AZ).
 	// Default: false.
 	InterfaceEndpoints bool
-	// FlowLogRetention is how long the VPC flow logs are kept. Default: one month.
-	FlowLogRetention awslogs.RetentionDays
-	// RemovalPolicy applies to the flow log group. Default: awscdk.RemovalPolicy_DESTROY (the logs are diagnostics).
+	// LogRetention is how long the VPC flow logs and the logs of the function that empties the default security
+	// group are kept. Default: one month.
+	LogRetention awslogs.RetentionDays
+	// RemovalPolicy applies to both log groups. Default: awscdk.RemovalPolicy_DESTROY (the logs are diagnostics).
 	RemovalPolicy awscdk.RemovalPolicy
 }
 
@@ -46,7 +48,20 @@ type Network struct {
 	FlowLogGroup awslogs.LogGroup
 	// InterfaceEndpoints are the interface endpoints created when Props.InterfaceEndpoints is set, by construct ID.
 	InterfaceEndpoints map[string]awsec2.InterfaceVpcEndpoint
+	// DefaultSecurityGroupLogGroup receives the logs of the CDK's function that empties the VPC's default security
+	// group; nil when the feature flag @aws-cdk/aws-ec2:restrictDefaultSecurityGroup is off (no such function).
+	DefaultSecurityGroupLogGroup awslogs.ILogGroup
 }
+
+// Construct IDs of the CDK's custom resource that empties the VPC's default security group (feature flag
+// @aws-cdk/aws-ec2:restrictDefaultSecurityGroup): the custom resource under the VPC, its provider (one per stack)
+// and the provider's function. IDProviderLogGroup is the log group this package adds under the provider.
+const (
+	idRestrictDefaultSG = "RestrictDefaultSecurityGroupCustomResource"
+	idRestrictProvider  = "Custom::VpcRestrictDefaultSGCustomResourceProvider"
+	idProviderHandler   = "Handler"
+	IDProviderLogGroup  = "Logs"
+)
 
 // New creates the network. It panics when props are invalid (a NAT gateway count outside 1..MaxAzs).
 func New(scope constructs.Construct, id *string, props *Props) *Network {
@@ -60,8 +75,8 @@ func New(scope constructs.Construct, id *string, props *Props) *Network {
 	if p.NatGateways < 1 || p.NatGateways > MaxAzs {
 		panic(fmt.Sprintf("network: NatGateways is %d, want 1 to %d (the private subnets need egress)", p.NatGateways, MaxAzs))
 	}
-	if p.FlowLogRetention == "" {
-		p.FlowLogRetention = awslogs.RetentionDays_ONE_MONTH
+	if p.LogRetention == "" {
+		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
 	}
 	if p.RemovalPolicy == "" {
 		p.RemovalPolicy = awscdk.RemovalPolicy_DESTROY
@@ -71,7 +86,7 @@ func New(scope constructs.Construct, id *string, props *Props) *Network {
 	n := &Network{Construct: this, InterfaceEndpoints: map[string]awsec2.InterfaceVpcEndpoint{}}
 
 	n.FlowLogGroup = awslogs.NewLogGroup(this, jsii.String("FlowLogs"), &awslogs.LogGroupProps{
-		Retention:     p.FlowLogRetention,
+		Retention:     p.LogRetention,
 		RemovalPolicy: p.RemovalPolicy,
 	})
 	n.Vpc = awsec2.NewVpc(this, jsii.String("Vpc"), &awsec2.VpcProps{
@@ -120,5 +135,39 @@ func New(scope constructs.Construct, id *string, props *Props) *Network {
 			n.InterfaceEndpoints[s.id] = ep
 		}
 	}
+	n.DefaultSecurityGroupLogGroup = restrictDefaultSGLogGroup(n.Vpc, p.LogRetention, p.RemovalPolicy)
 	return n
+}
+
+// restrictDefaultSGLogGroup gives the log group of the CDK's function that empties the default security group a
+// retention. Nothing in the stack uses that group, and emptying it means a resource later placed in it by mistake
+// gets no traffic (Security Hub control EC2.2); but the CDK's provider function (Node.js, its role carries the
+// AWSLambdaBasicExecutionRole managed policy) would log to a group Lambda creates on first use, kept forever. This
+// creates /aws/lambda/<function> first, with the retention, and makes the custom resource (the only thing that
+// invokes the function) wait for it, so Lambda finds the group and never creates its own. The group sits under the
+// provider, which is one per stack, and is created once. It returns nil when the feature flag is off.
+func restrictDefaultSGLogGroup(vpc awsec2.Vpc, retention awslogs.RetentionDays, removal awscdk.RemovalPolicy) awslogs.ILogGroup {
+	cr := vpc.Node().TryFindChild(jsii.String(idRestrictDefaultSG))
+	if cr == nil {
+		return nil
+	}
+	provider, ok := awscdk.Stack_Of(vpc).Node().TryFindChild(jsii.String(idRestrictProvider)).(constructs.Construct)
+	if !ok {
+		panic(fmt.Sprintf("network: the VPC has %s but the stack has no %s: the CDK renamed its provider", idRestrictDefaultSG, idRestrictProvider))
+	}
+	if existing, ok := provider.Node().TryFindChild(jsii.String(IDProviderLogGroup)).(awslogs.ILogGroup); ok {
+		cr.Node().AddDependency(existing)
+		return existing
+	}
+	handler, ok := provider.Node().TryFindChild(jsii.String(idProviderHandler)).(awscdk.CfnResource)
+	if !ok {
+		panic(fmt.Sprintf("network: %s has no %s function: the CDK changed its provider", idRestrictProvider, idProviderHandler))
+	}
+	group := awslogs.NewLogGroup(provider, jsii.String(IDProviderLogGroup), &awslogs.LogGroupProps{
+		LogGroupName:  awscdk.Fn_Join(jsii.String(""), &[]*string{jsii.String("/aws/lambda/"), handler.Ref()}),
+		Retention:     retention,
+		RemovalPolicy: removal,
+	})
+	cr.Node().AddDependency(group)
+	return group
 }
