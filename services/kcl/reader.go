@@ -197,13 +197,17 @@ type fanOutReader struct {
 }
 
 func (r *fanOutReader) subscribe(ctx context.Context) error {
-	// The subscription outlives this call: it gets its own context, cancelled by closeSub.
+	// The subscription's event stream outlives this call: it gets its own context, cancelled by closeSub. While the
+	// call itself waits for the initial response, ctx's end (lease lost, shutdown, abrupt stop) cancels it too, so
+	// an endpoint that accepts and never answers cannot hold the worker.
 	subCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, cancel)
 	out, err := r.api.SubscribeToShard(subCtx, &kinesis.SubscribeToShardInput{
 		ConsumerARN:      &r.consumerARN,
 		ShardId:          &r.shardID,
 		StartingPosition: r.start.startingPosition(r.continuation, r.lastSeq),
 	}, ownEventStreamCodec)
+	stop()
 	if err != nil {
 		cancel()
 		return fmt.Errorf("subscribe to %s: %w", r.shardID, err)
