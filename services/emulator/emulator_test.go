@@ -2,8 +2,12 @@ package emulator
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,9 +92,11 @@ func TestStartFailsClearly(t *testing.T) {
 		"nothing requested":    {opts: Options{}, want: "no emulator requested"},
 		"node_modules missing": {opts: Options{Kinesis: true, Root: t.TempDir()}, want: "npm ci"},
 		"dynalite missing":     {opts: Options{DynamoDB: true, Root: t.TempDir()}, want: "npm ci"},
+		"moto_server missing":  {opts: Options{CloudWatch: true}, want: "moto_server not found on PATH"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			t.Setenv("PATH", t.TempDir()) // no emulator binary can be found
 			e, err := Start(context.Background(), tc.opts)
 			if err == nil {
 				_ = e.Stop()
@@ -133,4 +139,91 @@ func TestDynamoDBSurvivesAbandonedRequests(t *testing.T) {
 	if _, err := e.DynamoDBClient().ListTables(ctx, &dynamodb.ListTablesInput{}); err != nil {
 		t.Fatalf("dynalite stopped serving after abandoned requests: %v", err)
 	}
+}
+
+// TestEmulatorsListenOnLoopbackOnly checks every listening socket of every emulator process: none may be reachable
+// from outside this machine (kinesis-local listens on all interfaces in its own code).
+func TestEmulatorsListenOnLoopbackOnly(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads the listening sockets from /proc, which only Linux has")
+	}
+	// GIVEN all three emulators
+	e := StartForTest(t, Options{Kinesis: true, DynamoDB: true, CloudWatch: true})
+
+	// WHEN their processes' listening sockets are read from /proc
+	listening := listeningSockets(t)
+	for _, pid := range e.PIDs() {
+		found := 0
+		for _, inode := range socketInodes(t, pid) {
+			addr, ok := listening[inode]
+			if !ok {
+				continue
+			}
+			found++
+			// THEN each is bound to a loopback address
+			if !addr.IsLoopback() {
+				t.Errorf("emulator pid %d listens on %v, want a loopback address", pid, addr)
+			}
+		}
+		if found == 0 {
+			t.Errorf("emulator pid %d has no listening socket", pid)
+		}
+	}
+}
+
+// listeningSockets maps the inode of every listening TCP socket on this machine to its local address.
+func listeningSockets(t *testing.T) map[string]net.IP {
+	t.Helper()
+	sockets := map[string]net.IP{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		content, err := os.ReadFile(table)
+		if err != nil {
+			t.Fatalf("read %s: %v", table, err)
+		}
+		for _, line := range strings.Split(string(content), "\n")[1:] {
+			fields := strings.Fields(line)
+			const listen = "0A"
+			if len(fields) < 10 || fields[3] != listen {
+				continue
+			}
+			hexAddr, _, _ := strings.Cut(fields[1], ":")
+			sockets[fields[9]] = procAddress(t, hexAddr)
+		}
+	}
+	return sockets
+}
+
+// procAddress decodes an address of /proc/net/tcp{,6}: 32-bit words in host (little-endian) byte order.
+func procAddress(t *testing.T, hexAddr string) net.IP {
+	t.Helper()
+	raw, err := hex.DecodeString(hexAddr)
+	if err != nil || (len(raw) != 4 && len(raw) != 16) {
+		t.Fatalf("bad address %q in /proc/net/tcp: %v", hexAddr, err)
+	}
+	ip := make(net.IP, len(raw))
+	for i := 0; i < len(raw); i += 4 {
+		ip[i], ip[i+1], ip[i+2], ip[i+3] = raw[i+3], raw[i+2], raw[i+1], raw[i]
+	}
+	return ip
+}
+
+// socketInodes lists the inodes of the sockets process pid holds open.
+func socketInodes(t *testing.T, pid int) []string {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("read %s: %v", dir, err)
+	}
+	var inodes []string
+	for _, entry := range entries {
+		target, err := os.Readlink(dir + "/" + entry.Name())
+		if err != nil {
+			continue // the descriptor closed while being read
+		}
+		if inode, ok := strings.CutPrefix(target, "socket:["); ok {
+			inodes = append(inodes, strings.TrimSuffix(inode, "]"))
+		}
+	}
+	return inodes
 }
