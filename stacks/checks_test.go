@@ -314,19 +314,6 @@ func TestIAMHasNoWildcardActionsAndScopedResources(t *testing.T) {
 	if deps := asStrings(cr["DependsOn"]); !slices.Contains(deps, lgID) {
 		t.Errorf("the default security group's custom resource depends on %v, want %s: the function would log before its group exists", deps, lgID)
 	}
-	// The producer may write to this stream only.
-	_, pol := resourceWithPrefix(t, snapshotStack, "AWS::IAM::Policy", "ProducerTaskTaskRole")
-	st := props(pol)["PolicyDocument"].(map[string]any)["Statement"].([]any)
-	if len(st) != 1 {
-		t.Fatalf("producer task policy %s, want one statement", jsonString(t, st))
-	}
-	s := st[0].(map[string]any)
-	if got := asStrings(s["Action"]); !slices.Equal(got, []string{"kinesis:ListShards", "kinesis:PutRecord", "kinesis:PutRecords"}) {
-		t.Errorf("producer actions %v", got)
-	}
-	if got := jsonString(t, s["Resource"]); got != `{"Fn::GetAtt":["Stream862536A4","Arn"]}` {
-		t.Errorf("producer resource %s, want the stream's ARN", got)
-	}
 }
 
 // asStrings reads an IAM Action (a string or a list of strings).

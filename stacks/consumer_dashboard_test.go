@@ -80,33 +80,6 @@ func TestConsumerService(t *testing.T) {
 		t.Errorf("%d consumer scaling policies, want 1", policies)
 	}
 	has(t, synthesized.tVariant, "AWS::ApplicationAutoScaling::ScalableTarget", map[string]any{"MinCapacity": 2, "MaxCapacity": 8})
-
-	// IAM: exactly the worker's calls, each on its own resource.
-	_, pol := resourceWithPrefix(t, snapshotStack, "AWS::IAM::Policy", "ConsumerTaskTaskRole")
-	got := map[string][]string{}
-	for _, st := range props(pol)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
-		s := st.(map[string]any)
-		got[jsonString(t, s["Resource"])] = asStrings(s["Action"])
-	}
-	want := map[string][]string{
-		`{"Fn::GetAtt":["Stream862536A4","Arn"]}`:                       sorted(consumerservice.StreamActions),
-		`{"Fn::GetAtt":["StreamFanOutConsumer5C048830","ConsumerARN"]}`: sorted(consumerservice.ConsumerActions),
-		`{"Fn::GetAtt":["ConsumerLeaseTableB2FF7F75","Arn"]}`:           sorted(consumerservice.LeaseTableActions),
-	}
-	if len(got) != len(want) {
-		t.Errorf("consumer policy %v, want %v", got, want)
-	}
-	for res, actions := range want {
-		if !slices.Equal(got[res], actions) {
-			t.Errorf("consumer actions on %s = %v, want %v", res, got[res], actions)
-		}
-	}
-}
-
-func sorted(s []string) []string {
-	out := slices.Clone(s)
-	slices.Sort(out)
-	return out
 }
 
 func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {

@@ -52,9 +52,11 @@ const (
 // plus a margin before SIGKILL.
 const StopTimeout = ShutdownTimeout + stopTimeoutMargin
 
-// StreamActions are the Kinesis calls the worker makes on the stream.
+// StreamActions are the Kinesis calls the worker makes on the stream (services/kcl's KinesisAPI, less
+// SubscribeToShard, which acts on the registered consumer). The consumer's DescribeStreamSummary,
+// DescribeStreamConsumer and RegisterStreamConsumer (services/consumer's ensureStreamConsumer) run only without
+// CONSUMER_ARN, which the task always sets.
 var StreamActions = []string{
-	"kinesis:DescribeStreamSummary",
 	"kinesis:ListShards",
 	"kinesis:GetShardIterator",
 	"kinesis:GetRecords",
@@ -62,14 +64,13 @@ var StreamActions = []string{
 
 // ConsumerActions are the Kinesis calls the worker makes on the registered fan-out consumer.
 var ConsumerActions = []string{
-	"kinesis:DescribeStreamConsumer",
 	"kinesis:SubscribeToShard",
 }
 
-// LeaseTableActions are the DynamoDB calls the lease coordinator makes (services/kcl's leaseTableAPI, less
-// CreateTable: the stack owns the table), granted on the lease table only.
+// LeaseTableActions are the DynamoDB calls the lease coordinator makes (services/kcl's DynamoDBAPI, less
+// DescribeTable and CreateTable: only CREATE_LEASE_TABLE=true makes them, and the stack owns the table), granted on
+// the lease table only.
 var LeaseTableActions = []string{
-	"dynamodb:DescribeTable",
 	"dynamodb:GetItem",
 	"dynamodb:PutItem",
 	"dynamodb:UpdateItem",
@@ -167,10 +168,9 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 	c.MetricDimensions = MetricDimensions(appName)
 
 	role := c.TaskDefinition.TaskRole()
-	// Exactly the worker's calls (services/kcl and services/consumer): shard discovery and polling reads on the
-	// stream (polling also finds the end of a closed shard in fan-out mode), SubscribeToShard and
-	// DescribeStreamConsumer on the registered consumer. The L2 GrantRead methods would add DescribeStream and
-	// ListStreams, which the worker never calls.
+	// Exactly the worker's calls (services/kcl): shard discovery and polling reads on the stream (polling also finds
+	// the end of a closed shard in fan-out mode), SubscribeToShard on the registered consumer. The L2 GrantRead
+	// methods would add DescribeStream, DescribeStreamSummary and ListStreams, which the deployed worker never calls.
 	p.Stream.Grant(role, *jsii.Strings(StreamActions...)...)
 	if p.ReadMode == ReadModeFanOut {
 		p.StreamConsumer.Grant(role, *jsii.Strings(ConsumerActions...)...)

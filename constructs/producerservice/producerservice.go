@@ -49,6 +49,13 @@ const StopTimeout = settings.DefaultStopTimeout + stopTimeoutMargin
 // for Kinesis at most the record time to live (kpl.DefaultRecordTTL).
 const DeregistrationDelay = kpl.DefaultRecordTTL
 
+// StreamActions are the Kinesis calls the producer makes (services/kpl's KinesisAPI), granted on the stream only.
+// The stream's GrantWrite would add PutRecord, which the producer never calls.
+var StreamActions = []string{
+	"kinesis:ListShards",
+	"kinesis:PutRecords",
+}
+
 // Props configures a ProducerService. Cluster, Stream, Image and InboundCidr are required.
 type Props struct {
 	// Cluster is the ECS cluster (and through it the VPC) the service runs in. Required.
@@ -133,9 +140,9 @@ func New(scope constructs.Construct, id *string, props *Props) *ProducerService 
 		HealthCheckGracePeriod: HealthCheckGracePeriod,
 		Sizing:                 p.Sizing,
 	})
-	// The producer calls ListShards (shard map) and PutRecords: exactly the stream's write grant. The AWS-managed
-	// key needs no grant: its key policy allows every principal of the account to use it through Kinesis.
-	p.Stream.GrantWrite(s.TaskDefinition.TaskRole())
+	// The producer calls ListShards (shard map) and PutRecords. The AWS-managed key needs no grant: its key policy
+	// allows every principal of the account to use it through Kinesis.
+	p.Stream.Grant(s.TaskDefinition.TaskRole(), *jsii.Strings(StreamActions...)...)
 
 	s.LoadBalancerGroup = awsec2.NewSecurityGroup(this, jsii.String("LoadBalancerSecurityGroup"), &awsec2.SecurityGroupProps{
 		Vpc:              vpc,
