@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
@@ -138,6 +139,27 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	if err != nil || len(metrics.Metrics) != 1 || aws.ToString(metrics.Metrics[0].Dimensions[0].Value) != "local-test" {
 		t.Fatalf("CloudWatch %s metrics = %+v, %v; want one for the stream", pipeline.MetricIncomingRecords, metrics, err)
 	}
+	// THEN CloudWatch holds the stream's real numbers: the one Kinesis record the producer put, and its bytes
+	// (data and partition key, as Kinesis counts IncomingBytes) as read back from the stream
+	wantBytes := float64(len(got.Records[0].Data) + len(aws.ToString(got.Records[0].PartitionKey)))
+	var records, incomingBytes float64
+	deadline = time.Now().Add(time.Minute)
+	for records < 1 || incomingBytes < wantBytes {
+		if time.Now().After(deadline) {
+			t.Fatalf("CloudWatch %s = %v, %s = %v after a minute; want 1 and %v", pipeline.MetricIncomingRecords, records,
+				pipeline.MetricIncomingBytes, incomingBytes, wantBytes)
+		}
+		if err := p.PublishMetrics(ctx); err != nil {
+			t.Fatalf("publish metrics: %v", err)
+		}
+		records = streamMetricSum(ctx, t, p, "local-test", pipeline.MetricIncomingRecords)
+		incomingBytes = streamMetricSum(ctx, t, p, "local-test", pipeline.MetricIncomingBytes)
+		time.Sleep(200 * time.Millisecond)
+	}
+	if records != 1 || incomingBytes != wantBytes {
+		t.Errorf("CloudWatch %s = %v, %s = %v; want 1 and %v", pipeline.MetricIncomingRecords, records,
+			pipeline.MetricIncomingBytes, incomingBytes, wantBytes)
+	}
 	outcome, err := p.Autoscale(ctx, time.Now(), "test")
 	if err != nil || outcome.CurrentShardCount != 2 {
 		t.Fatalf("autoscale = %+v, %v; want a decision on 2 shards", outcome, err)
@@ -160,6 +182,27 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 			t.Errorf("process %d still exists (kill 0: %v)", pid, err)
 		}
 	}
+}
+
+// streamMetricSum returns the Sum of the stream's AWS/Kinesis metric over the last ten minutes, as the autoscaler
+// would read it from CloudWatch.
+func streamMetricSum(ctx context.Context, t *testing.T, p *pipeline.Pipeline, stream, metric string) float64 {
+	t.Helper()
+	now := time.Now()
+	out, err := p.Emulators().CloudWatchClient().GetMetricStatistics(ctx, &cloudwatch.GetMetricStatisticsInput{
+		Namespace: aws.String(pipeline.KinesisNamespace), MetricName: aws.String(metric),
+		Dimensions: []cwtypes.Dimension{{Name: aws.String(pipeline.DimensionStreamName), Value: aws.String(stream)}},
+		StartTime:  aws.Time(now.Add(-10 * time.Minute)), EndTime: aws.Time(now.Add(time.Minute)),
+		Period: aws.Int32(60), Statistics: []cwtypes.Statistic{cwtypes.StatisticSum},
+	})
+	if err != nil {
+		t.Fatalf("GetMetricStatistics %s: %v", metric, err)
+	}
+	sum := 0.0
+	for _, d := range out.Datapoints {
+		sum += aws.ToFloat64(d.Sum)
+	}
+	return sum
 }
 
 // consumerLogged reports whether a consumer worker's log holds the record line of the test's record.
