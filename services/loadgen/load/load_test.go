@@ -221,6 +221,68 @@ func TestRunSendsRecordsAndCountsAcknowledgements(t *testing.T) {
 	}
 }
 
+func TestRunReportsProgressAtItsInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// GIVEN a producer answering after 1 ms and a run of 50 records at 100/s (the last due at 490 ms)
+		cfg := Config{URL: "http://producer.test", Records: 50, Rate: 100, Concurrency: 2,
+			Client: &http.Client{Transport: &fakeProducer{latency: time.Millisecond}}}
+		var mu sync.Mutex
+		var got []Progress
+		// WHEN it runs with a snapshot every 100 ms
+		res, err := Run(context.Background(), cfg, 100*time.Millisecond, func(p Progress) {
+			mu.Lock()
+			got = append(got, p)
+			mu.Unlock()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait() // the progress goroutine has stopped
+		// THEN a snapshot came every 100 ms until the run ended, each counting the 10 records acknowledged since the
+		// previous one (records due at 0-90 ms are answered by 91 ms; the one due at 100 ms only at 101 ms)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 4 {
+			t.Fatalf("%d progress snapshots %+v; want 4 (at 100, 200, 300 and 400 ms)", len(got), got)
+		}
+		for i, p := range got {
+			k := int64(i + 1)
+			want := Progress{Elapsed: time.Duration(k) * 100 * time.Millisecond, Records: 10 * k, Acked: 10 * k,
+				RecentPerSecond: 100, RecentP50Millis: 1, RecentP99Millis: 1}
+			if p != want {
+				t.Errorf("snapshot %d = %+v; want %+v", i, p, want)
+			}
+		}
+		if res.Acked != 50 {
+			t.Errorf("acked %d; want 50", res.Acked)
+		}
+	})
+}
+
+func TestProgressString(t *testing.T) {
+	tests := map[string]struct {
+		p    Progress
+		want string
+	}{
+		"running": {
+			p: Progress{Elapsed: 12345 * time.Millisecond, Records: 1000, Acked: 990, Failed: 10, RecentPerSecond: 499.6,
+				RecentP50Millis: 1.26, RecentP99Millis: 17.04},
+			want: "  12.3s  sent 1000  acked 990  errors 10  500 rec/s  p50 1.3 ms  p99 17.0 ms",
+		},
+		"nothing yet": {
+			p:    Progress{},
+			want: "   0.0s  sent 0  acked 0  errors 0  0 rec/s  p50 0.0 ms  p99 0.0 ms",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			if got := tc.p.String(); got != tc.want {
+				t.Errorf("String() = %q; want %q", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestRunRejectsBadConfig(t *testing.T) {
 	tests := map[string]struct {
 		cfg  Config
