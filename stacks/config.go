@@ -36,6 +36,11 @@ const (
 	ContextRetainData         = "retainData"
 	ContextAutoscalerDryRun   = "autoscalerDryRun"
 	ContextConsumerReadMode   = "consumerReadMode"
+	// The services' CPU scaling cooldowns, in seconds.
+	ContextProducerScaleOutCooldown = "producerScaleOutCooldownSeconds"
+	ContextProducerScaleInCooldown  = "producerScaleInCooldownSeconds"
+	ContextConsumerScaleOutCooldown = "consumerScaleOutCooldownSeconds"
+	ContextConsumerScaleInCooldown  = "consumerScaleInCooldownSeconds"
 )
 
 // Defaults of Config that are the stack's own (the others are the constructs' defaults).
@@ -65,6 +70,12 @@ type Config struct {
 	ConsumerCPU, ConsumerMemoryMiB int
 	// ConsumerMinTasks, ConsumerMaxTasks bound the consumer's CPU scaling. Default: 1 and 10.
 	ConsumerMinTasks, ConsumerMaxTasks int
+	// ProducerScaleOutCooldownSeconds, ProducerScaleInCooldownSeconds space the producer's CPU scaling steps (1 to
+	// 3600). Default: producerservice.DefaultScaleOutCooldown and DefaultScaleInCooldown (60 and 60, the blog's).
+	ProducerScaleOutCooldownSeconds, ProducerScaleInCooldownSeconds int
+	// ConsumerScaleOutCooldownSeconds, ConsumerScaleInCooldownSeconds space the consumer's CPU scaling steps (1 to
+	// 3600). Default: consumerservice.DefaultScaleOutCooldown and DefaultScaleInCooldown (10 and 10, the blog's).
+	ConsumerScaleOutCooldownSeconds, ConsumerScaleInCooldownSeconds int
 	// NatGateways is the number of NAT gateways (1 or 2). Default: network.DefaultNatGateways (1).
 	NatGateways int
 	// InterfaceEndpoints adds Kinesis, ECR and CloudWatch Logs interface endpoints. Default: false.
@@ -102,6 +113,10 @@ func (c Config) withDefaults() Config {
 	def(&c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)
 	def(&c.ConsumerMinTasks, DefaultConsumerMinTasks)
 	def(&c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
+	def(&c.ProducerScaleOutCooldownSeconds, int(producerservice.DefaultScaleOutCooldown.Seconds()))
+	def(&c.ProducerScaleInCooldownSeconds, int(producerservice.DefaultScaleInCooldown.Seconds()))
+	def(&c.ConsumerScaleOutCooldownSeconds, int(consumerservice.DefaultScaleOutCooldown.Seconds()))
+	def(&c.ConsumerScaleInCooldownSeconds, int(consumerservice.DefaultScaleInCooldown.Seconds()))
 	def(&c.NatGateways, network.DefaultNatGateways)
 	def(&c.LogRetentionDays, DefaultLogRetentionDays)
 	if c.ConsumerReadMode == "" {
@@ -119,6 +134,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("%s=%d: want at least 1", ContextMinShards, c.MinShards)
 	case c.ConsumerReadMode != consumerservice.ReadModeFanOut && c.ConsumerReadMode != consumerservice.ReadModePolling:
 		return fmt.Errorf("%s=%q: want %q or %q", ContextConsumerReadMode, c.ConsumerReadMode, consumerservice.ReadModeFanOut, consumerservice.ReadModePolling)
+	}
+	for key, v := range map[string]int{
+		ContextProducerScaleOutCooldown: c.ProducerScaleOutCooldownSeconds, ContextProducerScaleInCooldown: c.ProducerScaleInCooldownSeconds,
+		ContextConsumerScaleOutCooldown: c.ConsumerScaleOutCooldownSeconds, ContextConsumerScaleInCooldown: c.ConsumerScaleInCooldownSeconds,
+	} {
+		if v < 1 || v > 3600 {
+			return fmt.Errorf("%s=%d: want 1 to 3600 seconds", key, v)
+		}
 	}
 	if _, ok := retentionDays[c.LogRetentionDays]; !ok {
 		return fmt.Errorf("%s=%d: want one of CloudWatch Logs' retention periods (1, 3, 5, 7, 14, 30, 60, 90, 180, 365, ...)", ContextLogRetentionDays, c.LogRetentionDays)
@@ -149,6 +172,8 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		ContextConsumerCPU: &c.ConsumerCPU, ContextConsumerMemoryMiB: &c.ConsumerMemoryMiB,
 		ContextConsumerMinTasks: &c.ConsumerMinTasks, ContextConsumerMaxTasks: &c.ConsumerMaxTasks,
 		ContextNatGateways: &c.NatGateways, ContextLogRetentionDays: &c.LogRetentionDays,
+		ContextProducerScaleOutCooldown: &c.ProducerScaleOutCooldownSeconds, ContextProducerScaleInCooldown: &c.ProducerScaleInCooldownSeconds,
+		ContextConsumerScaleOutCooldown: &c.ConsumerScaleOutCooldownSeconds, ContextConsumerScaleInCooldown: &c.ConsumerScaleInCooldownSeconds,
 	}
 	for key, dst := range ints {
 		v := node.TryGetContext(&key)

@@ -22,8 +22,9 @@ func TestConfigFromContext(t *testing.T) {
 			want:    stacks.Config{ShardCount: 7, InterfaceEndpoints: true, CertificateArn: "arn:x"},
 		},
 		"-c strings": {
-			context: map[string]any{stacks.ContextProducerMaxTasks: "20", stacks.ContextRetainData: "true", stacks.ContextConsumerReadMode: "polling"},
-			want:    stacks.Config{ProducerMaxTasks: 20, RetainData: true, ConsumerReadMode: "polling"},
+			context: map[string]any{stacks.ContextProducerMaxTasks: "20", stacks.ContextRetainData: "true", stacks.ContextConsumerReadMode: "polling",
+				stacks.ContextConsumerScaleInCooldown: "300"},
+			want: stacks.Config{ProducerMaxTasks: 20, RetainData: true, ConsumerReadMode: "polling", ConsumerScaleInCooldownSeconds: 300},
 		},
 		"not a number":        {context: map[string]any{stacks.ContextShardCount: "five"}, err: "context shardCount=five: want a whole number"},
 		"fraction":            {context: map[string]any{stacks.ContextNatGateways: 1.5}, err: "context natGateways=1.5: want a whole number"},
@@ -56,6 +57,7 @@ func TestInvalidConfigStopsTheSynth(t *testing.T) {
 		"unknown read mode":                      {stacks.Config{ConsumerReadMode: "push"}, `consumerReadMode="push": want "fanout" or "polling"`},
 		"log retention CloudWatch does not have": {stacks.Config{LogRetentionDays: 31}, "logRetentionDays=31"},
 		"three NAT gateways in two AZs":          {stacks.Config{NatGateways: 3}, "NatGateways is 3, want 1 to 2"},
+		"cooldown above an hour":                 {stacks.Config{ProducerScaleInCooldownSeconds: 3601}, "producerScaleInCooldownSeconds=3601: want 1 to 3600 seconds"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

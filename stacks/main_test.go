@@ -20,7 +20,8 @@ var update = flag.Bool("update", false, "rewrite testdata/"+snapshotStack+".temp
 
 // The test app holds two stacks, synthesized once for the whole package (node starts once):
 //   - snapshotStack: every default, exactly as `make synth` builds it (same context from cdk.json);
-//   - variantStack: HTTPS with a certificate, two NAT gateways, interface endpoints, retained data, other sizes.
+//   - variantStack: HTTPS with a certificate, two NAT gateways, interface endpoints, retained data, other sizes and
+//     scaling cooldowns.
 const (
 	snapshotStack = "StreamProc"
 	variantStack  = "StreamProcVariant"
@@ -33,6 +34,8 @@ var variantConfig = stacks.Config{
 	ConsumerCPU: 256, ConsumerMemoryMiB: 512, ConsumerMinTasks: 2, ConsumerMaxTasks: 8,
 	NatGateways: 2, InterfaceEndpoints: true, CertificateArn: variantCert, LogRetentionDays: 90,
 	RetainData: true, AutoscalerDryRun: true,
+	ProducerScaleOutCooldownSeconds: 30, ProducerScaleInCooldownSeconds: 300,
+	ConsumerScaleOutCooldownSeconds: 20, ConsumerScaleInCooldownSeconds: 120,
 }
 
 // synthesized is the package's one synth.

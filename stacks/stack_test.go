@@ -213,10 +213,33 @@ func TestProducerService(t *testing.T) {
 		"PolicyType": "TargetTrackingScaling",
 		"TargetTrackingScalingPolicyConfiguration": map[string]any{
 			"PredefinedMetricSpecification": map[string]any{"PredefinedMetricType": "ECSServiceAverageCPUUtilization"},
-			"TargetValue":                   65, "ScaleOutCooldown": 60, "ScaleInCooldown": 300,
+			"TargetValue":                   65,
 		},
 	})
 	has(t, synthesized.tVariant, "AWS::ApplicationAutoScaling::ScalableTarget", map[string]any{"MinCapacity": 2, "MaxCapacity": 20})
+}
+
+func TestScalingCooldowns(t *testing.T) {
+	// The blog's template (aws-samples/amazon-kinesis-data-processor-aws-fargate, cloudformation/deployment.yaml):
+	// 60 s out and in for the producer, 10 s out and in for the consumer; the variant sets its own.
+	tests := map[string]struct {
+		stack, service string
+		out, in        float64
+	}{
+		"producer default": {snapshotStack, "ProducerService", 60, 60},
+		"consumer default": {snapshotStack, "ConsumerService", 10, 10},
+		"producer variant": {variantStack, "ProducerService", 30, 300},
+		"consumer variant": {variantStack, "ConsumerService", 20, 120},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, pol := resourceWithPrefix(t, tc.stack, "AWS::ApplicationAutoScaling::ScalingPolicy", tc.service)
+			cfg := props(pol)["TargetTrackingScalingPolicyConfiguration"].(map[string]any)
+			if cfg["ScaleOutCooldown"] != tc.out || cfg["ScaleInCooldown"] != tc.in {
+				t.Errorf("%s cooldowns out %v in %v, want %v and %v", tc.service, cfg["ScaleOutCooldown"], cfg["ScaleInCooldown"], tc.out, tc.in)
+			}
+		})
+	}
 }
 
 func TestLoadBalancerAcceptsOnlyTheInboundRange(t *testing.T) {

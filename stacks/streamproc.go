@@ -7,6 +7,7 @@ package stacks
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
@@ -132,11 +133,13 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		InboundCidr:    inboundCidr.ValueAsString(),
 		CertificateArn: cert,
 		Sizing: fargateservice.Sizing{
-			CPU:          cfg.ProducerCPU,
-			MemoryMiB:    cfg.ProducerMemoryMiB,
-			MinTasks:     cfg.ProducerMinTasks,
-			MaxTasks:     cfg.ProducerMaxTasks,
-			LogRetention: logRetention,
+			CPU:              cfg.ProducerCPU,
+			MemoryMiB:        cfg.ProducerMemoryMiB,
+			MinTasks:         cfg.ProducerMinTasks,
+			MaxTasks:         cfg.ProducerMaxTasks,
+			LogRetention:     logRetention,
+			ScaleOutCooldown: time.Duration(cfg.ProducerScaleOutCooldownSeconds) * time.Second,
+			ScaleInCooldown:  time.Duration(cfg.ProducerScaleInCooldownSeconds) * time.Second,
 		},
 	})
 	s.Consumer = consumerservice.New(stack, jsii.String("Consumer"), &consumerservice.Props{
@@ -147,11 +150,13 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		ReadMode:                cfg.ConsumerReadMode,
 		LeaseTableRemovalPolicy: dataRemoval,
 		Sizing: fargateservice.Sizing{
-			CPU:          cfg.ConsumerCPU,
-			MemoryMiB:    cfg.ConsumerMemoryMiB,
-			MinTasks:     cfg.ConsumerMinTasks,
-			MaxTasks:     cfg.ConsumerMaxTasks,
-			LogRetention: logRetention,
+			CPU:              cfg.ConsumerCPU,
+			MemoryMiB:        cfg.ConsumerMemoryMiB,
+			MinTasks:         cfg.ConsumerMinTasks,
+			MaxTasks:         cfg.ConsumerMaxTasks,
+			LogRetention:     logRetention,
+			ScaleOutCooldown: time.Duration(cfg.ConsumerScaleOutCooldownSeconds) * time.Second,
+			ScaleInCooldown:  time.Duration(cfg.ConsumerScaleInCooldownSeconds) * time.Second,
 		},
 	})
 	s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{

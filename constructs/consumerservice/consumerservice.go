@@ -27,6 +27,12 @@ import (
 const (
 	// DefaultMaxTasks is the default of Sizing.MaxTasks.
 	DefaultMaxTasks = 10
+	// DefaultScaleOutCooldown and DefaultScaleInCooldown are the defaults of Sizing's cooldowns: the blog's
+	// template (aws-samples/amazon-kinesis-data-processor-aws-fargate, cloudformation/deployment.yaml) uses 10 s
+	// both ways for the consumer. A task scaled in checkpoints and releases its leases (ShutdownTimeout), and the
+	// others take them at their next lease sync; raise ScaleInCooldown if the task count flaps.
+	DefaultScaleOutCooldown = 10 * time.Second
+	DefaultScaleInCooldown  = 10 * time.Second
 	// ContainerName names the consumer container in the task definition.
 	ContainerName = "consumer"
 	// ReadModeFanOut and ReadModePolling are the values of the consumer's read mode variable.
@@ -90,7 +96,8 @@ type Props struct {
 	// ReadMode is ReadModeFanOut (SubscribeToShard through StreamConsumer, 2 MiB/s per shard per consumer) or
 	// ReadModePolling (GetRecords, shared 2 MiB/s per shard). Default: ReadModeFanOut.
 	ReadMode string
-	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks.
+	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks,
+	// DefaultScaleOutCooldown and DefaultScaleInCooldown.
 	fargateservice.Sizing
 	// LeaseTableRemovalPolicy applies to the lease table. Default: awscdk.RemovalPolicy_DESTROY: the leases and
 	// checkpoints only mean something for the stream they were taken on, which the stack deletes too by default; a
@@ -135,6 +142,12 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 	p := *props
 	if p.MaxTasks == 0 {
 		p.MaxTasks = DefaultMaxTasks
+	}
+	if p.ScaleOutCooldown == 0 {
+		p.ScaleOutCooldown = DefaultScaleOutCooldown
+	}
+	if p.ScaleInCooldown == 0 {
+		p.ScaleInCooldown = DefaultScaleInCooldown
 	}
 	if p.ReadMode == "" {
 		p.ReadMode = ReadModeFanOut

@@ -28,10 +28,6 @@ const (
 	// ContainerUser is the distroless "nonroot" user the images run as (UID:GID), stated again in the task
 	// definition so that ECS refuses to start the container as root even if the image changed.
 	ContainerUser = "65532:65532"
-	// ScaleOutCooldown and ScaleInCooldown space the target-tracking steps: scale out quickly, scale in slowly
-	// (scaling in drains the producer's connections and moves the consumer's leases).
-	ScaleOutCooldown = 60 * time.Second
-	ScaleInCooldown  = 300 * time.Second
 )
 
 // Construct IDs of what Add creates under the service's construct. They are a contract: the resources' logical
@@ -58,13 +54,16 @@ type Sizing struct {
 	// TargetCPUPercent is the average CPU utilisation the service is scaled to, 10 to 90. Default:
 	// DefaultTargetCPUPercent.
 	TargetCPUPercent int
+	// ScaleOutCooldown and ScaleInCooldown space the CPU target tracking's steps out and in (whole seconds, up to
+	// an hour). Default: the service's own defaults (Add, which knows no service, requires them).
+	ScaleOutCooldown, ScaleInCooldown time.Duration
 	// LogRetention is how long the container logs are kept. Default: one month.
 	LogRetention awslogs.RetentionDays
 	// LogRemovalPolicy applies to the log group. Default: awscdk.RemovalPolicy_DESTROY.
 	LogRemovalPolicy awscdk.RemovalPolicy
 }
 
-// Props configures Add. Cluster, Image, ContainerName and MaxTasks are required.
+// Props configures Add. Cluster, Image, ContainerName, MaxTasks and the cooldowns are required.
 type Props struct {
 	// Cluster is the ECS cluster (and through it the VPC) the service runs in. Required.
 	Cluster awsecs.ICluster
@@ -115,6 +114,11 @@ func Add(scope constructs.Construct, props *Props) Resources {
 	}
 	if p.MinTasks < 1 || p.MaxTasks < p.MinTasks {
 		panic(fmt.Sprintf("%s service: MinTasks=%d MaxTasks=%d, want 1 <= MinTasks <= MaxTasks", p.ContainerName, p.MinTasks, p.MaxTasks))
+	}
+	for _, c := range []time.Duration{p.ScaleOutCooldown, p.ScaleInCooldown} {
+		if c <= 0 || c > time.Hour || c%time.Second != 0 {
+			panic(fmt.Sprintf("%s service: ScaleOutCooldown=%v ScaleInCooldown=%v, want whole seconds from 1s to 1h", p.ContainerName, p.ScaleOutCooldown, p.ScaleInCooldown))
+		}
 	}
 	if p.TargetCPUPercent < 10 || p.TargetCPUPercent > 90 {
 		panic(fmt.Sprintf("%s service: TargetCPUPercent is %d, want 10 to 90", p.ContainerName, p.TargetCPUPercent))
@@ -170,8 +174,8 @@ func Add(scope constructs.Construct, props *Props) Resources {
 	})
 	r.Scaling.ScaleOnCpuUtilization(jsii.String(IDCPUScaling), &awsecs.CpuUtilizationScalingProps{
 		TargetUtilizationPercent: jsii.Number(p.TargetCPUPercent),
-		ScaleOutCooldown:         seconds(ScaleOutCooldown),
-		ScaleInCooldown:          seconds(ScaleInCooldown),
+		ScaleOutCooldown:         seconds(p.ScaleOutCooldown),
+		ScaleInCooldown:          seconds(p.ScaleInCooldown),
 	})
 
 	cdknag.NagSuppressions_AddResourceSuppressions(r.TaskDefinition.ObtainExecutionRole(), &[]*cdknag.NagPackSuppression{{

@@ -30,6 +30,11 @@ import (
 const (
 	// DefaultMaxTasks is the default of Sizing.MaxTasks.
 	DefaultMaxTasks = 15
+	// DefaultScaleOutCooldown and DefaultScaleInCooldown are the defaults of Sizing's cooldowns: the blog's
+	// template (aws-samples/amazon-kinesis-data-processor-aws-fargate, cloudformation/deployment.yaml) uses 60 s
+	// both ways for the producer. A task scaled in drains its connections for the deregistration delay first.
+	DefaultScaleOutCooldown = 60 * time.Second
+	DefaultScaleInCooldown  = 60 * time.Second
 	// ContainerName names the producer container in the task definition.
 	ContainerName = "producer"
 	// HealthCheckInterval and HealthCheckTimeout are the target group's health check timing.
@@ -70,7 +75,8 @@ type Props struct {
 	// CertificateArn, when set, makes the load balancer serve HTTPS on 443 with this ACM certificate and redirect
 	// HTTP on 80 to it. Default: none, plain HTTP on 80.
 	CertificateArn *string
-	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks.
+	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks,
+	// DefaultScaleOutCooldown and DefaultScaleInCooldown.
 	fargateservice.Sizing
 }
 
@@ -123,6 +129,12 @@ func New(scope constructs.Construct, id *string, props *Props) *ProducerService 
 	}
 	if p.MaxTasks == 0 {
 		p.MaxTasks = DefaultMaxTasks
+	}
+	if p.ScaleOutCooldown == 0 {
+		p.ScaleOutCooldown = DefaultScaleOutCooldown
+	}
+	if p.ScaleInCooldown == 0 {
+		p.ScaleInCooldown = DefaultScaleInCooldown
 	}
 	https := p.CertificateArn != nil && *p.CertificateArn != ""
 
