@@ -79,7 +79,15 @@ func TestConsumerService(t *testing.T) {
 	if policies != 1 {
 		t.Errorf("%d consumer scaling policies, want 1", policies)
 	}
-	has(t, synthesized.tVariant, "AWS::ApplicationAutoScaling::ScalableTarget", map[string]any{"MinCapacity": 2, "MaxCapacity": 8})
+	// The defaults, written out: 1 to 10 tasks (TestScalingCooldowns checks the policy's 10 s cooldowns).
+	_, target := resourceWithPrefix(t, snapshotStack, "AWS::ApplicationAutoScaling::ScalableTarget", "ConsumerService")
+	if tp := props(target); tp["MinCapacity"] != float64(1) || tp["MaxCapacity"] != float64(10) {
+		t.Errorf("consumer scalable target min %v max %v, want 1 and 10", tp["MinCapacity"], tp["MaxCapacity"])
+	}
+	_, vtarget := resourceWithPrefix(t, variantStack, "AWS::ApplicationAutoScaling::ScalableTarget", "ConsumerService")
+	if tp := props(vtarget); tp["MinCapacity"] != float64(2) || tp["MaxCapacity"] != float64(8) {
+		t.Errorf("variant consumer scalable target min %v max %v, want 2 and 8", tp["MinCapacity"], tp["MaxCapacity"])
+	}
 }
 
 func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {

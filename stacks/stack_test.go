@@ -13,7 +13,6 @@ import (
 	"github.com/streamproc/streamproc/constructs/autoscaler"
 	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/producerservice"
-	"github.com/streamproc/streamproc/constructs/stream"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/stacks"
@@ -115,8 +114,8 @@ func TestNetwork(t *testing.T) {
 
 func TestStream(t *testing.T) {
 	has(t, synthesized.tDefaults, "AWS::Kinesis::Stream", map[string]any{
-		"ShardCount":           stream.DefaultShardCount,
-		"RetentionPeriodHours": stream.DefaultRetentionHours,
+		"ShardCount":           5,
+		"RetentionPeriodHours": 24,
 		"StreamModeDetails":    map[string]any{"StreamMode": "PROVISIONED"},
 		"StreamEncryption":     map[string]any{"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"},
 	})
@@ -205,7 +204,7 @@ func TestProducerService(t *testing.T) {
 
 	// Target tracking at 65 % CPU, 1 to 15 tasks.
 	has(t, tpl, "AWS::ApplicationAutoScaling::ScalableTarget", map[string]any{
-		"MinCapacity": fargateservice.DefaultMinTasks, "MaxCapacity": producerservice.DefaultMaxTasks,
+		"MinCapacity": 1, "MaxCapacity": 15,
 		"ResourceId": map[string]any{"Fn::Join": []any{"", []any{"service/", map[string]any{"Ref": "ClusterEB0386A7"}, "/",
 			map[string]any{"Fn::GetAtt": []any{"ProducerServiceFE6DE586", "Name"}}}}},
 	})
