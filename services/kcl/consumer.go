@@ -175,6 +175,7 @@ func (w *Worker) shardEnded(shardCtx context.Context, log *slog.Logger, shardID 
 	}
 	h.mu.Lock()
 	h.released = true // finished: no more renewals; the lease stays at SHARD_END
+	h.expiry.Stop()
 	h.mu.Unlock()
 	log.Info("shard ended", "children", children)
 	w.requestSync()
@@ -290,19 +291,23 @@ func (c *checkpointer) checkpointAtLocked(ctx context.Context, seq string, sub i
 
 func (c *checkpointer) writeLocked(ctx context.Context, seq string, sub int64, children []string) error {
 	h := c.h
-	if h.lost || h.released {
-		return fmt.Errorf("checkpoint %s: %w", h.lease.Key, ErrLeaseLost)
+	if h.lost.Load() || h.released {
+		return fmt.Errorf("checkpoint %s: %w", h.key, ErrLeaseLost)
 	}
 	l := h.lease
+	start := time.Now()
 	err := c.w.table.Checkpoint(ctx, &l, seq, sub, children)
 	if errors.Is(err, ErrLeaseLost) {
-		c.w.loseLocked(h, "checkpoint failed its condition")
+		c.w.lose(h, "checkpoint failed its condition")
 		return err
 	}
 	if err != nil {
 		return err
 	}
+	if h.lost.Load() { // expired while the call was in flight: another worker may hold the lease now
+		return fmt.Errorf("checkpoint %s: %w", h.key, ErrLeaseLost)
+	}
 	h.lease = l
-	h.lastRenewed = time.Now() // a checkpoint increments the counter, like a renewal
+	c.w.written(h, start) // a checkpoint increments the counter, like a renewal
 	return nil
 }

@@ -2,13 +2,16 @@ package kcl
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 )
 
@@ -101,4 +104,112 @@ func TestHungSubscribeToShardIsCancelled(t *testing.T) {
 			cancel()
 		})
 	}
+}
+
+// hangingTransport passes requests on (detached from their context, see testDynamo) until hang is set; from then on
+// every request hangs until its context ends or the test is over.
+type hangingTransport struct {
+	next http.RoundTripper
+	hang atomic.Bool
+	quit chan struct{}
+}
+
+func (h *hangingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if h.hang.Load() {
+		select {
+		case <-req.Context().Done():
+			return nil, req.Context().Err()
+		case <-h.quit:
+			return nil, errors.New("test over")
+		}
+	}
+	return h.next.RoundTrip(req.WithContext(context.WithoutCancel(req.Context())))
+}
+
+// blockingProcessor blocks in its first ProcessRecords until its ctx ends, then tries to checkpoint.
+type blockingProcessor struct {
+	started   chan<- struct{}
+	cancelled chan<- error // Checkpoint's error after ctx ended
+	lost      chan<- struct{}
+}
+
+func (p *blockingProcessor) Initialize(context.Context, InitializeInput) error { return nil }
+func (p *blockingProcessor) ProcessRecords(ctx context.Context, in ProcessRecordsInput) error {
+	p.started <- struct{}{}
+	<-ctx.Done()
+	cpCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.cancelled <- in.Checkpointer.Checkpoint(cpCtx)
+	return ctx.Err()
+}
+func (p *blockingProcessor) LeaseLost(context.Context) { p.lost <- struct{}{} }
+func (p *blockingProcessor) ShardEnded(ctx context.Context, in ShardEndedInput) error {
+	return in.Checkpointer.Checkpoint(ctx)
+}
+func (p *blockingProcessor) ShutdownRequested(ctx context.Context, in ShutdownRequestedInput) error {
+	return in.Checkpointer.Checkpoint(ctx)
+}
+
+// startBlockedWorker starts one polling worker on a fresh one-shard stream holding a few records, with its
+// DynamoDB requests going through ddb, and waits until its processor blocks in ProcessRecords.
+func startBlockedWorker(t *testing.T, ddb *dynamodb.Client) (cfg Config, stream string, checkpointErr <-chan error, lost <-chan struct{}) {
+	t.Helper()
+	kc := testKinesis(t)
+	stream = createStream(t, kc, 1)
+	putAggregated(t, kc, stream, makeRecords(10, 2, 50), 5)
+	started, cpErr, lostCh := make(chan struct{}, 4), make(chan error, 4), make(chan struct{}, 4)
+	cfg = fastConfig(stream, uniqueName("app"), "worker-a")
+	cfg.NewProcessor = func() Processor { return &blockingProcessor{started: started, cancelled: cpErr, lost: lostCh} }
+	w, err := New(cfg, kc, ddb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	exited := make(chan struct{})
+	go func() {
+		_ = w.Run(ctx)
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-exited
+	})
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("processor not called within 30 s")
+	}
+	return cfg, stream, cpErr, lostCh
+}
+
+// waitLeaseLost waits until the processor saw its ctx end and LeaseLost was called, within limit.
+func waitLeaseLost(t *testing.T, limit time.Duration, checkpointErr <-chan error, lost <-chan struct{}) error {
+	t.Helper()
+	deadline := time.After(limit)
+	var err error
+	select {
+	case err = <-checkpointErr:
+	case <-deadline:
+		t.Fatalf("processor's ctx not cancelled within %v of the lease's loss", limit)
+	}
+	select {
+	case <-lost:
+	case <-deadline:
+		t.Fatalf("LeaseLost not called within %v of the lease's loss", limit)
+	}
+	return err
+}
+
+func TestLeaseLostWhenDynamoDBHangs(t *testing.T) {
+	sw := &hangingTransport{next: http.DefaultTransport, quit: make(chan struct{})}
+	t.Cleanup(func() { close(sw.quit) })
+	ddb := testEmulators.Get(t).DynamoDBClient(func(o *dynamodb.Options) { o.HTTPClient = &http.Client{Transport: sw} })
+	cfg, _, checkpointErr, lost := startBlockedWorker(t, ddb)
+
+	sw.hang.Store(true)
+	hungAt := time.Now()
+	// The last successful write was at most one renewal interval before the hang.
+	waitLeaseLost(t, cfg.FailoverTime+time.Second, checkpointErr, lost)
+	t.Logf("with every DynamoDB call hung, the lease was lost %v later (failover time %v)",
+		time.Since(hungAt).Round(time.Millisecond), cfg.FailoverTime)
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,19 +39,34 @@ type Worker struct {
 	shutdownOnce sync.Once
 	done         chan struct{}
 	consumers    sync.WaitGroup
+	renewals     sync.WaitGroup // renewal calls in flight
 }
 
 // heldLease is a lease this worker holds, and the consumer reading its shard.
 type heldLease struct {
+	// key is the lease key (shard id); it never changes.
+	key string
 	// mu serializes the writes of this lease (renewals, checkpoints, release), so its counter stays exact.
-	mu          sync.Mutex
-	lease       Lease
-	lastRenewed time.Time
-	lost        bool // another worker took it, or it could not be renewed in time
-	released    bool // this worker gave it up or finished it
+	mu       sync.Mutex
+	lease    Lease
+	released bool // this worker gave it up or finished it
+	// lost is set when another worker took the lease, or it could not be renewed in time. It is atomic because
+	// expiry sets it while a hung write may hold mu.
+	lost atomic.Bool
+	// expiry fires FailoverTime after the start of the last successful write of the lease (take, renewal,
+	// checkpoint) and then marks it lost, whether or not a call in flight ever returns: by then other workers may
+	// take it.
+	expiry *time.Timer
+	// renewing is set while a renewal is in flight, so that a slow one is not stacked with the next.
+	renewing atomic.Bool
 
 	cancel      context.CancelFunc // stops the consumer at once
 	stopReading chan struct{}      // closed for a graceful shutdown
+}
+
+// written records a successful write of h that started at start: the lease is safe for FailoverTime from then.
+func (w *Worker) written(h *heldLease, start time.Time) {
+	h.expiry.Reset(w.cfg.FailoverTime - time.Since(start))
 }
 
 // observedCounter is a lease counter and when this worker saw it change: a lease whose counter has not moved for
@@ -99,6 +115,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
+	defer w.renewals.Wait()
 	defer cancelRun()
 
 	// The first shard sync must succeed before anything is taken; retry with backoff (the stream may not exist yet).
@@ -217,8 +234,10 @@ func (w *Worker) backoff(attempt int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// renewLeases renews every held lease concurrently. A lease whose renewal fails its condition, or that could not be
-// renewed for FailoverTime, is lost: its consumer stops at once, without a checkpoint.
+// renewLeases starts the renewal of every held lease, each in its own goroutine with a deadline of RenewInterval, so
+// that a hung call delays neither the other leases nor the run loop. A lease whose renewal fails its condition is
+// lost; one not renewed for FailoverTime is lost by its expiry timer. Either way its consumer stops at once, without
+// a checkpoint.
 func (w *Worker) renewLeases(ctx context.Context) {
 	w.mu.Lock()
 	hs := make([]*heldLease, 0, len(w.held))
@@ -226,53 +245,58 @@ func (w *Worker) renewLeases(ctx context.Context) {
 		hs = append(hs, h)
 	}
 	w.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, h := range hs {
-		wg.Go(func() { w.renew(ctx, h) })
+		if !h.renewing.CompareAndSwap(false, true) {
+			continue // the previous renewal is still waiting for the lease's lock or its call
+		}
+		w.renewals.Go(func() {
+			defer h.renewing.Store(false)
+			w.renew(ctx, h)
+		})
 	}
-	wg.Wait()
 	w.metrics.observe(MetricCurrentLeases, telemetry.UnitCount, float64(len(hs)))
 }
 
 func (w *Worker) renew(ctx context.Context, h *heldLease) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.lost || h.released {
+	if h.lost.Load() || h.released {
 		return
 	}
 	l := h.lease
-	err := w.table.Renew(ctx, &l)
+	start := time.Now()
+	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
+	defer cancel()
+	err := w.table.Renew(callCtx, &l)
 	switch {
 	case err == nil:
 		h.lease = l
-		h.lastRenewed = time.Now()
+		w.written(h, start)
 	case errors.Is(err, ErrLeaseLost):
-		w.loseLocked(h, "taken by another worker")
+		w.lose(h, "taken by another worker")
 	case ctx.Err() != nil:
 	default:
-		if time.Since(h.lastRenewed) > w.cfg.FailoverTime {
-			w.loseLocked(h, "not renewed within the failover time: "+err.Error())
-			return
-		}
-		w.log.Warn("lease renewal failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
+		w.log.Warn("lease renewal failed", telemetry.LogKeyShardID, h.key, telemetry.LogKeyError, err.Error())
 	}
 }
 
-// loseLocked marks a lease lost and stops its consumer at once. h.mu must be held.
-func (w *Worker) loseLocked(h *heldLease, why string) {
-	if h.lost {
+// lose marks a lease lost and stops its consumer at once. It does not need h.mu, which a hung write may hold.
+func (w *Worker) lose(h *heldLease, why string) {
+	if h.lost.Swap(true) {
 		return
 	}
-	h.lost = true
+	h.expiry.Stop()
 	h.cancel()
 	w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
-	w.log.Info("lease lost", telemetry.LogKeyShardID, h.lease.Key, "reason", why)
+	w.log.Info("lease lost", telemetry.LogKeyShardID, h.key, "reason", why)
 }
 
 // takeLeases looks at every lease and takes what this worker needs to hold about ceil(leases/workers): new,
 // released and expired leases first, otherwise one lease stolen from the most loaded worker.
 func (w *Worker) takeLeases(ctx context.Context) {
-	leases, err := w.table.List(ctx)
+	listCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
+	leases, err := w.table.List(listCtx)
+	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
 			w.log.Warn("list leases failed", telemetry.LogKeyError, err.Error())
@@ -402,7 +426,11 @@ func parentsDone(l Lease, byKey map[string]Lease) bool {
 // takeOne takes a lease (conditional on the counter read) and starts its consumer.
 func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	previous := l.Owner
-	if err := w.table.Take(ctx, &l, w.cfg.WorkerID); err != nil {
+	start := time.Now()
+	callCtx, cancelCall := context.WithTimeout(ctx, w.cfg.RenewInterval)
+	err := w.table.Take(callCtx, &l, w.cfg.WorkerID)
+	cancelCall()
+	if err != nil {
 		if !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
 			w.log.Warn("take lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
 		}
@@ -410,12 +438,16 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	}
 	w.metrics.count(MetricLeasesTaken, telemetry.UnitCount, 1)
 	shardCtx, cancel := context.WithCancel(ctx)
-	h := &heldLease{lease: l, lastRenewed: time.Now(), cancel: cancel, stopReading: make(chan struct{})}
+	h := &heldLease{key: l.Key, lease: l, cancel: cancel, stopReading: make(chan struct{})}
+	h.expiry = time.AfterFunc(w.cfg.FailoverTime-time.Since(start), func() {
+		w.lose(h, "not renewed within the failover time")
+	})
 	w.mu.Lock()
 	if w.stopping { // shutdown began while taking: hand the lease back
 		w.mu.Unlock()
 		cancel()
 		w.release(ctx, h)
+		h.expiry.Stop()
 		return
 	}
 	w.held[l.Key] = h
@@ -425,6 +457,7 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	go func() {
 		defer w.consumers.Done()
 		defer cancel()
+		defer h.expiry.Stop()
 		w.consume(ctx, shardCtx, h)
 		w.mu.Lock()
 		if w.held[l.Key] == h {
@@ -438,12 +471,15 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 func (w *Worker) release(ctx context.Context, h *heldLease) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.lost || h.released {
+	if h.lost.Load() || h.released {
 		return
 	}
 	h.released = true
+	h.expiry.Stop()
 	l := h.lease
-	if err := w.table.Release(ctx, &l); err != nil {
+	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
+	defer cancel()
+	if err := w.table.Release(callCtx, &l); err != nil {
 		w.log.Warn("release lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
 		return
 	}
@@ -451,7 +487,10 @@ func (w *Worker) release(ctx context.Context, h *heldLease) {
 }
 
 // syncShards lists the stream's shards and creates a lease for each shard that has none, parents before children.
+// The whole sync gets FailoverTime, so that a hung call cannot stall the run loop.
 func (w *Worker) syncShards(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.FailoverTime)
+	defer cancel()
 	shards, err := w.listShards(ctx)
 	if err != nil {
 		return err
