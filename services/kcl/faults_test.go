@@ -213,3 +213,30 @@ func TestLeaseLostWhenDynamoDBHangs(t *testing.T) {
 	t.Logf("with every DynamoDB call hung, the lease was lost %v later (failover time %v)",
 		time.Since(hungAt).Round(time.Millisecond), cfg.FailoverTime)
 }
+
+func TestLeaseStolenStopsProcessorWithoutCheckpoint(t *testing.T) {
+	cfg, _, checkpointErr, lost := startBlockedWorker(t, testDynamo(t))
+	ctx := context.Background()
+	table := mustTable(t, cfg.LeaseTableName)
+	l, found, err := table.Get(ctx, "shardId-000000000000")
+	if err != nil || !found {
+		t.Fatalf("get lease: %v, found %v", err, found)
+	}
+	if err := table.Take(ctx, &l, "thief"); err != nil {
+		t.Fatalf("steal lease: %v", err)
+	}
+	stolenAt := time.Now()
+	err = waitLeaseLost(t, cfg.FailoverTime/3+time.Second, checkpointErr, lost)
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("Checkpoint after the lease was stolen = %v, want ErrLeaseLost", err)
+	}
+	t.Logf("stolen lease noticed %v later (renewal interval %v)", time.Since(stolenAt).Round(time.Millisecond), cfg.FailoverTime/3)
+	after, _, err := table.Get(ctx, l.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Owner != "thief" || after.Checkpoint != l.Checkpoint || after.CheckpointSubSequenceNumber != l.CheckpointSubSequenceNumber {
+		t.Fatalf("lease after the loss = owner %q checkpoint %s/%d, want thief's at %s/%d",
+			after.Owner, after.Checkpoint, after.CheckpointSubSequenceNumber, l.Checkpoint, l.CheckpointSubSequenceNumber)
+	}
+}
