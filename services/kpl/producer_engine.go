@@ -662,20 +662,23 @@ func (p *Producer) expirePendingRemapLocked(now time.Time, d *deliveries) {
 
 // settleWrongShardLocked settles an aggregate Kinesis stored in shard w.shardID instead of
 // the predicted one, against the current map: its records whose hash key lies in that shard
-// succeed there (a consumer keeps them), the others are re-put.
+// succeed there (a consumer keeps them), the others are re-put. Kinesis took the entry either
+// way, so it counts as a Kinesis record put with all its bytes (as Kinesis counts it), holding
+// the records settled there.
 func (p *Producer) settleWrongShardLocked(w wrongShard, d *deliveries) {
 	var landed *shardRange
 	if i := p.smap.indexOf(w.shardID); i >= 0 {
 		landed = &p.smap.shards[i]
 	}
+	entrySize := w.agg.entrySize() // before remapLocked empties the aggregate
 	before := len(d.single)
 	p.remapLocked(w.agg, func(h HashKey) bool { return landed != nil && landed.contains(h) }, d)
 	for i := before; i < len(d.single); i++ {
 		d.single[i].res.ShardID, d.single[i].res.SequenceNumber = w.shardID, w.seqNo
 	}
-	if len(d.single) > before {
-		p.stats.kinesisPut++
-	}
+	p.stats.kinesisPut++
+	p.stats.kinesisDataPut += int64(entrySize)
+	p.stats.perKinesis = append(p.stats.perKinesis, float64(len(d.single)-before))
 }
 
 // applyShardMapLocked installs a new shard map. Shards that kept their id and range keep

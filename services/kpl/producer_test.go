@@ -843,7 +843,8 @@ func TestRequestErrors(t *testing.T) {
 func TestShardMapRefreshOnReshard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(2)
-		p := startProducer(t, f, ProducerConfig{ShardMapRefreshInterval: time.Hour})
+		counts := newCountingSink()
+		p := startProducer(t, f, ProducerConfig{ShardMapRefreshInterval: time.Hour, Metrics: counts})
 		recs := append(keyedRecords(3000, 500, 80), keylessRecords(3000, 80)...)
 		for i := 3000; i < len(recs); i++ {
 			recs[i].Data = payload(i, 80)
@@ -913,6 +914,7 @@ func TestShardMapRefreshOnReshard(t *testing.T) {
 			t.Error("no periodic ListShards after ShardMapRefreshInterval")
 		}
 		closeProducer(t, p)
+		checkStoredMetrics(t, counts, f, len(recs), 80)
 	})
 }
 
@@ -941,6 +943,41 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// checkStoredMetrics checks the put metrics against what the fake stored: every entry Kinesis acknowledged, re-put
+// or not, counts as a Kinesis record with its data and partition key bytes, and each of the n records of
+// recordBytes bytes counts once as put.
+func checkStoredMetrics(t *testing.T, counts *countingSink, f *fakeKinesis, n, recordBytes int) {
+	t.Helper()
+	f.mu.Lock()
+	entries, entryBytes := 0, 0
+	for _, s := range f.shards {
+		for _, r := range s.records {
+			entries++
+			entryBytes += len(r.Data) + len(r.PartitionKey)
+		}
+	}
+	f.mu.Unlock()
+	sum := 0.0
+	for _, v := range counts.observed(MetricUserRecordsPerKinesisRecord) {
+		sum += v
+	}
+	got := map[string]float64{
+		MetricUserRecordsPut: counts.count(MetricUserRecordsPut), MetricUserRecordsDataPut: counts.count(MetricUserRecordsDataPut),
+		MetricKinesisRecordsPut: counts.count(MetricKinesisRecordsPut), MetricKinesisRecordsDataPut: counts.count(MetricKinesisRecordsDataPut),
+		"sum of " + MetricUserRecordsPerKinesisRecord: sum,
+	}
+	want := map[string]float64{
+		MetricUserRecordsPut: float64(n), MetricUserRecordsDataPut: float64(n * recordBytes),
+		MetricKinesisRecordsPut: float64(entries), MetricKinesisRecordsDataPut: float64(entryBytes),
+		"sum of " + MetricUserRecordsPerKinesisRecord: float64(n),
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("%s = %v; want %v", name, got[name], w)
+		}
+	}
 }
 
 // countingSink is a MetricsSink that sums counters by name (and name/ErrorCode).
