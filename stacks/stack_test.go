@@ -322,10 +322,12 @@ func TestAutoscaler(t *testing.T) {
 		t.Errorf("function env %v, want exactly %v", env, want)
 	}
 	has(t, tpl, "AWS::Events::Rule", map[string]any{"ScheduleExpression": "rate(1 minute)", "State": "ENABLED"})
-	has(t, tpl, "AWS::Events::Rule", map[string]any{"EventPattern": map[string]any{
-		"source": []any{"aws.cloudwatch"}, "detail-type": []any{"CloudWatch Alarm State Change"},
-		"detail": map[string]any{"state": map[string]any{"value": []any{"ALARM"}}},
-	}})
+	// The alarm rule fires on the throttling alarm's state change to ALARM, and on that alarm only.
+	alarmID, _ := resourceWithPrefix(t, snapshotStack, "AWS::CloudWatch::Alarm", "ShardAutoscalerThrottlingAlarm")
+	_, rule := resourceWithPrefix(t, snapshotStack, "AWS::Events::Rule", "ShardAutoscalerOnThrottling")
+	if got, want := jsonString(t, props(rule)["EventPattern"]), `{"detail":{"state":{"value":["ALARM"]}},"detail-type":["CloudWatch Alarm State Change"],"resources":[{"Fn::GetAtt":["`+alarmID+`","Arn"]}],"source":["aws.cloudwatch"]}`; got != want {
+		t.Errorf("alarm rule pattern %s, want %s", got, want)
+	}
 	has(t, tpl, "AWS::CloudWatch::Alarm", map[string]any{
 		"MetricName": "WriteProvisionedThroughputExceeded", "Namespace": "AWS/Kinesis", "Statistic": "Sum",
 		"Threshold": 0, "ComparisonOperator": "GreaterThanThreshold",
