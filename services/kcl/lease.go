@@ -31,10 +31,12 @@ const (
 	AttrStartingHashKey = "startingHashKey"
 	// AttrEndingHashKey is the last hash key of the shard, as a decimal string.
 	AttrEndingHashKey = "endingHashKey"
-	// AttrPendingCheckpoint and AttrPendingCheckpointSubSequenceNumber are the Java KCL's two-phase checkpoint; this
-	// package never writes them, and ignores them when it reads an item.
+	// AttrPendingCheckpoint, AttrPendingCheckpointSubSequenceNumber and AttrPendingCheckpointState are the Java
+	// KCL's two-phase checkpoint. This package never sets them and ignores them when it reads an item; a checkpoint
+	// removes them, as the Java KCL's does, so that a pending checkpoint left by a Java worker is not applied later.
 	AttrPendingCheckpoint                  = "pendingCheckpoint"
 	AttrPendingCheckpointSubSequenceNumber = "pendingCheckpointSubSequenceNumber"
+	AttrPendingCheckpointState             = "pendingCheckpointState"
 )
 
 // LeaseTableHashKey is the lease table's only key attribute (a string hash key). The infrastructure code that owns

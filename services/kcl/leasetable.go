@@ -178,8 +178,8 @@ func (t *LeaseTable) Release(ctx context.Context, l *Lease) error {
 	return t.update(ctx, l, "release", l.Owner, "SET #c = :next REMOVE #o", nil, map[string]string{"#o": AttrLeaseOwner})
 }
 
-// Checkpoint records a processed position of a lease this worker holds. children is written with a SHARD_END
-// checkpoint. It fails with ErrLeaseLost when the lease changed hands.
+// Checkpoint records a processed position of a lease this worker holds and removes any pending checkpoint of the
+// Java KCL. children is written with a SHARD_END checkpoint. It fails with ErrLeaseLost when the lease changed hands.
 func (t *LeaseTable) Checkpoint(ctx context.Context, l *Lease, sequenceNumber string, subSequenceNumber int64, children []string) error {
 	set := "SET #c = :next, #cp = :cp, #cps = :cps, #sw = :zero"
 	values := map[string]types.AttributeValue{
@@ -197,6 +197,11 @@ func (t *LeaseTable) Checkpoint(ctx context.Context, l *Lease, sequenceNumber st
 		values[":ch"] = &types.AttributeValueMemberSS{Value: children}
 		names["#ch"] = AttrChildShardIDs
 	}
+	// As the Java KCL's checkpoint: a pending (two-phase) checkpoint is superseded.
+	set += " REMOVE #pcp, #pcps, #pcst"
+	names["#pcp"] = AttrPendingCheckpoint
+	names["#pcps"] = AttrPendingCheckpointSubSequenceNumber
+	names["#pcst"] = AttrPendingCheckpointState
 	return t.update(ctx, l, "checkpoint", l.Owner, set, values, names)
 }
 

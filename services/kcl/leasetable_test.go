@@ -237,3 +237,46 @@ func TestLeaseFromJavaKCLItem(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckpointRemovesJavaPendingCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	table, client := newTestLeaseTable(t)
+	if _, err := table.CreateIfNotExists(ctx, Lease{Key: "shardId-000000000000", Checkpoint: CheckpointTrimHorizon}); err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := table.Get(ctx, "shardId-000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := table.Take(ctx, &l, "worker-a"); err != nil {
+		t.Fatal(err)
+	}
+	// A Java KCL worker's prepareCheckpoint left a pending checkpoint on the item.
+	pending := map[string]types.AttributeValue{
+		AttrPendingCheckpoint:                  &types.AttributeValueMemberS{Value: "49590338271490256608559692538361571095921575989136588898"},
+		AttrPendingCheckpointSubSequenceNumber: &types.AttributeValueMemberN{Value: "3"},
+		AttrPendingCheckpointState:             &types.AttributeValueMemberB{Value: []byte("state")},
+	}
+	for name, v := range pending {
+		if _, err := client.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(table.Name()), Key: keyOf(l.Key),
+			UpdateExpression:          aws.String("SET #a = :v"),
+			ExpressionAttributeNames:  map[string]string{"#a": name},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": v},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := table.Checkpoint(ctx, &l, "49590338271490256608559692538361571095921575989136588898", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	item := rawItem(t, client, table.Name(), l.Key)
+	for name := range pending {
+		if v, ok := item[name]; ok {
+			t.Errorf("after a checkpoint the item still holds %s = %#v", name, v)
+		}
+	}
+	if got := item[AttrCheckpointSubSequenceNumber]; !reflect.DeepEqual(got, &types.AttributeValueMemberN{Value: "1"}) {
+		t.Errorf("checkpointSubSequenceNumber = %#v, want 1", got)
+	}
+}
