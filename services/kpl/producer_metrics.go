@@ -21,14 +21,19 @@ const (
 	MetricKinesisRecordsDataPut = "KinesisRecordsDataPut"
 	// MetricErrorsByCode counts failed entries and requests, with dimension DimensionErrorCode.
 	MetricErrorsByCode = "ErrorsByCode"
-	// MetricRetriesPerRecord observes, per finished aggregate, the attempts beyond the first.
+	// MetricRetriesPerRecord observes, per finished aggregate, the attempts beyond the first. Unlike
+	// the KPL, which observes it once per user record, every record of an aggregate shares one
+	// observation (the records of an aggregate are retried together).
 	MetricRetriesPerRecord = "RetriesPerRecord"
 	// MetricUserRecordExpired counts records failed with ErrRecordExpired.
 	MetricUserRecordExpired = "UserRecordExpired"
 	// MetricBufferingTime observes, per aggregate, the time from its first record's arrival to
-	// its first send: the buffering its oldest record went through.
+	// its first send: the buffering its oldest record went through. The KPL observes it once per
+	// user record; once per aggregate keeps the cost off the per-record path.
 	MetricBufferingTime = "BufferingTime"
 	// MetricUserRecordsPerKinesisRecord observes the number of records in each acknowledged entry.
+	// An entry Kinesis stored in an unexpected shard counts the records settled there, possibly 0
+	// (the others are re-put).
 	MetricUserRecordsPerKinesisRecord = "UserRecordsPerKinesisRecord"
 	// MetricUserRecordsRejectedBufferFull counts records refused with ErrBufferFull.
 	MetricUserRecordsRejectedBufferFull = "UserRecordsRejectedBufferFull"
