@@ -407,6 +407,11 @@ func TestOutputs(t *testing.T) {
 	if got := jsonString(t, outputs[stacks.OutputLoadBalancerURL]); !strings.Contains(got, "http://") || !strings.Contains(got, "DNSName") {
 		t.Errorf("URL output %s, want http:// and the load balancer's DNS name", got)
 	}
+	// The consumer's log group, which users tail to see the records (aws logs tail <group> --follow).
+	logsID, _ := resourceWithPrefix(t, snapshotStack, "AWS::Logs::LogGroup", "ConsumerLogs")
+	if got, want := jsonString(t, outputs[stacks.OutputConsumerLogGroup].(map[string]any)["Value"]), `{"Ref":"`+logsID+`"}`; got != want {
+		t.Errorf("consumer log group output %s, want %s", got, want)
+	}
 }
 
 func TestEnvironmentAgnostic(t *testing.T) {

@@ -33,11 +33,12 @@ const (
 	// InboundCIDRPattern validates the parameter: an IPv4 CIDR such as 203.0.113.0/24.
 	InboundCIDRPattern = `^(([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])\.){3}([0-9]|[1-9][0-9]|1[0-9]{2}|2[0-4][0-9]|25[0-5])/([0-9]|[12][0-9]|3[0-2])$`
 	// Output names.
-	OutputLoadBalancerURL = "LoadBalancerUrl"
-	OutputDashboardURL    = "DashboardUrl"
-	OutputStreamName      = "StreamName"
-	OutputLeaseTableName  = "LeaseTableName"
-	OutputConsumerARN     = "StreamConsumerArn"
+	OutputLoadBalancerURL  = "LoadBalancerUrl"
+	OutputDashboardURL     = "DashboardUrl"
+	OutputStreamName       = "StreamName"
+	OutputLeaseTableName   = "LeaseTableName"
+	OutputConsumerARN      = "StreamConsumerArn"
+	OutputConsumerLogGroup = "ConsumerLogGroupName"
 	// ProducerDockerfile and ConsumerDockerfile are the services' Dockerfiles, relative to the module root.
 	ProducerDockerfile = "services/producer/Dockerfile"
 	ConsumerDockerfile = "services/consumer/Dockerfile"
@@ -191,6 +192,9 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 	})
 	awscdk.NewCfnOutput(stack, jsii.String(OutputLeaseTableName), &awscdk.CfnOutputProps{
 		Value: s.Consumer.LeaseTable.TableName(), Description: jsii.String("The consumers' lease table (also their application name)"),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputConsumerLogGroup), &awscdk.CfnOutputProps{
+		Value: s.Consumer.LogGroup.LogGroupName(), Description: jsii.String("The consumer's log group: it writes each record as a JSON line (aws logs tail <name> --follow)"),
 	})
 	awscdk.NewCfnOutput(stack, jsii.String(OutputConsumerARN), &awscdk.CfnOutputProps{
 		Value: s.Stream.Consumer.StreamConsumerArn(), Description: jsii.String("The enhanced fan-out consumer the consumer service reads through"),
