@@ -94,8 +94,10 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 		InitialTimestamp: s.InitialTimestamp,
 		CreateLeaseTable: s.CreateLeaseTable,
 		FailoverTime:     s.FailoverTime,
-		Logger:           workerLogger,
-		Metrics:          metrics,
+		// Checkpoints every CheckpointInterval also on an idle shard, after a burst of fewer than CheckpointRecords.
+		ProcessEmptyBatches: true,
+		Logger:              workerLogger,
+		Metrics:             metrics,
 		NewProcessor: func() kcl.Processor {
 			return &stdoutProcessor{out: out, log: logger, checkpointRecords: s.CheckpointRecords,
 				checkpointInterval: s.CheckpointInterval, now: time.Now}

@@ -59,6 +59,7 @@ func (f *fakeCheckpointer) CheckpointAt(context.Context, string, int64) error {
 
 func TestStdoutProcessor(t *testing.T) {
 	now := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	start := now
 	var out bytes.Buffer
 	p := &stdoutProcessor{out: &out, log: slog.New(slog.DiscardHandler), checkpointRecords: 3,
 		checkpointInterval: time.Minute, now: func() time.Time { return now }}
@@ -80,6 +81,11 @@ func TestStdoutProcessor(t *testing.T) {
 		{recs: []kcl.Record{rec("2", 0, "\xff\xfe")}, wantCalls: 1}, // 3 records: checkpoint
 		{recs: []kcl.Record{rec("3", 0, "c")}, wantCalls: 1},
 		{recs: []kcl.Record{rec("4", 0, "d")}, advance: time.Minute, wantCalls: 2}, // interval elapsed
+		{recs: nil, advance: time.Minute, wantCalls: 2},                            // idle, nothing pending
+		{recs: []kcl.Record{rec("4", 1, "d2")}, wantCalls: 3},                      // interval elapsed while idle
+		{recs: []kcl.Record{rec("4", 2, "d3")}, wantCalls: 3},                      // a burst of fewer than 3
+		{recs: nil, advance: 30 * time.Second, wantCalls: 3},                       // idle, interval not due
+		{recs: nil, advance: 30 * time.Second, wantCalls: 4},                       // idle, interval due: checkpoint
 	}
 	for i, st := range steps {
 		now = now.Add(st.advance)
@@ -99,11 +105,11 @@ func TestStdoutProcessor(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	if len(lines) != 5 {
-		t.Fatalf("%d lines, want 5", len(lines))
+	if len(lines) != 7 {
+		t.Fatalf("%d lines, want 7", len(lines))
 	}
 	if lines[1].SubSequenceNumber != 1 || *lines[1].Data != "b" || lines[2].Data != nil || lines[2].DataBase64 != "//4=" ||
-		lines[0].ShardID != "shardId-000000000001" || lines[0].PartitionKey != "k" || !lines[0].ArrivalTime.Equal(now.Add(-time.Minute)) {
+		lines[0].ShardID != "shardId-000000000001" || lines[0].PartitionKey != "k" || !lines[0].ArrivalTime.Equal(start) {
 		t.Fatalf("lines: %+v", lines)
 	}
 	// A lost lease is returned; another checkpoint failure is retried later.

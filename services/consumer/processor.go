@@ -72,7 +72,8 @@ func (p *stdoutProcessor) ProcessRecords(ctx context.Context, in kcl.ProcessReco
 		return err
 	}
 	p.pending += len(in.Records)
-	if p.pending >= p.checkpointRecords || p.now().Sub(p.lastCheckpoint) >= p.checkpointInterval {
+	// The worker delivers empty batches while the shard is idle, so the interval is checked then too.
+	if p.pending > 0 && (p.pending >= p.checkpointRecords || p.now().Sub(p.lastCheckpoint) >= p.checkpointInterval) {
 		return p.checkpoint(ctx, in.Checkpointer)
 	}
 	return nil

@@ -84,6 +84,11 @@ type Config struct {
 	// ended (for endpoints that never send ChildShards over fan-out). Default: 10 s.
 	FanOutEndProbeInterval time.Duration
 
+	// ProcessEmptyBatches calls ProcessRecords with an empty batch after a read that returned no new records (the
+	// Java KCL's callProcessRecordsEvenForEmptyRecordList), so that a processor that checkpoints every N seconds
+	// does so on an idle shard too. Default: false (only batches with records are delivered).
+	ProcessEmptyBatches bool
+
 	// MaxProcessAttempts is how many times a batch is given to the processor before the worker gives up the lease
 	// so another worker retries. Default: 10.
 	MaxProcessAttempts int

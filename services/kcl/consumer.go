@@ -122,6 +122,14 @@ func (w *Worker) consume(runCtx, shardCtx context.Context, h *heldLease) {
 			w.metrics.count(MetricRecordsProcessed, telemetry.UnitCount, float64(len(records)))
 			w.metrics.count(MetricBytesProcessed, telemetry.UnitBytes, float64(st.bytes))
 			afterSeq, afterSub = last.SequenceNumber, last.SubSequenceNumber
+		} else if w.cfg.ProcessEmptyBatches && !res.ended {
+			err := w.callProcessor(shardCtx, log, "process records", func(ctx context.Context) error {
+				return proc.ProcessRecords(ctx, ProcessRecordsInput{MillisBehindLatest: res.millisBehindLatest, Checkpointer: cp})
+			})
+			if err != nil {
+				end(err)
+				return
+			}
 		}
 		if res.ended {
 			w.shardEnded(shardCtx, log, l.Key, h, proc, cp, res.children, end)

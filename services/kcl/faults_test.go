@@ -240,3 +240,77 @@ func TestLeaseStolenStopsProcessorWithoutCheckpoint(t *testing.T) {
 			after.Owner, after.Checkpoint, after.CheckpointSubSequenceNumber, l.Checkpoint, l.CheckpointSubSequenceNumber)
 	}
 }
+
+func TestEmptyBatchesOnIdleShard(t *testing.T) {
+	tests := map[string]struct {
+		processEmpty bool
+	}{
+		"delivered when enabled":   {processEmpty: true},
+		"not delivered by default": {processEmpty: false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			kc := testKinesis(t)
+			stream := createStream(t, kc, 1)
+			recs := makeRecords(20, 2, 50)
+			putAggregated(t, kc, stream, recs, 5)
+			var mu sync.Mutex
+			delivered, empty := 0, 0
+			lastSeq, lastSub := "", int64(0)
+			cfg := fastConfig(stream, uniqueName("app"), "worker-a")
+			cfg.ProcessEmptyBatches = tc.processEmpty
+			// Like a processor that checkpoints every N records or N seconds after a burst of fewer than N records:
+			// it checkpoints only when the shard is idle.
+			cfg.NewProcessor = func() Processor {
+				return &funcProcessor{process: func(ctx context.Context, in ProcessRecordsInput) error {
+					mu.Lock()
+					defer mu.Unlock()
+					if len(in.Records) > 0 {
+						delivered += len(in.Records)
+						last := in.Records[len(in.Records)-1]
+						lastSeq, lastSub = last.SequenceNumber, last.SubSequenceNumber
+						return nil
+					}
+					empty++
+					return in.Checkpointer.Checkpoint(ctx)
+				}}
+			}
+			startWorker(t, cfg, kc, nil, nil)
+			// Three idle polls at least (PollIdleInterval 200 ms) after the records.
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				mu.Lock()
+				n := delivered
+				mu.Unlock()
+				if n == len(recs) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d of %d records delivered after 30 s", n, len(recs))
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			time.Sleep(time.Second)
+			mu.Lock()
+			gotEmpty, seq, sub := empty, lastSeq, lastSub
+			mu.Unlock()
+			l, _, err := mustTable(t, cfg.LeaseTableName).Get(context.Background(), "shardId-000000000000")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.processEmpty {
+				if gotEmpty != 0 || l.Checkpoint != CheckpointTrimHorizon {
+					t.Fatalf("without ProcessEmptyBatches: %d empty batches, checkpoint %s; want none, TRIM_HORIZON", gotEmpty, l.Checkpoint)
+				}
+				return
+			}
+			if gotEmpty == 0 {
+				t.Fatal("no empty batch delivered in 1 s of an idle shard")
+			}
+			if l.Checkpoint != seq || l.CheckpointSubSequenceNumber != sub {
+				t.Fatalf("checkpoint after idle = %s/%d, want the last record %s/%d", l.Checkpoint, l.CheckpointSubSequenceNumber, seq, sub)
+			}
+			t.Logf("%d empty batches in the idle second; checkpoint at the last record", gotEmpty)
+		})
+	}
+}

@@ -47,7 +47,8 @@ type InitializeInput struct {
 	CheckpointSubSequenceNumber int64
 }
 
-// ProcessRecordsInput is one batch of records of one shard, in order.
+// ProcessRecordsInput is one batch of records of one shard, in order. With Config.ProcessEmptyBatches it may hold no
+// records.
 type ProcessRecordsInput struct {
 	Records []Record
 	// MillisBehindLatest is how far the batch is behind the tip of the shard.
