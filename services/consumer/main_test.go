@@ -154,7 +154,9 @@ func TestRunAgainstEmulators(t *testing.T) {
 	s, err := settings.Load(func(k string) string {
 		return map[string]string{settings.EnvStreamName: stream, settings.EnvApplicationName: "consumer-app",
 			settings.EnvKinesisEndpoint: e.KinesisEndpoint, settings.EnvDynamoDBEndpoint: e.DynamoDBEndpoint, settings.EnvWorkerID: "w1",
-			settings.EnvCheckpointRecords: "10"}[k]
+			settings.EnvCheckpointRecords: "10",
+			// Short, so that leases are renewed (CurrentLeases is observed per renewal) while the test runs.
+			settings.EnvFailoverTime: "900ms"}[k]
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,10 +172,13 @@ func TestRunAgainstEmulators(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	cancel() // like SIGTERM
+	time.Sleep(400 * time.Millisecond) // one renewal interval at least
+	cancel()                           // like SIGTERM
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}
+	checkEMF(t, out.String(), map[string]float64{kcl.MetricRecordsProcessed: n, kcl.MetricLeasesTaken: 2},
+		[]string{kcl.MetricBytesProcessed, kcl.MetricCurrentLeases})
 	for i := range n {
 		if !strings.Contains(out.String(), fmt.Sprintf(`"data":"record-%d"`, i)) {
 			t.Fatalf("record %d missing", i)
@@ -198,6 +203,54 @@ func TestRunAgainstEmulators(t *testing.T) {
 			if strings.Count(line, key) > 1 {
 				t.Errorf("key %s repeated in log line %s", key, line)
 			}
+		}
+	}
+}
+
+// checkEMF reads the EMF lines of out: the counters of want must sum to the given values, and every metric of present
+// must have been written at least once with a positive value.
+func checkEMF(t *testing.T, out string, want map[string]float64, present []string) {
+	t.Helper()
+	sums := map[string]float64{}
+	seen := map[string]bool{}
+	for line := range strings.SplitSeq(out, "\n") {
+		if !strings.Contains(line, `"_aws"`) {
+			continue
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(line), &doc); err != nil {
+			t.Fatalf("EMF line %q: %v", line, err)
+		}
+		aws, _ := doc["_aws"].(map[string]any)
+		directives, _ := aws["CloudWatchMetrics"].([]any)
+		for _, d := range directives {
+			metrics, _ := d.(map[string]any)["Metrics"].([]any)
+			for _, m := range metrics {
+				name, _ := m.(map[string]any)["Name"].(string)
+				switch v := doc[name].(type) {
+				case float64:
+					sums[name] += v
+					seen[name] = seen[name] || v > 0
+				case []any:
+					for _, x := range v {
+						if f, _ := x.(float64); f > 0 {
+							seen[name] = true
+						}
+					}
+				default:
+					t.Fatalf("EMF metric %s has value %#v", name, doc[name])
+				}
+			}
+		}
+	}
+	for name, v := range want {
+		if sums[name] != v {
+			t.Errorf("EMF %s = %v, want %v", name, sums[name], v)
+		}
+	}
+	for _, name := range present {
+		if !seen[name] {
+			t.Errorf("EMF %s never written with a positive value", name)
 		}
 	}
 }

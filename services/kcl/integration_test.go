@@ -21,6 +21,7 @@ import (
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/streamproc/streamproc/services/kpl"
+	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // waitBalanced waits until the open leases are spread with max - min <= 1 over the given workers.
@@ -407,17 +408,62 @@ func TestRecordsOutsideShardRangeAreDelivered(t *testing.T) {
 			outside++
 		}
 	}
+	// And a corrupt aggregate (checksum broken), delivered whole as one record.
+	corrupt := agg.AppendEncoded(nil)
+	corrupt[len(corrupt)-1] ^= 0xff
+	want++
 	putRecordsAll(t, kc, stream, []ktypes.PutRecordsRequestEntry{{
 		PartitionKey: aws.String("k0"), ExplicitHashKey: shards[0].HashKeyRange.StartingHashKey, Data: agg.AppendEncoded(nil),
+	}, {
+		PartitionKey: aws.String("k0"), ExplicitHashKey: shards[0].HashKeyRange.StartingHashKey, Data: corrupt,
 	}})
+	var emf telemetry.SyncBuffer
+	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{Namespace: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := newCollector()
-	startWorker(t, fastConfig(stream, table, "worker-a"), kc, c, nil)
+	cfg := fastConfig(stream, table, "worker-a")
+	cfg.Metrics = metrics
+	tw := startWorker(t, cfg, kc, c, nil)
 	c.waitFor(t, want, 30*time.Second)
+	tw.stop(t)
+	if err := metrics.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if outside == 0 || c.outside != outside {
 		t.Fatalf("%d records flagged outside the shard range, want %d (all delivered)", c.outside, outside)
 	}
+	sums := emfSums(t, emf.String())
+	if sums[MetricRecordsOutsideShardRange] != float64(outside) || sums[MetricProcessingErrors] != 1 ||
+		sums[MetricRecordsProcessed] != float64(want) {
+		t.Fatalf("EMF %s = %v, %s = %v, %s = %v; want %d, 1 (the corrupt aggregate), %d", MetricRecordsOutsideShardRange,
+			sums[MetricRecordsOutsideShardRange], MetricProcessingErrors, sums[MetricProcessingErrors],
+			MetricRecordsProcessed, sums[MetricRecordsProcessed], outside, want)
+	}
+}
+
+// emfSums adds up, per metric name, the counter values of the EMF lines in out.
+func emfSums(t *testing.T, out string) map[string]float64 {
+	t.Helper()
+	sums := map[string]float64{}
+	for line := range strings.SplitSeq(out, "\n") {
+		if line == "" {
+			continue
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(line), &doc); err != nil {
+			t.Fatalf("EMF line %q: %v", line, err)
+		}
+		for k, v := range doc {
+			if f, ok := v.(float64); ok {
+				sums[k] += f
+			}
+		}
+	}
+	return sums
 }
 
 func TestNodeAggregatedRecordsAreAccepted(t *testing.T) {
