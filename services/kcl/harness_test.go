@@ -264,6 +264,14 @@ type collector struct {
 	ended      map[string]bool  // shards that ended
 	lostCalls  map[string]int   // worker -> LeaseLost calls
 	shutdowns  map[string]int   // worker -> ShutdownRequested calls
+	repeats    []deliveredAt    // where each repeated delivery was read, in order
+}
+
+// deliveredAt is the position a record was read at.
+type deliveredAt struct {
+	shard string
+	seq   string
+	sub   int64
 }
 
 func newCollector() *collector {
@@ -282,6 +290,9 @@ func (c *collector) add(worker string, recs []Record) {
 	for _, r := range recs {
 		d := string(r.Data)
 		c.deliveries[d]++
+		if c.deliveries[d] > 1 {
+			c.repeats = append(c.repeats, deliveredAt{shard: r.ShardID, seq: r.SequenceNumber, sub: r.SubSequenceNumber})
+		}
 		if _, ok := c.shardFirst[r.ShardID]; !ok {
 			c.shardFirst[r.ShardID] = c.event
 		}

@@ -90,6 +90,18 @@ func TestKilledWorkerLeasesTakenOverAfterFailover(t *testing.T) {
 
 	killedAt := time.Now()
 	a.kill(t)
+	// worker-a writes nothing more: its checkpoints now are those at the kill.
+	c.mu.Lock()
+	repeatsBefore := len(c.repeats)
+	c.mu.Unlock()
+	atKill := map[string]Lease{}
+	for _, shard := range aShards {
+		l, _, err := mustTable(t, table).Get(context.Background(), shard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		atKill[shard] = l
+	}
 	second := makeRecords(8000, 100, 100)[4000:] // the same keys, continuing their numbering
 	putAggregated(t, kc, stream, second, 100)
 	deadline := time.Now().Add(30 * time.Second)
@@ -108,8 +120,22 @@ func TestKilledWorkerLeasesTakenOverAfterFailover(t *testing.T) {
 	c.waitFor(t, 8000, 60*time.Second)
 	c.checkComplete(t, append(first, second...))
 	_, dups := c.distinct()
-	t.Logf("worker-a killed holding %v; worker-b held all shards %v later (failover %v); none missing, %d duplicates",
-		aShards, takeover.Round(time.Millisecond), cfgA.FailoverTime, dups)
+	// Every repeated delivery since the kill is of a killed worker's shard, after its checkpoint at the kill.
+	c.mu.Lock()
+	repeats := c.repeats[repeatsBefore:]
+	c.mu.Unlock()
+	for _, r := range repeats {
+		l, ok := atKill[r.shard]
+		if !ok {
+			t.Fatalf("record %s/%d of %s delivered again after the kill; worker-a did not hold that shard", r.seq, r.sub, r.shard)
+		}
+		if !isSentinel(l.Checkpoint) && compareExtended(r.seq, r.sub, l.Checkpoint, l.CheckpointSubSequenceNumber) <= 0 {
+			t.Fatalf("record %s/%d of %s delivered again after the kill, at or before its checkpoint %s/%d",
+				r.seq, r.sub, r.shard, l.Checkpoint, l.CheckpointSubSequenceNumber)
+		}
+	}
+	t.Logf("worker-a killed holding %v; worker-b held all shards %v later (failover %v); none missing, %d duplicates (%d since the kill, all after their shard's checkpoint)",
+		aShards, takeover.Round(time.Millisecond), cfgA.FailoverTime, dups, len(repeats))
 }
 
 func TestGracefulStopHandsLeasesOver(t *testing.T) {
