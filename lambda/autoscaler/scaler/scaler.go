@@ -165,9 +165,13 @@ func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
-	if settled, changed := history.MarkSettled(now); changed && !s.cfg.DryRun {
-		if err := s.writeHistory(ctx, settled); err != nil {
-			return Outcome{}, err
+	if settled, changed := history.MarkSettled(now); changed {
+		// A dry run decides on the settled history too (else a past live action would hold back every scale-up),
+		// but leaves the tags as they are.
+		if !s.cfg.DryRun {
+			if err := s.writeHistory(ctx, settled); err != nil {
+				return Outcome{}, err
+			}
 		}
 		history = settled
 	}

@@ -422,3 +422,21 @@ func TestDecisionEmitsEMFMetrics(t *testing.T) {
 		t.Errorf("dimension %s = %v, want %s", MetricsDimensionStream, doc[MetricsDimensionStream], f.name)
 	}
 }
+
+// A dry run decides as the live scaler would: an action recorded by an earlier live run, now settled, must not hold
+// back its scale-ups, although the dry run never writes the settlement to the tags.
+func TestDryRunSettlesThePreviousActionInMemory(t *testing.T) {
+	f := newFixture(t, 2, Config{DryRun: true})
+	before := EncodeHistory(policy.History{}.Record(policy.ActionUpdateShardCount, f.clock.now.Add(-time.Hour)))
+	if _, err := f.kin.AddTagsToStream(f.ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String(f.name), Tags: before}); err != nil {
+		t.Fatal(err)
+	}
+	f.putMinutes(3, 0, 1.0, 2)
+	out := f.run()
+	if out.Action != policy.ActionUpdateShardCount || out.Rule != policy.RuleScaleUp || out.Executed || out.Skipped != "dry run" {
+		t.Fatalf("got %s/%s executed %v skipped %q (%s), want a dry-run scale-up", out.Action, out.Rule, out.Executed, out.Skipped, out.Reason)
+	}
+	if got := f.tags(); got[TagLastAction] != before[TagLastAction] || got[TagUpdateCalls] != before[TagUpdateCalls] {
+		t.Fatalf("dry run changed the history tags: %v, was %v", got, before)
+	}
+}
