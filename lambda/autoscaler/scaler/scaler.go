@@ -166,12 +166,13 @@ func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
 		return Outcome{}, err
 	}
 	if settled, changed := history.MarkSettled(now); changed {
-		// A dry run decides on the settled history too (else a past live action would hold back every scale-up),
-		// but leaves the tags as they are.
-		if !s.cfg.DryRun {
-			if err := s.writeHistory(ctx, settled); err != nil {
-				return Outcome{}, err
-			}
+		if s.cfg.DryRun {
+			// A dry run never writes the tags, so it cannot remember when it first saw the stream ACTIVE: settling
+			// at now on every run would ignore every minute after a past live action forever. It counts the
+			// minutes from the action on instead.
+			settled, _ = history.MarkSettled(history.LastAction)
+		} else if err := s.writeHistory(ctx, settled); err != nil {
+			return Outcome{}, err
 		}
 		history = settled
 	}
