@@ -440,3 +440,236 @@ func TestDryRunSettlesThePreviousActionInMemory(t *testing.T) {
 		t.Fatalf("dry run changed the history tags: %v, was %v", got, before)
 	}
 }
+
+// putMetric writes one AWS/Kinesis datapoint with the stream's dimension and extra dimensions (name, value pairs).
+func (f *fixture) putMetric(name string, minute time.Time, v float64, dims ...string) {
+	f.t.Helper()
+	ds := []cwtypes.Dimension{{Name: aws.String("StreamName"), Value: aws.String(f.name)}}
+	for i := 0; i+1 < len(dims); i += 2 {
+		ds = append(ds, cwtypes.Dimension{Name: aws.String(dims[i]), Value: aws.String(dims[i+1])})
+	}
+	_, err := f.cw.PutMetricData(f.ctx, &cloudwatch.PutMetricDataInput{Namespace: aws.String(kinesisNamespace), MetricData: []cwtypes.MetricDatum{
+		{MetricName: aws.String(name), Dimensions: ds, Timestamp: aws.Time(minute), Value: aws.Float64(v)},
+	}})
+	if err != nil {
+		f.t.Fatalf("put %s: %v", name, err)
+	}
+}
+
+// registerConsumer registers an enhanced fan-out consumer and waits until it is ACTIVE.
+func (f *fixture) registerConsumer(name string) {
+	f.t.Helper()
+	sum, err := f.kin.DescribeStreamSummary(f.ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(f.name)})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	arn := sum.StreamDescriptionSummary.StreamARN
+	if _, err := f.kin.RegisterStreamConsumer(f.ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)}); err != nil {
+		f.t.Fatalf("register consumer %s: %v", name, err)
+	}
+	for {
+		out, err := f.kin.DescribeStreamConsumer(f.ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)})
+		if err != nil {
+			f.t.Fatalf("describe consumer %s: %v", name, err)
+		}
+		if out.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive {
+			return
+		}
+		select {
+		case <-f.ctx.Done():
+			f.t.Fatalf("consumer %s not ACTIVE in time", name)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// The scaler reads GetRecords.Bytes and each fan-out consumer's SubscribeToShardEvent.Bytes (with its ConsumerName
+// dimension) and scales for the busiest reader, while the writes alone are low.
+func TestReadSideMetricsDriveScaling(t *testing.T) {
+	const shards = 2
+	readLimit := float64(shards) * policy.ReadBytesPerShard * 60
+	tests := map[string]struct {
+		consumers  int
+		getRecords float64 // utilisation of the shared GetRecords limit
+		fanOut     float64 // utilisation of each fan-out consumer's own limit
+		wantAction policy.Action
+		wantRule   policy.Rule
+		wantTarget int
+	}{
+		"polling consumers at their shared limit": {
+			getRecords: 0.9, wantAction: policy.ActionUpdateShardCount, wantRule: policy.RuleScaleUp, wantTarget: 3,
+		},
+		"one fan-out consumer near its own limit": {
+			consumers: 1, getRecords: 0.1, fanOut: 0.9, wantAction: policy.ActionUpdateShardCount, wantRule: policy.RuleScaleUp, wantTarget: 3,
+		},
+		"three fan-out consumers each at half their own limit": {
+			consumers: 3, getRecords: 0.1, fanOut: 0.5, wantAction: policy.ActionNone, wantRule: policy.RuleSteady, wantTarget: 2,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, shards, Config{})
+			var names []string
+			for i := range tc.consumers {
+				names = append(names, fmt.Sprintf("reader-%d", i))
+				f.registerConsumer(names[i])
+			}
+			for k := 3; k >= 0; k-- {
+				m := f.clock.minute(k)
+				written := 0.2 * shards * policy.WriteBytesPerShard * 60
+				f.putMetric("IncomingBytes", m, written)
+				f.putMetric("IncomingRecords", m, written/2048)
+				f.putMetric("GetRecords.Bytes", m, tc.getRecords*readLimit)
+				for _, c := range names {
+					f.putMetric("SubscribeToShardEvent.Bytes", m, tc.fanOut*readLimit, "ConsumerName", c)
+				}
+			}
+			out := f.run()
+			if out.Action != tc.wantAction || out.Rule != tc.wantRule || out.TargetShardCount != tc.wantTarget {
+				t.Fatalf("got %s/%s target %d (%s), want %s/%s target %d", out.Action, out.Rule, out.TargetShardCount, out.Reason, tc.wantAction, tc.wantRule, tc.wantTarget)
+			}
+			if tc.wantAction != policy.ActionNone && !out.Executed {
+				t.Fatalf("not executed: %+v", out)
+			}
+		})
+	}
+}
+
+// The UpdateShardCount limit and the scale-up reserve hold for a new Scaler (a cold start) because the calls are
+// read back from the stream's tags; calls older than 24 hours neither count nor stay in the tags.
+func TestTagHistoryHoldsTheLimitsAcrossColdStarts(t *testing.T) {
+	tests := map[string]struct {
+		callsAgo   []time.Duration
+		load       float64
+		wantAction policy.Action
+		wantRule   policy.Rule
+		wantCalls  int // in the tags afterwards
+	}{
+		"every call of the last 24 h used: no scale-up": {
+			callsAgo: hoursBack(10, 2), load: 1.0, wantAction: policy.ActionNone, wantRule: policy.RuleCallLimit, wantCalls: 10,
+		},
+		"only the reserve left: no scale-down": {
+			callsAgo: hoursBack(7, 2), load: 0.1, wantAction: policy.ActionNone, wantRule: policy.RuleReserve, wantCalls: 7,
+		},
+		"calls older than 24 h do not count": {
+			callsAgo: hoursBack(10, 25), load: 1.0, wantAction: policy.ActionUpdateShardCount, wantRule: policy.RuleScaleUp, wantCalls: 1,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, 4, Config{})
+			h := policy.History{}
+			for _, ago := range tc.callsAgo {
+				h = h.Record(policy.ActionUpdateShardCount, f.clock.now.Add(-ago))
+			}
+			h, _ = h.MarkSettled(h.LastAction.Add(time.Minute))
+			if _, err := f.kin.AddTagsToStream(f.ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String(f.name), Tags: EncodeHistory(h)}); err != nil {
+				t.Fatal(err)
+			}
+			f.putMinutes(16, 0, tc.load, 4)
+			out := f.run()
+			if out.Action != tc.wantAction || out.Rule != tc.wantRule {
+				t.Fatalf("got %s/%s (%s), want %s/%s", out.Action, out.Rule, out.Reason, tc.wantAction, tc.wantRule)
+			}
+			got, err := DecodeHistory(f.tags())
+			if err != nil || len(got.UpdateShardCountCalls) != tc.wantCalls {
+				t.Fatalf("tags hold %d calls (%v), want %d", len(got.UpdateShardCountCalls), err, tc.wantCalls)
+			}
+			if tc.wantAction == policy.ActionNone {
+				if n := len(f.openShards()); n != 4 {
+					t.Fatalf("resharded to %d shards", n)
+				}
+			}
+		})
+	}
+}
+
+// hoursBack returns k durations, one hour apart, the newest first hours ago, oldest first.
+func hoursBack(k, first int) []time.Duration {
+	out := make([]time.Duration, k)
+	for i := range out {
+		out[i] = time.Duration(first+k-1-i) * time.Hour
+	}
+	return out
+}
+
+// refusingTransport answers every Kinesis request for one operation with an error response, and passes the rest to
+// the real emulator.
+type refusingTransport struct {
+	operation string // "UpdateShardCount"
+	status    int
+	errorType string
+	next      http.RoundTripper
+}
+
+func (rt refusingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(r.Header.Get("X-Amz-Target"), "."+rt.operation) {
+		body := fmt.Sprintf(`{"__type":%q,"message":"refused by the test"}`, rt.errorType)
+		return &http.Response{
+			StatusCode: rt.status, Request: r, ContentLength: int64(len(body)),
+			Header: http.Header{"Content-Type": {"application/x-amz-json-1.1"}, "X-Amzn-Errortype": {rt.errorType}},
+			Body:   readCloser{bytes.NewReader([]byte(body))},
+		}, nil
+	}
+	return rt.next.RoundTrip(r)
+}
+
+// When Kinesis refuses a call the history allowed (calls made outside the autoscaler, another operation), the
+// invocation ends without error and without recording a call; other failures are returned.
+func TestKinesisRefusalIsReportedAndNotRecorded(t *testing.T) {
+	tests := map[string]struct {
+		status      int
+		errorType   string
+		wantSkipped string
+		wantErr     bool
+	}{
+		"daily limit reached":       {status: 400, errorType: "LimitExceededException", wantSkipped: "Kinesis refused"},
+		"another operation running": {status: 400, errorType: "ResourceInUseException", wantSkipped: "another resharding operation"},
+		"service failure":           {status: 500, errorType: "InternalFailure", wantErr: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, 2, Config{})
+			f.kin = testEmulators.Get(t).KinesisClient(func(o *kinesis.Options) {
+				o.HTTPClient = &http.Client{Transport: refusingTransport{operation: "UpdateShardCount", status: tc.status, errorType: tc.errorType, next: http.DefaultTransport}}
+				o.RetryMaxAttempts = 1
+			})
+			f.scaler = f.newScaler(Config{})
+			f.putMinutes(3, 0, 1.0, 2)
+			out, err := f.scaler.Run(f.ctx, f.clock.now, "test")
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "UpdateShardCount") {
+					t.Fatalf("err = %v, want the UpdateShardCount failure", err)
+				}
+			} else if err != nil || out.Executed || !strings.Contains(out.Skipped, tc.wantSkipped) {
+				t.Fatalf("got %+v, %v; want skipped %q and no error", out, err, tc.wantSkipped)
+			}
+			if tags := f.tags(); len(tags) != 0 {
+				t.Fatalf("a refused call was recorded: %v", tags)
+			}
+		})
+	}
+}
+
+// Missing datapoints are unknown load: with none published, or with IncomingBytes but no IncomingRecords, a
+// stream at many shards is neither scaled down nor up.
+func TestMissingMetricsAreUnknownLoad(t *testing.T) {
+	tests := map[string]func(f *fixture){
+		"no datapoints at all": func(*fixture) {},
+		"bytes without records": func(f *fixture) {
+			for k := 20; k >= 0; k-- {
+				f.putMetric("IncomingBytes", f.clock.minute(k), 1000)
+			}
+		},
+	}
+	for name, publish := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, 4, Config{})
+			publish(f)
+			out := f.run()
+			if out.Action != policy.ActionNone || out.Rule != policy.RuleNoData {
+				t.Fatalf("got %s/%s (%s), want none/%s", out.Action, out.Rule, out.Reason, policy.RuleNoData)
+			}
+		})
+	}
+}
