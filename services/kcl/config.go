@@ -30,6 +30,8 @@ const (
 	DefaultMaxRetryBackoff     = 10 * time.Second
 	DefaultResubscribeInterval = 4*time.Minute + 30*time.Second
 	DefaultFanOutEndProbe      = 10 * time.Second
+	// DefaultLeaseCleanupInterval is the Java KCL's interval of completed-shard lease checks.
+	DefaultLeaseCleanupInterval = time.Minute
 	// minPollInterval keeps a polling reader at or below Kinesis's 5 GetRecords calls per second per shard.
 	minPollInterval = 200 * time.Millisecond
 )
@@ -71,6 +73,10 @@ type Config struct {
 	// ShardSyncInterval is how often the worker lists the stream's shards to create leases for new ones (it also
 	// syncs at start and whenever one of its shards ends). Default: 1 minute.
 	ShardSyncInterval time.Duration
+	// LeaseCleanupInterval is how often the worker deletes the leases that are no longer needed: those of shards
+	// at SHARD_END whose children all started, and those of shards that aged out of the stream (see the Java KCL's
+	// LeaseCleanupManager). Default: 1 minute.
+	LeaseCleanupInterval time.Duration
 
 	// MaxRecordsPerCall is GetRecords' Limit. Default: 10000.
 	MaxRecordsPerCall int32
@@ -142,6 +148,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}{
 		{"FailoverTime", &cfg.FailoverTime, DefaultFailoverTime},
 		{"ShardSyncInterval", &cfg.ShardSyncInterval, DefaultShardSyncInterval},
+		{"LeaseCleanupInterval", &cfg.LeaseCleanupInterval, DefaultLeaseCleanupInterval},
 		{"PollIdleInterval", &cfg.PollIdleInterval, DefaultPollIdleInterval},
 		{"ResubscribeInterval", &cfg.ResubscribeInterval, DefaultResubscribeInterval},
 		{"FanOutEndProbeInterval", &cfg.FanOutEndProbeInterval, DefaultFanOutEndProbe},

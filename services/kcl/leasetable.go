@@ -20,6 +20,7 @@ type DynamoDBAPI interface {
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
 	Scan(ctx context.Context, in *dynamodb.ScanInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
 }
 
 // ErrLeaseLost means a conditional write on a lease failed: another worker took it (or it was released), so this
@@ -203,6 +204,27 @@ func (t *LeaseTable) Checkpoint(ctx context.Context, l *Lease, sequenceNumber st
 	names["#pcps"] = AttrPendingCheckpointSubSequenceNumber
 	names["#pcst"] = AttrPendingCheckpointState
 	return t.update(ctx, l, "checkpoint", l.Owner, set, values, names)
+}
+
+// Delete removes a lease, provided its counter did not change since l was read (a worker that renewed, took or
+// checkpointed it meanwhile keeps it). deleted is false when the condition failed or the lease no longer exists.
+func (t *LeaseTable) Delete(ctx context.Context, l Lease) (deleted bool, err error) {
+	_, err = t.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+		TableName:                &t.name,
+		Key:                      keyOf(l.Key),
+		ConditionExpression:      aws.String("#c = :counter"),
+		ExpressionAttributeNames: map[string]string{"#c": AttrLeaseCounter},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":counter": &types.AttributeValueMemberN{Value: formatInt(l.Counter)},
+		},
+	})
+	if isConditionFailed(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("delete lease %s: %w", l.Key, err)
+	}
+	return true, nil
 }
 
 // update runs a conditional UpdateItem on l's counter (and owner, when expectOwner is set), then replaces *l with the

@@ -16,6 +16,9 @@ const (
 	MetricLeasesTaken = "LeasesTaken"
 	// MetricLeasesLost counts leases this worker lost or gave up.
 	MetricLeasesLost = "LeasesLost"
+	// MetricLeasesCleanedUp counts leases the clean-up pass deleted (finished shards whose children started, and
+	// shards that aged out of the stream).
+	MetricLeasesCleanedUp = "LeasesCleanedUp"
 	// MetricProcessingErrors counts failed (errored or panicked) processor calls and corrupt aggregates.
 	MetricProcessingErrors = "ProcessingErrors"
 	// MetricRecordsOutsideShardRange counts aggregated user records whose hash key lies outside their shard.

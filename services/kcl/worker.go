@@ -39,7 +39,11 @@ type Worker struct {
 	shutdownOnce sync.Once
 	done         chan struct{}
 	consumers    sync.WaitGroup
-	renewals     sync.WaitGroup // renewal calls in flight
+	renewals     sync.WaitGroup // renewal calls and clean-up passes in flight
+	// cleaning is set while a clean-up pass runs, so that a slow one is not stacked with the next.
+	cleaning atomic.Bool
+	// cleanupPasses counts finished clean-up passes (tests wait on it).
+	cleanupPasses atomic.Int64
 }
 
 // heldLease is a lease this worker holds, and the consumer reading its shard.
@@ -142,6 +146,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer take.Stop()
 	sync := time.NewTicker(w.cfg.ShardSyncInterval)
 	defer sync.Stop()
+	cleanup := time.NewTicker(w.cfg.LeaseCleanupInterval)
+	defer cleanup.Stop()
 
 	for {
 		select {
@@ -157,6 +163,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.takeLeases(runCtx)
 		case <-sync.C:
 			w.logSyncError(w.syncShards(runCtx))
+		case <-cleanup.C:
+			// In its own goroutine: a pass lists shards and leases and may delete several, which must not delay
+			// renewals.
+			if w.cleaning.CompareAndSwap(false, true) {
+				w.renewals.Go(func() {
+					defer w.cleaning.Store(false)
+					w.cleanupLeases(runCtx)
+				})
+			}
 		case <-w.syncNow:
 			w.logSyncError(w.syncShards(runCtx))
 			w.takeLeases(runCtx)
@@ -503,12 +518,13 @@ func (w *Worker) syncShards(ctx context.Context) error {
 	for _, l := range leases {
 		have[l.Key] = true
 	}
+	superseded := ancestorsOfLeased(shards, leases)
 	// Shard ids grow with creation, so sorting puts parents before their children.
 	slices.SortFunc(shards, func(a, b ktypes.Shard) int { return compareShardIDs(aws.ToString(a.ShardId), aws.ToString(b.ShardId)) })
 	for _, s := range shards {
 		id := aws.ToString(s.ShardId)
-		if have[id] {
-			continue
+		if have[id] || superseded[id] {
+			continue // a shard whose descendant has a lease was read already; its own lease was cleaned up
 		}
 		var parents []string
 		leasedParent := false
@@ -538,6 +554,38 @@ func (w *Worker) syncShards(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// ancestorsOfLeased returns the shards that are ancestors of a shard with a lease. Leases are created parents
+// first, so such a shard without a lease of its own either had one that the clean-up pass deleted (it was read to
+// its end) or was never to be read (older than the initial position): it must not get a new lease.
+func ancestorsOfLeased(shards []ktypes.Shard, leases []Lease) map[string]bool {
+	parents := map[string][]string{}
+	for _, s := range shards {
+		for _, p := range []*string{s.ParentShardId, s.AdjacentParentShardId} {
+			if p != nil && *p != "" {
+				parents[aws.ToString(s.ShardId)] = append(parents[aws.ToString(s.ShardId)], *p)
+			}
+		}
+	}
+	for _, l := range leases {
+		parents[l.Key] = append(parents[l.Key], l.ParentShardIDs...)
+	}
+	out := map[string]bool{}
+	var stack []string
+	for _, l := range leases {
+		stack = append(stack, parents[l.Key]...)
+	}
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if out[id] {
+			continue
+		}
+		out[id] = true
+		stack = append(stack, parents[id]...)
+	}
+	return out
 }
 
 // initialCheckpoint is the checkpoint of a new lease; empty means the shard gets no lease. A shard whose parent has

@@ -1,0 +1,282 @@
+package kcl
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+
+	"github.com/streamproc/streamproc/services/telemetry"
+)
+
+// shard returns a listed shard with the given parents ("" for none).
+func shard(id, parent, adjacent string) ktypes.Shard {
+	s := ktypes.Shard{ShardId: aws.String(id)}
+	if parent != "" {
+		s.ParentShardId = aws.String(parent)
+	}
+	if adjacent != "" {
+		s.AdjacentParentShardId = aws.String(adjacent)
+	}
+	return s
+}
+
+func TestPlanCleanup(t *testing.T) {
+	const (
+		p  = "shardId-000000000000"
+		c1 = "shardId-000000000001"
+		c2 = "shardId-000000000002"
+		g  = "shardId-000000000003" // child of c1
+		o  = "shardId-000000000004" // an unrelated open shard
+	)
+	end := func(key string, children ...string) Lease {
+		return Lease{Key: key, Checkpoint: CheckpointShardEnd, ChildShardIDs: children, Counter: 7}
+	}
+	at := func(key, checkpoint string, parents ...string) Lease {
+		return Lease{Key: key, Checkpoint: checkpoint, ParentShardIDs: parents, Counter: 3}
+	}
+	split := []ktypes.Shard{shard(p, "", ""), shard(c1, p, ""), shard(c2, p, ""), shard(o, "", "")}
+	tests := map[string]struct {
+		leases []Lease
+		shards []ktypes.Shard
+		want   map[string]string // deleted lease -> reason
+	}{
+		"parent ended, both children started: parent deleted": {
+			leases: []Lease{end(p, c1, c2), at(c1, "49590", p), at(c2, CheckpointShardEnd, p), at(o, "1")},
+			shards: split,
+			want:   map[string]string{p: cleanupShardCompleted},
+		},
+		"one child not started: parent kept": {
+			leases: []Lease{end(p, c1, c2), at(c1, "49590", p), at(c2, CheckpointTrimHorizon, p)},
+			shards: split,
+		},
+		"child at LATEST or AT_TIMESTAMP has not started: parent kept": {
+			leases: []Lease{end(p, c1, c2), at(c1, CheckpointLatest, p), at(c2, CheckpointAtTimestamp, p)},
+			shards: split,
+		},
+		"a child's lease missing: parent kept": {
+			leases: []Lease{end(p, c1, c2), at(c1, "49590", p)},
+			shards: split,
+		},
+		"children known only from ListShards": {
+			leases: []Lease{end(p), at(c1, "1", p), at(c2, "2", p)},
+			shards: split,
+			want:   map[string]string{p: cleanupShardCompleted},
+		},
+		"ended without children anywhere: kept": {
+			leases: []Lease{end(o)},
+			shards: split,
+		},
+		"open shards are never deleted, whatever their checkpoint": {
+			leases: []Lease{at(o, CheckpointTrimHorizon), at(c1, "5", p), at(c2, CheckpointLatest, p)},
+			shards: split,
+		},
+		"parent not finished though children exist: kept while listed": {
+			leases: []Lease{at(p, "12"), at(c1, "49590", p), at(c2, "3", p)},
+			shards: split,
+		},
+		"chain deleted oldest first in one pass": {
+			leases: []Lease{end(p, c1, c2), end(c1, g), at(c2, "9", p), at(g, "10", c1)},
+			shards: append(slices.Clone(split), shard(g, c1, "")),
+			want:   map[string]string{p: cleanupShardCompleted, c1: cleanupShardCompleted},
+		},
+		"finished child kept while its parent's lease remains": {
+			leases: []Lease{end(p, c1, c2), end(c1, g), at(c2, CheckpointTrimHorizon, p), at(g, "10", c1)},
+			shards: append(slices.Clone(split), shard(g, c1, "")),
+		},
+		"aged out and finished: deleted": {
+			leases: []Lease{end(p, c1, c2), at(c1, CheckpointTrimHorizon, p), at(c2, CheckpointTrimHorizon, p)},
+			shards: split[1:],
+			want:   map[string]string{p: cleanupShardExpired},
+		},
+		"aged out, never finished, children leased: deleted": {
+			leases: []Lease{at(p, "12"), at(c1, CheckpointTrimHorizon, p), at(c2, CheckpointTrimHorizon, p)},
+			shards: split[1:],
+			want:   map[string]string{p: cleanupShardExpired},
+		},
+		"aged out, never finished, one child lease missing: kept": {
+			leases: []Lease{at(p, "12"), at(c1, CheckpointTrimHorizon, p)},
+			shards: split[1:],
+		},
+		"aged out, never finished, no children known: kept": {
+			leases: []Lease{at(p, "12"), at(o, "1")},
+			shards: split[1:],
+		},
+		"empty shard list: nothing deleted": {
+			leases: []Lease{end(p, c1, c2), at(c1, "1", p), at(c2, "2", p)},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			got := map[string]string{}
+			for _, d := range planCleanup(tc.leases, tc.shards) {
+				got[d.lease.Key] = d.reason
+			}
+			want := tc.want
+			if want == nil {
+				want = map[string]string{}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("deleted %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+func TestAncestorsOfLeased(t *testing.T) {
+	shards := []ktypes.Shard{
+		shard("s0", "", ""), shard("s1", "", ""), shard("s2", "s0", "s1"), shard("s3", "s2", ""), shard("s4", "", ""),
+	}
+	tests := map[string]struct {
+		leases []Lease
+		want   []string
+	}{
+		"grandchild leased: every ancestor": {leases: []Lease{{Key: "s3", ParentShardIDs: []string{"s2"}}}, want: []string{"s0", "s1", "s2"}},
+		"only roots leased: none":           {leases: []Lease{{Key: "s0"}, {Key: "s4"}}},
+		"parents from the lease when the stream no longer lists them": {
+			leases: []Lease{{Key: "s9", ParentShardIDs: []string{"s8"}}}, want: []string{"s8"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			var got []string
+			for id := range ancestorsOfLeased(shards, tc.leases) {
+				got = append(got, id)
+			}
+			sort.Strings(got)
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("ancestors %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// waitLease polls the lease table until cond holds for key's lease (found says whether it exists).
+func waitLease(t *testing.T, lt *LeaseTable, key string, timeout time.Duration, what string, cond func(l Lease, found bool) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		l, found, err := lt.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(l, found) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lease %s: not %s after %v (found %v, %+v)", key, what, timeout, found, l)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitCleanupPasses waits until the worker finished n more clean-up passes.
+func waitCleanupPasses(t *testing.T, w *Worker, n int64) {
+	t.Helper()
+	target := w.cleanupPasses.Load() + n
+	deadline := time.Now().Add(20 * time.Second)
+	for w.cleanupPasses.Load() < target {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d clean-up passes after 20 s, want %d", w.cleanupPasses.Load(), target)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLeaseCleanupAfterSplit(t *testing.T) {
+	kc := testKinesis(t)
+	stream := createStream(t, kc, 2)
+	table := uniqueName("app")
+	lt := mustTable(t, table)
+	var emf telemetry.SyncBuffer
+	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{Namespace: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCollector()
+	cfg := fastConfig(stream, table, "worker-a")
+	cfg.LeaseCleanupInterval = 100 * time.Millisecond
+	cfg.Metrics = metrics
+	tw := startWorker(t, cfg, kc, c, nil)
+
+	all := makeRecords(2400, 40, 40)
+	putAggregated(t, kc, stream, all[:400], 20)
+	c.waitFor(t, 400, 60*time.Second)
+	before := openShards(t, kc, stream)
+	parent, other := aws.ToString(before[0].ShardId), aws.ToString(before[1].ShardId)
+
+	splitFirstShard(t, kc, stream)
+	after := openShards(t, kc, stream) // hash key order: the two children, then the other shard
+	child1, child2 := aws.ToString(after[0].ShardId), aws.ToString(after[1].ShardId)
+	if aws.ToString(after[2].ShardId) != other {
+		t.Fatalf("open shards after the split %v: want the children of %s, then %s", after, parent, other)
+	}
+	// Records for the first child and the other shard only: the second child gets none, so it never checkpoints
+	// past TRIM_HORIZON.
+	var toChild1, toChild2 []testRecord
+	for _, r := range all[400:] {
+		if shardIndexFor(after, r.key) == 1 {
+			toChild2 = append(toChild2, r)
+		} else {
+			toChild1 = append(toChild1, r)
+		}
+	}
+	if len(toChild2) == 0 || len(toChild1) == 0 {
+		t.Fatalf("records split %d/%d between the children, want some in each", len(toChild1), len(toChild2))
+	}
+	putAggregated(t, kc, stream, toChild1, 20)
+	c.waitFor(t, 400+len(toChild1), 60*time.Second)
+	waitLease(t, lt, parent, 30*time.Second, "at SHARD_END", func(l Lease, found bool) bool { return found && l.Finished() })
+	waitLease(t, lt, child1, 30*time.Second, "started", func(l Lease, found bool) bool { return found && started(l) })
+
+	// The parent stays while its second child has not started.
+	waitCleanupPasses(t, tw.w, 5)
+	for _, key := range []string{parent, child1, child2, other} {
+		l, found, err := lt.Get(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !found {
+			t.Fatalf("lease %s deleted while the second child %s had not started", key, child2)
+		}
+		if key == child2 && l.Checkpoint != CheckpointTrimHorizon {
+			t.Fatalf("child %s checkpoint %q, want TRIM_HORIZON (no record written to it)", key, l.Checkpoint)
+		}
+	}
+
+	// Once the second child processes records, the parent's lease goes; no other does.
+	putAggregated(t, kc, stream, toChild2, 20)
+	c.waitFor(t, len(all), 60*time.Second)
+	c.checkComplete(t, all)
+	waitLease(t, lt, parent, 20*time.Second, "deleted", func(_ Lease, found bool) bool { return !found })
+	waitCleanupPasses(t, tw.w, 3)
+	// A shard sync must not bring the parent's lease back (kinesis-local lists it until it ages out).
+	if err := tw.w.syncShards(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	leases, err := lt.List(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, l := range leases {
+		keys = append(keys, l.Key)
+	}
+	sort.Strings(keys)
+	want := []string{child1, child2, other}
+	sort.Strings(want)
+	if !slices.Equal(keys, want) {
+		t.Fatalf("leases after the clean-up %v, want %v (only the parent's removed)", keys, want)
+	}
+	tw.stop(t)
+	if err := metrics.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := emfSums(t, emf.String())[MetricLeasesCleanedUp]; got != 1 {
+		t.Fatalf("EMF %s = %v, want 1", MetricLeasesCleanedUp, got)
+	}
+}
