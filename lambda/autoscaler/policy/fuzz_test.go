@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"math/big"
+	"testing"
+	"time"
+)
+
+// FuzzDecideStaysWithinKinesisLimits feeds the policy arbitrary loads, shard counts, bounds and histories and checks
+// the promises every decision keeps whatever the input: UpdateShardCount within [n/2, 2n] and the min/max bounds,
+// never past the daily limit, scale-downs never into the reserve, splits at a shard's midpoint below MaxShards,
+// merges of adjacent shards above MinShards, and a reason.
+func FuzzDecideStaysWithinKinesisLimits(f *testing.F) {
+	f.Add(uint8(4), uint8(1), uint8(16), uint8(0), uint8(0), false, []byte{200, 200, 200})
+	f.Add(uint8(8), uint8(1), uint8(16), uint8(7), uint8(20), true, []byte{10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10})
+	f.Add(uint8(3), uint8(4), uint8(8), uint8(10), uint8(60), true, []byte{255, 0, 255})
+	f.Add(uint8(20), uint8(2), uint8(6), uint8(5), uint8(3), false, []byte{1, 2, 3})
+	f.Fuzz(func(t *testing.T, n, minS, maxS, used, lastAgo uint8, shardLevel bool, loads []byte) {
+		cfg := Config{MinShards: int(minS%20) + 1, MaxShards: int(maxS%40) + 1}
+		p, err := New(cfg)
+		if err != nil {
+			return // min above max: New refuses it
+		}
+		cfg = p.Config()
+		shards := uniformShards(int(n%40) + 1)
+		count := len(shards)
+		h := History{}
+		for i := range int(used % 13) {
+			h = h.Record(ActionUpdateShardCount, now.Add(-time.Duration(23-i)*time.Hour))
+		}
+		if lastAgo > 0 {
+			h = h.Record(Action([]Action{ActionUpdateShardCount, ActionSplitShard, ActionMergeShards}[lastAgo%3]), now.Add(-time.Duration(lastAgo)*time.Minute))
+			h.Settled = h.LastAction.Add(time.Duration(lastAgo%4) * time.Minute)
+		}
+		callsUsed := h.CallsWithin(now)
+		// Each byte is one minute (newest last): 255 is a missing datapoint, else utilisation up to 127 % with
+		// throttling above 100 %.
+		minutes := func(shardsCarrying int, bs []byte) []Minute {
+			var out []Minute
+			for i, b := range bs {
+				if b == 255 {
+					continue
+				}
+				u := float64(b) / 200
+				m := Minute{Start: minuteAt(len(bs) - 1 - i), WriteKnown: true, IncomingBytes: min(u, 1) * float64(shardsCarrying) * WriteBytesPerShard * 60, IncomingRecords: 100}
+				if u > 1 {
+					m.ThrottledRecords = (u - 1) * 1000
+				}
+				out = append(out, m)
+			}
+			return out
+		}
+		in := Input{Now: now, Shards: shards, Stream: minutes(count, loads), History: h}
+		if shardLevel {
+			in.ShardMinutes = map[string][]Minute{}
+			for i, sh := range shards {
+				bs := make([]byte, len(loads))
+				for j, b := range loads {
+					bs[j] = b ^ byte(i*37) // each shard a different load
+				}
+				in.ShardMinutes[sh.ID] = minutes(1, bs)
+			}
+		}
+		d := p.Decide(in)
+		if d.Reason == "" || d.CurrentShardCount != count || d.UpdateCallsUsed != callsUsed {
+			t.Fatalf("decision %+v: empty reason or wrong counts (n=%d, used=%d)", d, count, callsUsed)
+		}
+		switch d.Action {
+		case ActionNone:
+			if d.TargetShardCount != count {
+				t.Fatalf("no action but target %d != %d", d.TargetShardCount, count)
+			}
+		case ActionUpdateShardCount:
+			tgt := d.TargetShardCount
+			if tgt == count || tgt > 2*count || 2*tgt < count {
+				t.Fatalf("target %d outside [n/2, 2n] or unchanged for n=%d", tgt, count)
+			}
+			if callsUsed >= cfg.UpdateShardCountLimit {
+				t.Fatalf("UpdateShardCount with %d calls used of %d", callsUsed, cfg.UpdateShardCountLimit)
+			}
+			if tgt < count && callsUsed >= cfg.UpdateShardCountLimit-cfg.ScaleUpReserve {
+				t.Fatalf("scale-down %d -> %d used the reserve (%d calls used)", count, tgt, callsUsed)
+			}
+			if tgt > count && tgt > max(cfg.MaxShards, 0) && count >= cfg.MinShards {
+				t.Fatalf("scale-up %d -> %d above MaxShards %d", count, tgt, cfg.MaxShards)
+			}
+			if tgt < count && tgt < cfg.MinShards && count <= cfg.MaxShards {
+				t.Fatalf("scale-down %d -> %d below MinShards %d", count, tgt, cfg.MinShards)
+			}
+		case ActionSplitShard:
+			if count >= cfg.MaxShards || d.TargetShardCount != count+1 {
+				t.Fatalf("split at %d shards (max %d), target %d", count, cfg.MaxShards, d.TargetShardCount)
+			}
+			var sh *Shard
+			for i := range shards {
+				if shards[i].ID == d.ShardID {
+					sh = &shards[i]
+				}
+			}
+			if sh == nil || d.NewStartingHashKey != Midpoint(sh.StartingHashKey, sh.EndingHashKey).String() {
+				t.Fatalf("split %s at %s: not an open shard's midpoint", d.ShardID, d.NewStartingHashKey)
+			}
+		case ActionMergeShards:
+			if count <= cfg.MinShards || d.TargetShardCount != count-1 {
+				t.Fatalf("merge at %d shards (min %d), target %d", count, cfg.MinShards, d.TargetShardCount)
+			}
+			var a, b *Shard
+			for i := range shards {
+				switch shards[i].ID {
+				case d.ShardID:
+					a = &shards[i]
+				case d.AdjacentShardID:
+					b = &shards[i]
+				}
+			}
+			if a == nil || b == nil || new(big.Int).Add(a.EndingHashKey, big.NewInt(1)).Cmp(b.StartingHashKey) != 0 {
+				t.Fatalf("merge of %s and %s: not adjacent open shards", d.ShardID, d.AdjacentShardID)
+			}
+		default:
+			t.Fatalf("unknown action %q", d.Action)
+		}
+	})
+}
