@@ -350,7 +350,7 @@ func stringAttr(item map[string]types.AttributeValue, name string) (string, erro
 		return "", nil
 	}
 	s, ok := v.(*types.AttributeValueMemberS)
-	if !ok {
+	if !ok || s == nil {
 		return "", fmt.Errorf("lease attribute %s: want a string, got %T", name, v)
 	}
 	return s.Value, nil
@@ -362,7 +362,7 @@ func numberAttr(item map[string]types.AttributeValue, name string) (int64, error
 		return 0, nil
 	}
 	n, ok := v.(*types.AttributeValueMemberN)
-	if !ok {
+	if !ok || n == nil {
 		return 0, fmt.Errorf("lease attribute %s: want a number, got %T", name, v)
 	}
 	i, err := strconv.ParseInt(n.Value, 10, 64)
@@ -379,12 +379,17 @@ func stringSetAttr(item map[string]types.AttributeValue, name string) ([]string,
 	}
 	switch s := v.(type) {
 	case *types.AttributeValueMemberSS:
-		return s.Value, nil
+		if s != nil {
+			return s.Value, nil
+		}
 	case *types.AttributeValueMemberL: // tolerated: some tools write lists
+		if s == nil {
+			break
+		}
 		out := make([]string, 0, len(s.Value))
 		for _, e := range s.Value {
 			str, ok := e.(*types.AttributeValueMemberS)
-			if !ok {
+			if !ok || str == nil {
 				return nil, fmt.Errorf("lease attribute %s: list element %T", name, e)
 			}
 			out = append(out, str.Value)
