@@ -153,6 +153,14 @@ type policyController struct {
 	refused *int
 	// log, when not nil, receives every decision that is not "none" as one line.
 	log io.Writer
+	// calls are the UpdateShardCount calls Kinesis accepted, in order.
+	calls []updateCall
+}
+
+// updateCall is one accepted UpdateShardCount call.
+type updateCall struct {
+	minute   minuteTime
+	from, to int
 }
 
 func (c *policyController) name() string { return "this policy" }
@@ -195,7 +203,9 @@ func (c *policyController) step(t minuteTime, s *StreamModel, v view) error {
 		*c.refused++
 		return nil
 	}
-	if d.Action != policy.ActionUpdateShardCount {
+	if d.Action == policy.ActionUpdateShardCount {
+		c.calls = append(c.calls, updateCall{minute: t, from: d.CurrentShardCount, to: d.TargetShardCount})
+	} else {
 		*c.splits++
 	}
 	c.history = c.history.Record(d.Action, now)

@@ -261,3 +261,52 @@ func BenchmarkSimulate(b *testing.B) {
 	b.ReportMetric(pol/su, "throttled-min/SU")
 	b.ReportMetric(hours/oracle, "shard-hours/oracle")
 }
+
+// TestDailyCallLimitAndReserveUnderOscillatingLoad replays two days of a load that swings between 2 and 8 MiB/s every
+// two hours, which would take far more than 10 UpdateShardCount calls a day to follow. Counting the policy's own
+// accepted calls (not the model's refusals): Kinesis never refuses one, no rolling 24 hours holds more than 10, the
+// limit is actually reached, and every call made while only the reserve was left is a scale-up.
+func TestDailyCallLimitAndReserveUnderOscillatingLoad(t *testing.T) {
+	p, err := policy.New(policy.Config{MaxShards: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := p.Config()
+	tr := Trace{
+		Name: "oscillating", Minutes: 48 * 60, RecordSize: 2048, StartShards: 4,
+		Load: func(t minuteTime) Load {
+			if (t/120)%2 == 1 {
+				return Load{Uniform: 8}
+			}
+			return Load{Uniform: 2}
+		},
+	}
+	var splits, refused int
+	pc := &policyController{p: p, splits: &splits, refused: &refused}
+	if _, err := Run(tr, pc, Settings{}); err != nil {
+		t.Fatal(err)
+	}
+	if refused != 0 {
+		t.Errorf("Kinesis refused %d of the policy's calls", refused)
+	}
+	most := 0
+	for i, c := range pc.calls {
+		before := 0 // accepted calls in the 24 hours before this one
+		for _, o := range pc.calls[:i] {
+			if o.minute > c.minute-24*60 {
+				before++
+			}
+		}
+		most = max(most, before+1)
+		if before >= cfg.UpdateShardCountLimit {
+			t.Errorf("call %d at minute %d is call %d within 24 h", i, c.minute, before+1)
+		}
+		if before >= cfg.UpdateShardCountLimit-cfg.ScaleUpReserve && c.to < c.from {
+			t.Errorf("scale-down %d -> %d at minute %d used the reserve (%d calls in the 24 h before)", c.from, c.to, c.minute, before)
+		}
+	}
+	t.Logf("%d calls, at most %d in 24 h, %d splits+merges", len(pc.calls), most, splits)
+	if most < cfg.UpdateShardCountLimit-1 {
+		t.Errorf("at most %d calls in any 24 h: the trace does not reach the limit, so it tests nothing (%d calls in all)", most, len(pc.calls))
+	}
+}
