@@ -168,6 +168,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.RenewInterval == 0 {
 		cfg.RenewInterval = cfg.FailoverTime / 3
+		if cfg.RenewInterval == 0 { // a ticker needs a positive period
+			return cfg, fmt.Errorf("kcl: FailoverTime %v: too short to renew leases within it", cfg.FailoverTime)
+		}
 	}
 	if cfg.RenewInterval >= cfg.FailoverTime {
 		return cfg, fmt.Errorf("kcl: RenewInterval %v: want less than FailoverTime %v", cfg.RenewInterval, cfg.FailoverTime)

@@ -134,7 +134,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.FailoverTime != 10*time.Second || cfg.RenewInterval != cfg.FailoverTime/3 || cfg.TakeInterval != cfg.RenewInterval ||
-		cfg.ReadMode != ReadModePolling || cfg.InitialPosition != CheckpointTrimHorizon || cfg.MaxRecordsPerCall != 10000 {
+		cfg.ReadMode != ReadModePolling || cfg.InitialPosition != CheckpointTrimHorizon || cfg.MaxRecordsPerCall != 10000 ||
+		cfg.LeaseCleanupInterval != time.Minute {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 	bad := map[string]func(*Config){
@@ -150,6 +151,8 @@ func TestConfigDefaultsAndValidation(t *testing.T) {
 		"negative failover":        func(c *Config) { c.FailoverTime = -1 },
 		"too many records":         func(c *Config) { c.MaxRecordsPerCall = 10001 },
 		"resubscribe too late":     func(c *Config) { c.ResubscribeInterval = 5 * time.Minute },
+		"negative clean-up":        func(c *Config) { c.LeaseCleanupInterval = -time.Second },
+		"failover under 3 ns":      func(c *Config) { c.FailoverTime = 2 }, // no positive renewal period
 	}
 	for name, edit := range bad {
 		t.Run(name, func(t *testing.T) {
