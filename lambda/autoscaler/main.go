@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -41,21 +42,29 @@ func main() {
 		log.Error("load AWS configuration", telemetry.LogKeyError, err.Error())
 		os.Exit(1)
 	}
-	metrics, err := telemetry.NewMetrics(os.Stdout, telemetry.MetricsConfig{
-		Namespace:  scaler.MetricsNamespace,
-		Dimensions: []telemetry.Dimension{{Name: scaler.MetricsDimensionStream, Value: cfg.StreamName}},
-	})
-	if err != nil {
-		log.Error("metrics writer", telemetry.LogKeyError, err.Error())
-		os.Exit(1)
-	}
-	s, err := scaler.New(cfg, kinesis.NewFromConfig(awsCfg), cloudwatch.NewFromConfig(awsCfg), log, metrics)
+	h, err := newHandler(cfg, kinesis.NewFromConfig(awsCfg), cloudwatch.NewFromConfig(awsCfg), os.Stdout, time.Now)
 	if err != nil {
 		log.Error("bad configuration", telemetry.LogKeyError, err.Error())
 		os.Exit(1)
 	}
-	h := &handler{scaler: s, metrics: metrics, now: time.Now}
 	lambda.Start(h.handle)
+}
+
+// newHandler wires a scaler whose decision log lines and EMF metric lines both go to out (the function's log
+// stream, from which CloudWatch extracts the metrics).
+func newHandler(cfg scaler.Config, kin scaler.KinesisAPI, cw scaler.CloudWatchAPI, out io.Writer, now func() time.Time) (*handler, error) {
+	metrics, err := telemetry.NewMetrics(out, telemetry.MetricsConfig{
+		Namespace:  scaler.MetricsNamespace,
+		Dimensions: []telemetry.Dimension{{Name: scaler.MetricsDimensionStream, Value: cfg.StreamName}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("metrics writer: %w", err)
+	}
+	s, err := scaler.New(cfg, kin, cw, telemetry.NewLogger(out, slog.LevelInfo), metrics)
+	if err != nil {
+		return nil, err
+	}
+	return &handler{scaler: s, metrics: metrics, now: now}, nil
 }
 
 // runner is what the handler needs from scaler.Scaler.
