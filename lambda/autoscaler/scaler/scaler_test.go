@@ -673,3 +673,41 @@ func TestMissingMetricsAreUnknownLoad(t *testing.T) {
 		})
 	}
 }
+
+// Invoked every minute: a step beyond capacity (records throttled) scales up on the first invocation that can read
+// the step's first minute; a step that stays within capacity waits for its second minute above the threshold.
+func TestLoadStepScalesUpOnTheFirstInvocationThatSeesIt(t *testing.T) {
+	tests := map[string]struct {
+		stepUtil   float64
+		throttled  float64
+		wantOnRun  int // 1 = the first invocation after the step's first minute
+		wantRule   policy.Rule
+		wantTarget int
+	}{
+		"step beyond capacity": {stepUtil: 1.0, throttled: 3000, wantOnRun: 1, wantRule: policy.RuleThrottled, wantTarget: 4},
+		"step within capacity": {stepUtil: 0.8, wantOnRun: 2, wantRule: policy.RuleScaleUp, wantTarget: 3},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, 2, Config{})
+			f.putMinutes(5, 0, 0.5, 2)
+			if out := f.run(); out.Action != policy.ActionNone {
+				t.Fatalf("before the step: %+v", out)
+			}
+			for run := 1; run <= tc.wantOnRun; run++ {
+				f.clock.now = f.clock.now.Add(time.Minute)
+				f.put("", f.clock.minute(0), tc.stepUtil, 2, tc.throttled)
+				out := f.run()
+				if run < tc.wantOnRun {
+					if out.Action != policy.ActionNone {
+						t.Fatalf("invocation %d after the step acted early: %+v", run, out)
+					}
+					continue
+				}
+				if out.Action != policy.ActionUpdateShardCount || out.Rule != tc.wantRule || out.TargetShardCount != tc.wantTarget || !out.Executed {
+					t.Fatalf("invocation %d after the step: got %s/%s target %d executed %v (%s)", run, out.Action, out.Rule, out.TargetShardCount, out.Executed, out.Reason)
+				}
+			}
+		})
+	}
+}
