@@ -280,3 +280,37 @@ func TestLeaseCleanupAfterSplit(t *testing.T) {
 		t.Fatalf("EMF %s = %v, want 1", MetricLeasesCleanedUp, got)
 	}
 }
+
+// A lease whose shard is no longer in the stream and was never finished blocked its child for ever; the clean-up
+// pass deletes it once the child's lease exists, and the child is then read.
+func TestLeaseCleanupOfShardGoneFromStream(t *testing.T) {
+	kc := testKinesis(t)
+	stream := createStream(t, kc, 1)
+	table := uniqueName("app")
+	lt := mustTable(t, table)
+	if err := lt.CreateIfMissing(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	open := openShards(t, kc, stream)
+	child := aws.ToString(open[0].ShardId)
+	const gone = "shardId-000000000099" // never listed: aged out past retention, stopped mid-shard
+	for _, l := range []Lease{
+		{Key: gone, Checkpoint: "49590338271490256608559692538361571095921575989136588898"},
+		{Key: child, Checkpoint: CheckpointTrimHorizon, ParentShardIDs: []string{gone}},
+	} {
+		if created, err := lt.CreateIfNotExists(context.Background(), l); err != nil || !created {
+			t.Fatalf("create lease %s: created %v, %v", l.Key, created, err)
+		}
+	}
+	recs := makeRecords(200, 10, 40)
+	putAggregated(t, kc, stream, recs, 20)
+	c := newCollector()
+	cfg := fastConfig(stream, table, "worker-a")
+	cfg.LeaseCleanupInterval = 100 * time.Millisecond
+	startWorker(t, cfg, kc, c, nil)
+	c.waitFor(t, len(recs), 30*time.Second)
+	c.checkComplete(t, recs)
+	if _, found, err := lt.Get(context.Background(), gone); err != nil || found {
+		t.Fatalf("lease of the shard gone from the stream: found %v, %v; want deleted", found, err)
+	}
+}
