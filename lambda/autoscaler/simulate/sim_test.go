@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"strings"
@@ -146,6 +147,7 @@ func TestOracleShards(t *testing.T) {
 // TestPolicyStaysWithinKinesisLimits replays every trace and checks the invariants the policy promises: Kinesis
 // never refuses one of its calls, at most 10 UpdateShardCount calls in any 24 hours, never above MaxShards.
 func TestPolicyStaysWithinKinesisLimits(t *testing.T) {
+	t.Parallel()
 	p, err := policy.New(policy.Config{MaxShards: 16})
 	if err != nil {
 		t.Fatal(err)
@@ -178,6 +180,7 @@ func TestPolicyStaysWithinKinesisLimits(t *testing.T) {
 // 5-minute spike is over before any resize lands; nothing throttles on a decay), and the shard-hours bound against
 // the oracle at the scale-up threshold.
 func TestPolicyFigures(t *testing.T) {
+	t.Parallel()
 	p, err := policy.New(policy.Config{MaxShards: 16})
 	if err != nil {
 		t.Fatal(err)
@@ -222,21 +225,6 @@ func TestPolicyFigures(t *testing.T) {
 	}
 }
 
-func TestRunPrintsEveryTrace(t *testing.T) {
-	var out strings.Builder
-	if err := run(&out, Settings{}, false, 2); err != nil {
-		t.Fatal(err)
-	}
-	for _, tr := range Traces() {
-		if strings.Count(out.String(), tr.Name) != 3 {
-			t.Errorf("trace %q not in all three tables:\n%s", tr.Name, out.String())
-		}
-	}
-	if !strings.Contains(out.String(), "across seeds 1..2") {
-		t.Errorf("no summary across seeds:\n%s", out.String())
-	}
-}
-
 // BenchmarkSimulate replays all traces; the figures it reports are throttled minutes and shard-hours of this policy
 // as ratios against Scaling Utils and the oracle measured in the same run.
 func BenchmarkSimulate(b *testing.B) {
@@ -267,6 +255,7 @@ func BenchmarkSimulate(b *testing.B) {
 // accepted calls (not the model's refusals): Kinesis never refuses one, no rolling 24 hours holds more than 10, the
 // limit is actually reached, and every call made while only the reserve was left is a scale-up.
 func TestDailyCallLimitAndReserveUnderOscillatingLoad(t *testing.T) {
+	t.Parallel()
 	p, err := policy.New(policy.Config{MaxShards: 16})
 	if err != nil {
 		t.Fatal(err)
@@ -308,5 +297,43 @@ func TestDailyCallLimitAndReserveUnderOscillatingLoad(t *testing.T) {
 	t.Logf("%d calls, at most %d in 24 h, %d splits+merges", len(pc.calls), most, splits)
 	if most < cfg.UpdateShardCountLimit-1 {
 		t.Errorf("at most %d calls in any 24 h: the trace does not reach the limit, so it tests nothing (%d calls in all)", most, len(pc.calls))
+	}
+}
+
+// TestRunPrintsTheSimulatedFigures checks that each trace's line of the printed table carries the figures Simulate
+// computes for it, in the order of the header, and that every trace is in the three tables.
+func TestRunPrintsTheSimulatedFigures(t *testing.T) {
+	t.Parallel()
+	p, err := policy.New(policy.Config{MinShards: 1, MaxShards: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := run(&out, Settings{}, false, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "across seeds 1..1") {
+		t.Errorf("no summary across seeds:\n%s", out.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	for _, tr := range Traces() {
+		r, err := Simulate(tr, p, Settings{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("%s %d %d %.1f %.1f %.1f %.1f %d (%d) %d (%d) (%d) %d", tr.Name,
+			r.Policy.ThrottledMinutes, r.ScalingUtils.ThrottledMinutes, r.Policy.ShardHours, r.ScalingUtils.ShardHours,
+			r.Oracle, r.OracleAtScaleUp, r.Policy.UpdateCalls, r.Policy.MaxCallsIn24h, r.ScalingUtils.UpdateCalls,
+			r.ScalingUtils.MaxCallsIn24h, r.SURefused, r.Policy.SplitsMerges)
+		found := false
+		for _, l := range lines {
+			found = found || strings.Join(strings.Fields(l), " ") == want
+		}
+		if !found {
+			t.Errorf("no table line %q in:\n%s", want, out.String())
+		}
+		if strings.Count(out.String(), tr.Name) != 3 {
+			t.Errorf("trace %q not in all three tables", tr.Name)
+		}
 	}
 }
