@@ -177,6 +177,7 @@ func (f *fixture) tags() map[string]string {
 }
 
 func TestLoadStepScalesUpOnTheNextInvocation(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{})
 	f.putMinutes(10, 0, 0.5, 2)
 	if out := f.run(); out.Action != policy.ActionNone || out.Rule != policy.RuleSteady {
@@ -221,6 +222,7 @@ func TestLoadStepScalesUpOnTheNextInvocation(t *testing.T) {
 }
 
 func TestQuietPeriodScalesDownOnlyAfterTheHoldTime(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 4, Config{})
 	f.putMinutes(9, 0, 0.1, 4)
 	out := f.run()
@@ -247,6 +249,7 @@ func TestQuietPeriodScalesDownOnlyAfterTheHoldTime(t *testing.T) {
 }
 
 func TestHotShardIsSplitAtItsMidpoint(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{ShardLevelMetrics: true})
 	shards := f.openShards()
 	hot := shards[1]
@@ -277,6 +280,7 @@ func TestHotShardIsSplitAtItsMidpoint(t *testing.T) {
 }
 
 func TestAdjacentColdShardsAreMerged(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 3, Config{ShardLevelMetrics: true})
 	shards := f.openShards()
 	loads := []float64{0.9, 0.15, 0.1}
@@ -300,6 +304,7 @@ func TestAdjacentColdShardsAreMerged(t *testing.T) {
 }
 
 func TestSkipsWhileTheStreamIsNotActive(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{})
 	f.putMinutes(3, 0, 1.0, 2)
 	out := f.run()
@@ -314,6 +319,7 @@ func TestSkipsWhileTheStreamIsNotActive(t *testing.T) {
 }
 
 func TestDryRunDecidesButDoesNotAct(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{DryRun: true})
 	f.putMinutes(3, 0, 1.0, 2)
 	out := f.run()
@@ -329,6 +335,7 @@ func TestDryRunDecidesButDoesNotAct(t *testing.T) {
 }
 
 func TestUnreadableHistoryStopsTheScaler(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{})
 	if _, err := f.kin.AddTagsToStream(f.ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String(f.name), Tags: map[string]string{TagUpdateCalls: "yesterday"}}); err != nil {
 		t.Fatal(err)
@@ -367,6 +374,7 @@ type readCloser struct{ *bytes.Reader }
 func (readCloser) Close() error { return nil }
 
 func TestCloudWatchFailureIsReturnedAndNothingIsDone(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{})
 	f.putMinutes(3, 0, 1.0, 2)
 	f.cw = testEmulators.Get(t).CloudWatchClient(func(o *cloudwatch.Options) {
@@ -384,6 +392,7 @@ func TestCloudWatchFailureIsReturnedAndNothingIsDone(t *testing.T) {
 }
 
 func TestDecisionEmitsEMFMetrics(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{})
 	var emf telemetry.SyncBuffer
 	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{
@@ -426,6 +435,7 @@ func TestDecisionEmitsEMFMetrics(t *testing.T) {
 // A dry run decides as the live scaler would: an action recorded by an earlier live run, now settled, must not hold
 // back its scale-ups, although the dry run never writes the settlement to the tags.
 func TestDryRunSettlesThePreviousActionInMemory(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t, 2, Config{DryRun: true})
 	before := EncodeHistory(policy.History{}.Record(policy.ActionUpdateShardCount, f.clock.now.Add(-time.Hour)))
 	if _, err := f.kin.AddTagsToStream(f.ctx, &kinesis.AddTagsToStreamInput{StreamName: aws.String(f.name), Tags: before}); err != nil {
@@ -486,6 +496,7 @@ func (f *fixture) registerConsumer(name string) {
 // The scaler reads GetRecords.Bytes and each fan-out consumer's SubscribeToShardEvent.Bytes (with its ConsumerName
 // dimension) and scales for the busiest reader, while the writes alone are low.
 func TestReadSideMetricsDriveScaling(t *testing.T) {
+	t.Parallel()
 	const shards = 2
 	readLimit := float64(shards) * policy.ReadBytesPerShard * 60
 	tests := map[string]struct {
@@ -538,6 +549,7 @@ func TestReadSideMetricsDriveScaling(t *testing.T) {
 // The UpdateShardCount limit and the scale-up reserve hold for a new Scaler (a cold start) because the calls are
 // read back from the stream's tags; calls older than 24 hours neither count nor stay in the tags.
 func TestTagHistoryHoldsTheLimitsAcrossColdStarts(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		callsAgo   []time.Duration
 		load       float64
@@ -617,6 +629,7 @@ func (rt refusingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // When Kinesis refuses a call the history allowed (calls made outside the autoscaler, another operation), the
 // invocation ends without error and without recording a call; other failures are returned.
 func TestKinesisRefusalIsReportedAndNotRecorded(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		status      int
 		errorType   string
@@ -654,6 +667,7 @@ func TestKinesisRefusalIsReportedAndNotRecorded(t *testing.T) {
 // Missing datapoints are unknown load: with none published, or with IncomingBytes but no IncomingRecords, a
 // stream at many shards is neither scaled down nor up.
 func TestMissingMetricsAreUnknownLoad(t *testing.T) {
+	t.Parallel()
 	tests := map[string]func(f *fixture){
 		"no datapoints at all": func(*fixture) {},
 		"bytes without records": func(f *fixture) {
@@ -677,6 +691,7 @@ func TestMissingMetricsAreUnknownLoad(t *testing.T) {
 // Invoked every minute: a step beyond capacity (records throttled) scales up on the first invocation that can read
 // the step's first minute; a step that stays within capacity waits for its second minute above the threshold.
 func TestLoadStepScalesUpOnTheFirstInvocationThatSeesIt(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		stepUtil   float64
 		throttled  float64
