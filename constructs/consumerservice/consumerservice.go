@@ -81,6 +81,7 @@ var LeaseTableActions = []string{
 	"dynamodb:PutItem",
 	"dynamodb:UpdateItem",
 	"dynamodb:Scan",
+	"dynamodb:DeleteItem", // lease clean-up of finished and aged-out shards
 }
 
 // Props configures a ConsumerService. Cluster, Stream, StreamConsumer and Image are required.
