@@ -44,25 +44,26 @@ type Props struct {
 	DashboardName *string
 	// MetricsNamespace is the namespace of the services' EMF metrics. Default: telemetry.DefaultNamespace.
 	MetricsNamespace string
-	// Stream is the Kinesis stream; StreamName also is the producer's and the autoscaler's metric dimension.
+	// Stream is the Kinesis stream; StreamName also is the producer's and the autoscaler's metric dimension. Required.
 	Stream awskinesis.IStream
-	// ConsumerName is the enhanced fan-out consumer's name (dimension of its AWS/Kinesis metrics).
+	// ConsumerName is the enhanced fan-out consumer's name (dimension of its AWS/Kinesis metrics). Required.
 	ConsumerName *string
-	// ConsumerDimensions are the dimensions the consumer service puts on its EMF metrics.
+	// ConsumerDimensions are the dimensions the consumer service puts on its EMF metrics. Required.
 	ConsumerDimensions map[string]*string
-	// Cluster, ProducerService and ConsumerService are the ECS cluster and services.
+	// Cluster, ProducerService and ConsumerService are the ECS cluster and services. Required.
 	Cluster         awsecs.ICluster
 	ProducerService awsecs.FargateService
 	ConsumerService awsecs.FargateService
-	// LoadBalancer is the producer's load balancer.
+	// LoadBalancer is the producer's load balancer. Required.
 	LoadBalancer elb.ApplicationLoadBalancer
-	// ThrottlingAlarm is the autoscaler's write-throttling alarm, shown with the others.
+	// ThrottlingAlarm is the autoscaler's write-throttling alarm, shown with the others. Required.
 	ThrottlingAlarm cw.IAlarm
 }
 
 // Dashboard is the dashboard and the alarms it defines.
 type Dashboard struct {
 	constructs.Construct
+	// Dashboard is the CloudWatch dashboard.
 	Dashboard cw.Dashboard
 	// IteratorAgeAlarm: consumers more than IteratorAgeThresholdMillis behind (polling or fan-out reads).
 	IteratorAgeAlarm cw.Alarm
