@@ -57,13 +57,20 @@ type StreamProcStackProps struct {
 // StreamProcStack is the stack and the constructs it composes.
 type StreamProcStack struct {
 	awscdk.Stack
-	Network    *network.Network
-	Stream     *stream.Stream
-	Cluster    awsecs.Cluster
-	Producer   *producerservice.ProducerService
-	Consumer   *consumerservice.ConsumerService
+	// Network is the VPC the services run in.
+	Network *network.Network
+	// Stream is the Kinesis stream and its enhanced fan-out consumer.
+	Stream *stream.Stream
+	// Cluster is the ECS cluster of both services (Container Insights on).
+	Cluster awsecs.Cluster
+	// Producer is the load balancer and the producer service writing to Stream.
+	Producer *producerservice.ProducerService
+	// Consumer is the lease table and the consumer service reading Stream.
+	Consumer *consumerservice.ConsumerService
+	// Autoscaler is the Lambda that reshards Stream.
 	Autoscaler *autoscaler.Autoscaler
-	Dashboard  *dashboard.Dashboard
+	// Dashboard is the CloudWatch dashboard and its alarms.
+	Dashboard *dashboard.Dashboard
 }
 
 // NewStreamProcStack creates the stack. It panics with a message naming the setting when the configuration is

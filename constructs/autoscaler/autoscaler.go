@@ -58,8 +58,9 @@ type Props struct {
 	Stream awskinesis.IStream
 	// ModuleRoot is the directory of the Go module (go.mod) the handler is built from. Required.
 	ModuleRoot string
-	// MinShards and MaxShards bound the shard count. Default: DefaultMinShards and DefaultMaxShards.
+	// MinShards is the fewest shards the function scales in to. Default: DefaultMinShards.
 	MinShards int
+	// MaxShards is the most shards the function scales out to; at least MinShards. Default: DefaultMaxShards.
 	MaxShards int
 	// DryRun makes the function decide and log without resharding. Default: false.
 	DryRun bool
@@ -72,14 +73,19 @@ type Props struct {
 // Autoscaler is the function, its triggers and the alarm that triggers it.
 type Autoscaler struct {
 	constructs.Construct
+	// Function is the Go Lambda (arm64, one concurrent execution) that makes one scaling decision per invocation.
 	Function awslambda.Function
-	Role     awsiam.Role
+	// Role is the function's own role: KinesisActions on the stream, cloudwatch:GetMetricData, writes to LogGroup.
+	Role awsiam.Role
+	// LogGroup receives the function's logs.
 	LogGroup awslogs.LogGroup
 	// ThrottlingAlarm is in ALARM when the stream refused writes (WriteProvisionedThroughputExceeded) in the last
 	// minute; its state change invokes the function at once.
 	ThrottlingAlarm awscloudwatch.Alarm
-	Schedule        awsevents.Rule
-	AlarmRule       awsevents.Rule
+	// Schedule invokes the function every minute.
+	Schedule awsevents.Rule
+	// AlarmRule invokes the function when ThrottlingAlarm goes to ALARM, without waiting for Schedule.
+	AlarmRule awsevents.Rule
 }
 
 // Environment is the function's environment: the stream and the bounds; the policy's thresholds keep the scaler's

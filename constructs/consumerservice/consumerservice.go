@@ -110,6 +110,8 @@ type Props struct {
 // ConsumerService is the lease table and the Fargate service.
 type ConsumerService struct {
 	constructs.Construct
+	// LeaseTable holds the consumers' shard leases and checkpoints (on-demand, point-in-time recovery); its name is
+	// also the consumers' application name.
 	LeaseTable awsdynamodb.Table
 	// Resources are the log group, task definition, container, Fargate service and its scaling.
 	fargateservice.Resources

@@ -50,9 +50,11 @@ type Props struct {
 	ConsumerName *string
 	// ConsumerDimensions are the dimensions the consumer service puts on its EMF metrics. Required.
 	ConsumerDimensions map[string]*string
-	// Cluster, ProducerService and ConsumerService are the ECS cluster and services. Required.
-	Cluster         awsecs.ICluster
+	// Cluster is the ECS cluster the services run in. Required.
+	Cluster awsecs.ICluster
+	// ProducerService is the producer's Fargate service. Required.
 	ProducerService awsecs.FargateService
+	// ConsumerService is the consumer's Fargate service. Required.
 	ConsumerService awsecs.FargateService
 	// LoadBalancer is the producer's load balancer. Required.
 	LoadBalancer elb.ApplicationLoadBalancer

@@ -86,11 +86,16 @@ type Props struct {
 
 // Resources are what Add creates.
 type Resources struct {
-	LogGroup       awslogs.LogGroup
+	// LogGroup (IDLogGroup) receives the container's logs through the non-blocking awslogs driver.
+	LogGroup awslogs.LogGroup
+	// TaskDefinition (IDTaskDefinition) is the arm64 Linux task definition.
 	TaskDefinition awsecs.FargateTaskDefinition
-	Container      awsecs.ContainerDefinition
-	Service        awsecs.FargateService
-	Scaling        awsecs.ScalableTaskCount
+	// Container is the task's one essential container, named Props.ContainerName.
+	Container awsecs.ContainerDefinition
+	// Service (IDService) is the Fargate service in the private subnets.
+	Service awsecs.FargateService
+	// Scaling is the service's task count between MinTasks and MaxTasks, scaled on CPU (IDCPUScaling).
+	Scaling awsecs.ScalableTaskCount
 }
 
 // Add creates the log group, task definition, container, Fargate service and its CPU scaling directly under scope,

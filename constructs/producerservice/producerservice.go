@@ -83,13 +83,16 @@ type Props struct {
 // ProducerService is the load balancer and the Fargate service behind it.
 type ProducerService struct {
 	constructs.Construct
-	LoadBalancer      elb.ApplicationLoadBalancer
+	// LoadBalancer is the internet-facing application load balancer in the public subnets.
+	LoadBalancer elb.ApplicationLoadBalancer
+	// LoadBalancerGroup is the load balancer's security group: it admits only Props.InboundCidr.
 	LoadBalancerGroup awsec2.SecurityGroup
 	// Listener is the listener that forwards to the service (HTTPS with a certificate, else HTTP).
 	Listener elb.ApplicationListener
 	// RedirectListener is the HTTP listener redirecting to HTTPS; nil without a certificate.
 	RedirectListener elb.ApplicationListener
-	TargetGroup      elb.ApplicationTargetGroup
+	// TargetGroup is the service's tasks behind Listener, health-checked on ingest.PathHealthcheck.
+	TargetGroup elb.ApplicationTargetGroup
 	// Resources are the log group, task definition, container, Fargate service and its scaling.
 	fargateservice.Resources
 	// URL is the load balancer's URL (http:// or https:// and its DNS name).
