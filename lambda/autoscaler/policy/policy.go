@@ -232,9 +232,12 @@ type Minute struct {
 
 // Shard is an open shard and its hash-key range (inclusive).
 type Shard struct {
-	ID              string
+	// ID is the shard's ID, as in ListShards.
+	ID string
+	// StartingHashKey is the lowest hash key the shard owns.
 	StartingHashKey *big.Int
-	EndingHashKey   *big.Int
+	// EndingHashKey is the highest hash key the shard owns.
+	EndingHashKey *big.Int
 }
 
 // Input is everything one decision is made from.
@@ -253,8 +256,10 @@ type Input struct {
 
 // Decision is the policy's answer: an action (possibly none) and why.
 type Decision struct {
+	// Action is the resharding operation to run; ActionNone leaves the stream as it is.
 	Action Action `json:"action"`
-	Rule   Rule   `json:"rule"`
+	// Rule is the rule of the policy that decided.
+	Rule Rule `json:"rule"`
 	// Reason says in words why, with the figures that decided it.
 	Reason string `json:"reason"`
 	// CurrentShardCount is the number of open shards now.

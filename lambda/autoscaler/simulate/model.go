@@ -28,7 +28,8 @@ type Load struct {
 	// Uniform is spread evenly over the hash-key space (many partition keys).
 	Uniform float64
 	// HotKey is carried by the single partition key hashing to HotKeyAt (a fraction of the key space).
-	HotKey   float64
+	HotKey float64
+	// HotKeyAt is where the hot key hashes, as a fraction of the key space in [0, 1).
 	HotKeyAt float64
 }
 

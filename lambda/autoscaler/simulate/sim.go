@@ -54,9 +54,12 @@ func (s Settings) withDefaults() Settings {
 
 // Result is how one controller did on one trace.
 type Result struct {
-	Controller       string
+	// Controller names the controller ("this policy" or "scaling utils").
+	Controller string
+	// ThrottledMinutes counts the minutes in which at least one shard got more than its capacity.
 	ThrottledMinutes int
-	ShardHours       float64
+	// ShardHours is the open shards summed over the trace's minutes, in hours: what the stream costs.
+	ShardHours float64
 	// UpdateCalls are UpdateShardCount calls Kinesis accepted; Rejected are calls it refused (limit, in use, range).
 	UpdateCalls, Rejected int
 	// SplitsMerges are accepted SplitShard and MergeShards calls.
@@ -276,9 +279,14 @@ func oracleHours(tr Trace, set Settings, c float64) float64 {
 
 // Row is one trace's line of the printed table.
 type Row struct {
-	Trace                    string
-	Policy, ScalingUtils     Result
-	Oracle, OracleAtScaleUp  float64
+	// Trace is the trace's name.
+	Trace string
+	// Policy and ScalingUtils are how this project's policy and the Scaling Utils model did on the trace.
+	Policy, ScalingUtils Result
+	// Oracle and OracleAtScaleUp are the shard-hours of an instant, free resharder running each minute the fewest
+	// shards that carry its load at 100 % and at the policy's ScaleUpUtilisation of capacity (see oracleHours).
+	Oracle, OracleAtScaleUp float64
+	// PolicyRefused and SURefused count the resharding calls the stream model refused from each controller.
 	PolicyRefused, SURefused int
 }
 

@@ -6,7 +6,9 @@ import (
 
 // Trace is a load pattern replayed minute by minute.
 type Trace struct {
-	Name    string
+	// Name names the trace in the printed table.
+	Name string
+	// Minutes is the trace's length in minutes.
 	Minutes int
 	// RecordSize is the mean record size in bytes; 2 KiB keeps the byte limit the binding one.
 	RecordSize float64
