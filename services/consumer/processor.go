@@ -42,6 +42,7 @@ type stdoutProcessor struct {
 	buf            []byte
 }
 
+// Initialize implements kcl.Processor: it tags the logs with the shard and starts the checkpoint interval.
 func (p *stdoutProcessor) Initialize(_ context.Context, in kcl.InitializeInput) error {
 	p.shardID = in.ShardID
 	p.lastCheckpoint = p.now()
@@ -49,6 +50,8 @@ func (p *stdoutProcessor) Initialize(_ context.Context, in kcl.InitializeInput) 
 	return nil
 }
 
+// ProcessRecords implements kcl.Processor: it writes the batch's lines, then checkpoints when checkpointRecords
+// records or checkpointInterval have passed since the last checkpoint.
 func (p *stdoutProcessor) ProcessRecords(ctx context.Context, in kcl.ProcessRecordsInput) error {
 	p.buf = p.buf[:0]
 	for _, r := range in.Records {
@@ -95,12 +98,16 @@ func (p *stdoutProcessor) checkpoint(ctx context.Context, cp kcl.Checkpointer) e
 	return nil
 }
 
+// LeaseLost implements kcl.Processor. There is nothing to release: the lines are written and the checkpoint is
+// another worker's now.
 func (p *stdoutProcessor) LeaseLost(context.Context) {}
 
+// ShardEnded implements kcl.Processor: it checkpoints SHARD_END so that the shard's children are read.
 func (p *stdoutProcessor) ShardEnded(ctx context.Context, in kcl.ShardEndedInput) error {
 	return in.Checkpointer.Checkpoint(ctx)
 }
 
+// ShutdownRequested implements kcl.Processor: it checkpoints every record written before the lease is released.
 func (p *stdoutProcessor) ShutdownRequested(ctx context.Context, in kcl.ShutdownRequestedInput) error {
 	return in.Checkpointer.Checkpoint(ctx)
 }

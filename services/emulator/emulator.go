@@ -323,6 +323,7 @@ type tailBuffer struct {
 
 const tailLimit = 8 << 10
 
+// Write implements io.Writer: it appends b and drops all but the last tailLimit bytes. It never fails.
 func (t *tailBuffer) Write(b []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -333,6 +334,7 @@ func (t *tailBuffer) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+// String implements fmt.Stringer: the kept output without surrounding white space.
 func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -39,7 +39,10 @@ type Metrics interface {
 // noMetrics discards metrics when Config.Metrics is nil.
 type noMetrics struct{}
 
-func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension)     {}
+// Add implements Metrics by discarding the value.
+func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
+
+// Observe implements Metrics by discarding the value.
 func (noMetrics) Observe(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
 
 // requestsMetric names the counter for a status class.

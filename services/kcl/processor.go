@@ -40,20 +40,24 @@ type Checkpointer interface {
 
 // InitializeInput describes the shard a processor starts on.
 type InitializeInput struct {
+	// ShardID is the shard the processor is given.
 	ShardID string
 	// Checkpoint and CheckpointSubSequenceNumber are where the shard is read from (after this position), or a
 	// sentinel such as TRIM_HORIZON.
-	Checkpoint                  string
+	Checkpoint string
+	// CheckpointSubSequenceNumber is the checkpoint's position inside its aggregate (see Checkpoint above).
 	CheckpointSubSequenceNumber int64
 }
 
 // ProcessRecordsInput is one batch of records of one shard, in order. With Config.ProcessEmptyBatches it may hold no
 // records.
 type ProcessRecordsInput struct {
+	// Records are the batch's user records, aggregates already split, in shard order.
 	Records []Record
 	// MillisBehindLatest is how far the batch is behind the tip of the shard.
 	MillisBehindLatest int64
-	Checkpointer       Checkpointer
+	// Checkpointer records the shard's progress; Checkpoint covers every record delivered so far.
+	Checkpointer Checkpointer
 }
 
 // ShardEndedInput is given when every record of a closed shard was delivered.

@@ -77,7 +77,8 @@ type ProducerConfig struct {
 	// attempts of a failed entry: attempt n waits a random time in [0, min(max, base*2^(n-1))).
 	// Defaults: 100 ms and 2 s.
 	RetryBaseDelay time.Duration
-	RetryMaxDelay  time.Duration
+	// RetryMaxDelay caps the backoff; at least RetryBaseDelay. Default: 2 s.
+	RetryMaxDelay time.Duration
 	// PutTimeout bounds one PutRecords call. Default: 6 s (the KPL's RequestTimeout).
 	PutTimeout time.Duration
 	// Logger receives warnings (shard map changes, failing puts). Default: slog.Default().
@@ -147,7 +148,9 @@ func (c *ProducerConfig) withDefaults() (ProducerConfig, error) {
 // Result is the outcome of one record, given to its PutAsync callback.
 type Result struct {
 	// ShardID and SequenceNumber identify the Kinesis record that holds the user record.
-	ShardID        string
+	ShardID string
+	// SequenceNumber is the Kinesis record's sequence number, shared by every user record of
+	// one aggregate.
 	SequenceNumber string
 	// SubSequenceNumber is the record's index in its aggregate (0 for an unaggregated one),
 	// the number a KCL consumer reports next to SequenceNumber.
@@ -162,10 +165,13 @@ type Result struct {
 
 // PutRecordError is a failed PutRecords entry: Kinesis's error code and message.
 type PutRecordError struct {
-	Code    string
+	// Code is the entry's ErrorCode, such as InternalFailure.
+	Code string
+	// Message is the entry's ErrorMessage.
 	Message string
 }
 
+// Error implements error: the code and the message.
 func (e *PutRecordError) Error() string {
 	return fmt.Sprintf("kpl: put record: %s: %s", e.Code, e.Message)
 }

@@ -55,7 +55,10 @@ type MetricsSink interface {
 
 type noMetrics struct{}
 
-func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension)     {}
+// Add implements MetricsSink by discarding the value.
+func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
+
+// Observe implements MetricsSink by discarding the value.
 func (noMetrics) Observe(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
 
 // counters accumulates metric values under the producer's lock; they are published to the

@@ -57,6 +57,7 @@ type InvalidRecordError struct {
 	Reason string
 }
 
+// Error implements error: the field and what is wrong with it.
 func (e *InvalidRecordError) Error() string {
 	return fmt.Sprintf("kpl: invalid record: %s %s", e.Field, e.Reason)
 }

@@ -46,7 +46,9 @@ const (
 
 // Dimension is one CloudWatch dimension (name and value).
 type Dimension struct {
-	Name  string
+	// Name is the dimension's name, such as "StreamName".
+	Name string
+	// Value is the value the metrics are filed under, such as the stream's name.
 	Value string
 }
 

@@ -69,19 +69,38 @@ const (
 
 // Settings is the validated configuration of a consumer worker.
 type Settings struct {
+	// Stream is the Kinesis stream to read (EnvStreamName); Application names the lease table and the fan-out
+	// consumer (EnvApplicationName). Both are required.
 	Stream, Application string
-	ReadMode            kcl.ReadMode
-	ConsumerARN         string
-	InitialPosition     string
-	InitialTimestamp    time.Time
-	KinesisEndpoint     string
-	DynamoDBEndpoint    string
-	WorkerID            string
-	CreateLeaseTable    bool
-	CheckpointRecords   int
-	CheckpointInterval  time.Duration
-	FailoverTime        time.Duration
-	ShutdownTimeout     time.Duration
+	// ReadMode is fan-out or polling (EnvReadMode). Default: kcl.ReadModePolling.
+	ReadMode kcl.ReadMode
+	// ConsumerARN is the registered stream consumer for fan-out (EnvConsumerARN). Default: empty, the consumer named
+	// Application.
+	ConsumerARN string
+	// InitialPosition is where a shard without a checkpoint is read from (EnvInitialPosition). Default:
+	// kcl.CheckpointTrimHorizon.
+	InitialPosition string
+	// InitialTimestamp is the start time with kcl.CheckpointAtTimestamp (EnvInitialTimestamp); zero otherwise.
+	InitialTimestamp time.Time
+	// KinesisEndpoint overrides the Kinesis endpoint (EnvKinesisEndpoint). Default: empty, AWS.
+	KinesisEndpoint string
+	// DynamoDBEndpoint overrides the DynamoDB endpoint (EnvDynamoDBEndpoint). Default: empty, AWS.
+	DynamoDBEndpoint string
+	// WorkerID is this worker's lease owner id (EnvWorkerID). Default: empty, resolved by main.
+	WorkerID string
+	// CreateLeaseTable creates the lease table when missing (EnvCreateLeaseTable). Default: true when
+	// DynamoDBEndpoint is set.
+	CreateLeaseTable bool
+	// CheckpointRecords is how many records may be written between checkpoints (EnvCheckpointRecords). Default:
+	// DefaultCheckpointRecords.
+	CheckpointRecords int
+	// CheckpointInterval is the longest time between checkpoints (EnvCheckpointInterval). Default:
+	// DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+	// FailoverTime is the lease failover time (EnvFailoverTime). Default: kcl.DefaultFailoverTime.
+	FailoverTime time.Duration
+	// ShutdownTimeout bounds the graceful shutdown (EnvShutdownTimeout). Default: DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
 
 // Error is a bad configuration value; it names the variable.
@@ -90,6 +109,7 @@ type Error struct {
 	Name, Value, Want string
 }
 
+// Error implements error: the variable, its value and what is accepted.
 func (e *Error) Error() string {
 	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Want)
 }

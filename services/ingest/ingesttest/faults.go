@@ -53,11 +53,15 @@ type FaultTransport struct {
 
 // AcceptedEntry is a PutRecords entry the emulator accepted.
 type AcceptedEntry struct {
+	// ExplicitHashKey and PartitionKey are the entry's, as sent (ExplicitHashKey empty when it had none); ShardID is
+	// the shard the emulator answered it was put in.
 	ExplicitHashKey, PartitionKey, ShardID string
 }
 
 // FaultCounts says how many PutRecords calls were seen and how many faults were injected.
 type FaultCounts struct {
+	// Calls counts the PutRecords calls seen; FailedEntries the entries answered as failed; ResetsBefore and
+	// ResetsAfter the connection resets before and after the emulator wrote; ServerErrors the 500 answers injected.
 	Calls, FailedEntries, ResetsBefore, ResetsAfter, ServerErrors int
 }
 

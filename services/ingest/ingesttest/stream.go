@@ -44,7 +44,9 @@ func CreateStream(ctx context.Context, client *kinesis.Client, name string, shar
 
 // Shard is one shard of the stream and its hash key range.
 type Shard struct {
-	ID         string
+	// ID is the shard's ID.
+	ID string
+	// Start and End are the shard's first and last hash keys (inclusive).
 	Start, End *big.Int
 }
 
@@ -53,24 +55,35 @@ func (s Shard) Contains(h *big.Int) bool { return h.Cmp(s.Start) >= 0 && h.Cmp(s
 
 // Record is one user record read back, with where it was found.
 type Record struct {
-	ShardID           string
-	SequenceNumber    string
+	// ShardID is the shard the record was read from.
+	ShardID string
+	// SequenceNumber is the Kinesis record's sequence number (shared by every record of one aggregate).
+	SequenceNumber string
+	// SubSequenceNumber is the record's position inside its aggregate; 0 when it was not aggregated.
 	SubSequenceNumber int64
-	PartitionKey      string
-	ExplicitHashKey   string
-	Data              []byte
-	Aggregated        bool
+	// PartitionKey is the user record's partition key.
+	PartitionKey string
+	// ExplicitHashKey is the user record's explicit hash key, empty when it has none.
+	ExplicitHashKey string
+	// Data is the user record's payload (a copy).
+	Data []byte
+	// Aggregated tells whether the record came out of a KPL aggregate.
+	Aggregated bool
 }
 
 // Location identifies a user record the way the producer acknowledges it.
 type Location struct {
-	ShardID           string
-	SequenceNumber    string
+	// ShardID is the shard the record is in.
+	ShardID string
+	// SequenceNumber is the Kinesis record's sequence number.
+	SequenceNumber string
+	// SubSequenceNumber is the record's position inside its aggregate; 0 when it was not aggregated.
 	SubSequenceNumber int64
 }
 
 // Stream is everything read back from a stream.
 type Stream struct {
+	// Shards are every shard of the stream, open and closed, in ListShards order.
 	Shards []Shard
 	// Records are the user records a KCL consumer keeps: those whose hash
 	// key lies in their shard's range.

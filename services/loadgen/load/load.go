@@ -150,9 +150,12 @@ type Payload struct {
 
 // Acked is a record the producer acknowledged (HTTP 200: it is in the stream).
 type Acked struct {
+	// ID and Key are the record's Payload.ID and partition key.
 	ID, Key string
-	Seq     int64
-	Sent    time.Time
+	// Seq is the record's Payload.Seq: its number among Key's records, from 1.
+	Seq int64
+	// Sent is when the request carrying the record was sent.
+	Sent time.Time
 	// ShardID and SequenceNumber are where the producer said the record went.
 	ShardID, SequenceNumber string
 }
@@ -168,25 +171,33 @@ type Result struct {
 	// Failed is Records - Acked: refused, failed or unanswered.
 	Failed int64 `json:"failed"`
 	// Requests is how many HTTP requests were sent; RequestErrors how many got no HTTP answer.
-	Requests      int64 `json:"requests"`
+	Requests int64 `json:"requests"`
+	// RequestErrors is how many requests got no HTTP answer.
 	RequestErrors int64 `json:"request_errors"`
 	// Statuses counts records by the HTTP status of their answer ("0" for no answer).
 	Statuses map[string]int64 `json:"statuses"`
 	// Elapsed is the run's duration; AckedPerSecond is Acked over it.
-	Elapsed        time.Duration `json:"-"`
-	ElapsedSeconds float64       `json:"elapsed_seconds"`
-	AckedPerSecond float64       `json:"acked_per_second"`
+	Elapsed time.Duration `json:"-"`
+	// ElapsedSeconds is Elapsed in seconds, for the JSON report.
+	ElapsedSeconds float64 `json:"elapsed_seconds"`
+	// AckedPerSecond is Acked divided by ElapsedSeconds.
+	AckedPerSecond float64 `json:"acked_per_second"`
 	// Request latencies (send to complete answer) in milliseconds.
 	LatencyP50Millis float64 `json:"latency_p50_ms"`
+	// LatencyP99Millis is the 99th percentile request latency, in milliseconds.
 	LatencyP99Millis float64 `json:"latency_p99_ms"`
+	// LatencyMaxMillis is the longest request latency, in milliseconds.
 	LatencyMaxMillis float64 `json:"latency_max_ms"`
 }
 
 // Progress is a snapshot during a run.
 type Progress struct {
-	Elapsed        time.Duration
+	// Elapsed is the time since the run started.
+	Elapsed time.Duration
+	// Records and Acked are the records sent and acknowledged so far.
 	Records, Acked int64
-	Failed         int64
+	// Failed is Records - Acked so far.
+	Failed int64
 	// RecentPerSecond is the acknowledged records per second since the previous snapshot.
 	RecentPerSecond float64
 	// Request latency percentiles since the previous snapshot, in milliseconds.

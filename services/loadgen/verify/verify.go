@@ -33,12 +33,16 @@ import (
 type Delivery struct {
 	load.Payload
 	// PartitionKey, ShardID, SequenceNumber and SubSequenceNumber are what the consumer wrote.
-	PartitionKey      string
-	ShardID           string
-	SequenceNumber    string
+	PartitionKey string
+	// ShardID is the shard the consumer read the record from.
+	ShardID string
+	// SequenceNumber is the Kinesis record's sequence number.
+	SequenceNumber string
+	// SubSequenceNumber is the record's position inside its aggregate; 0 when it was not aggregated.
 	SubSequenceNumber int64
 	// File is the worker's output file; Line its line number there (from 1).
 	File string
+	// Line is the delivery's line number in File, from 1.
 	Line int
 	// Seen is when the follower read the line (its write time, to within the follower's poll interval).
 	Seen time.Time
@@ -209,10 +213,14 @@ func (f *Follower) Deliveries() []Delivery {
 
 // KeyReport is the check of one partition key.
 type KeyReport struct {
+	// Acknowledged is the key's acknowledged records.
 	Acknowledged int `json:"acknowledged"`
-	Missing      int `json:"missing"`
-	Duplicates   int `json:"duplicates"`
-	OutOfOrder   int `json:"out_of_order"`
+	// Missing is the key's acknowledged records never found.
+	Missing int `json:"missing"`
+	// Duplicates is the key's deliveries beyond the first of a record.
+	Duplicates int `json:"duplicates"`
+	// OutOfOrder is the key's first deliveries in a file that came after a higher sequence of the key there.
+	OutOfOrder int `json:"out_of_order"`
 }
 
 // Report is the outcome of Check.
@@ -227,7 +235,8 @@ type Report struct {
 	MissingIDs []string `json:"missing_ids,omitempty"`
 	// Duplicates is the deliveries beyond the first of acknowledged records (at-least-once re-deliveries);
 	// DuplicatedRecords the records delivered more than once.
-	Duplicates        int `json:"duplicates"`
+	Duplicates int `json:"duplicates"`
+	// DuplicatedRecords is the acknowledged records delivered more than once.
 	DuplicatedRecords int `json:"duplicated_records"`
 	// OutOfOrder is the first deliveries that came after a higher sequence of their key in the same worker's output.
 	OutOfOrder int `json:"out_of_order"`
@@ -238,7 +247,9 @@ type Report struct {
 	WrongKey int `json:"wrong_key"`
 	// E2E latency, send to first delivery seen, of the acknowledged records, in milliseconds.
 	LatencyP50Millis float64 `json:"e2e_latency_p50_ms"`
+	// LatencyP99Millis is the 99th percentile end-to-end latency, in milliseconds.
 	LatencyP99Millis float64 `json:"e2e_latency_p99_ms"`
+	// LatencyMaxMillis is the longest end-to-end latency, in milliseconds.
 	LatencyMaxMillis float64 `json:"e2e_latency_max_ms"`
 	// Keys holds the keys with a problem (missing, duplicates or disorder).
 	Keys map[string]KeyReport `json:"keys_with_problems,omitempty"`

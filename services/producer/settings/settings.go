@@ -83,7 +83,8 @@ type Settings struct {
 	Region string
 	// ListenHost and Port are the listening address.
 	ListenHost string
-	Port       int
+	// Port is EnvPort, the TCP port. Default: DefaultPort.
+	Port int
 	// KinesisEndpoint is EnvKinesisEndpoint; empty means AWS.
 	KinesisEndpoint string
 	// LocalCredentials is set when KinesisEndpoint is set and the
@@ -96,6 +97,8 @@ type Settings struct {
 	// DrainWindow and StopTimeout shape the shutdown (see EnvDrainWindow,
 	// EnvStopTimeout).
 	DrainWindow time.Duration
+	// StopTimeout bounds the whole shutdown after SIGTERM (EnvStopTimeout).
+	// Default: DefaultStopTimeout.
 	StopTimeout time.Duration
 	// LogLevel filters the JSON logs.
 	LogLevel slog.Level
