@@ -74,12 +74,12 @@ func run(w io.Writer, set Settings, actions bool, seeds int) error {
 
 func printTable(w io.Writer, rows []Row, cfg policy.Config, set Settings) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "trace\tthrottled min\t\tshard-hours\t\t\t\tUpdateShardCount calls (max in 24 h)\t\tsplits+merges\t")
-	fmt.Fprintln(tw, "\tpolicy\tSU\tpolicy\tSU\toracle\toracle@70%\tpolicy\tSU (refused)\tpolicy\t")
+	fmt.Fprintln(tw, "trace\tthrottled min\t\tshard-hours\t\t\t\t\tUpdateShardCount calls (max in 24 h)\t\tsplits+merges\t")
+	fmt.Fprintln(tw, "\tpolicy\tSU\tpolicy\tSU\toracle\toracle@70%\trules floor\tpolicy\tSU (refused)\tpolicy\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%d (%d)\t%d (%d) (%d)\t%d\t\n", r.Trace,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d (%d)\t%d (%d) (%d)\t%d\t\n", r.Trace,
 			r.Policy.ThrottledMinutes, r.ScalingUtils.ThrottledMinutes,
-			r.Policy.ShardHours, r.ScalingUtils.ShardHours, r.Oracle, r.OracleAtScaleUp,
+			r.Policy.ShardHours, r.ScalingUtils.ShardHours, r.Oracle, r.OracleAtScaleUp, r.RulesFloor,
 			r.Policy.UpdateCalls, r.Policy.MaxCallsIn24h, r.ScalingUtils.UpdateCalls, r.ScalingUtils.MaxCallsIn24h, r.SURefused,
 			r.Policy.SplitsMerges)
 	}
@@ -90,12 +90,13 @@ func printTable(w io.Writer, rows []Row, cfg policy.Config, set Settings) error 
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	// The stream model refuses an 11th call, so the count alone cannot exceed 10: the column also requires that
 	// Kinesis refused none of the policy's calls.
-	fmt.Fprintln(tw, "trace\tfewer throttled min than SU\tpolicy/oracle\t<= 1.25\tpolicy/oracle@70%\t<= 1.25\t<= 10 calls in 24 h, none refused\t")
+	fmt.Fprintln(tw, "trace\tfewer throttled min than SU\tpolicy/oracle\t<= 1.25\tpolicy/oracle@70%\t<= 1.25\trules floor/oracle\tpolicy/rules floor\t<= 10 calls in 24 h, none refused\t")
 	for _, r := range rows {
 		ratio, ratio70 := r.Policy.ShardHours/r.Oracle, r.Policy.ShardHours/r.OracleAtScaleUp
-		fmt.Fprintf(tw, "%s\t%v\t%.2f\t%v\t%.2f\t%v\t%v\t\n", r.Trace,
+		fmt.Fprintf(tw, "%s\t%v\t%.2f\t%v\t%.2f\t%v\t%.2f\t%.2f\t%v\t\n", r.Trace,
 			r.Policy.ThrottledMinutes < r.ScalingUtils.ThrottledMinutes,
-			ratio, ratio <= 1.25, ratio70, ratio70 <= 1.25, r.Policy.MaxCallsIn24h <= 10 && r.PolicyRefused == 0)
+			ratio, ratio <= 1.25, ratio70, ratio70 <= 1.25, r.RulesFloor/r.Oracle, r.Policy.ShardHours/r.RulesFloor,
+			r.Policy.MaxCallsIn24h <= 10 && r.PolicyRefused == 0)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -103,13 +104,13 @@ func printTable(w io.Writer, rows []Row, cfg policy.Config, set Settings) error 
 	set = set.withDefaults()
 	_, err := fmt.Fprintf(w, `
 oracle: fewest shards carrying each minute at 100%% of capacity; oracle@70%%: the same at the %.0f%% scale-up threshold.
-Bounds of any policy with the issue's defaults: it scales up above %.0f%%, so its steady state is at most %.0f%% full
-and policy/oracle >= 1/%.2f = %.2f on a steady load; it scales down only below %.0f%%, so on a falling load it runs
-between %.0f%% and its %.0f%% sizing target. A load step beyond capacity is first readable %d min after it starts and
-UpdateShardCount takes %d min, so any controller reading CloudWatch throttles for at least %d minutes of it.
-`, 100*cfg.ScaleUpUtilisation, 100*cfg.ScaleUpUtilisation, 100*cfg.ScaleUpUtilisation,
-		cfg.ScaleUpUtilisation, 1/cfg.ScaleUpUtilisation, 100*cfg.ScaleDownUtilisation,
-		100*cfg.ScaleDownUtilisation, 100*cfg.TargetUtilisation, set.MetricLatency, set.UpdateDelay, set.MetricLatency+set.UpdateDelay)
+rules floor: the fewest shard-hours of any controller that never runs a minute above %.0f%% and lowers the count only
+after %d minutes below %.0f%% at its current count, even one that knows the whole trace and reshards instantly, for free
+and without limits. It is what those two rules cost on their own: rules floor/oracle above 1.25 means no policy that
+keeps them can reach 1.25x the oracle on that trace. A load step beyond capacity is first readable %d min after it
+starts and UpdateShardCount takes %d min, so any controller reading CloudWatch throttles for at least %d minutes of it.
+`, 100*cfg.ScaleUpUtilisation, 100*cfg.ScaleUpUtilisation, cfg.ScaleDownMinutes, 100*cfg.ScaleDownUtilisation,
+		set.MetricLatency, set.UpdateDelay, set.MetricLatency+set.UpdateDelay)
 	return err
 }
 
@@ -121,11 +122,12 @@ func printSpread(w io.Writer, spread [][]Row) error {
 	}
 	fmt.Fprintf(w, "\nacross seeds 1..%d (lost datapoints and load noise differ per seed):\n", len(spread[0]))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "trace\tthrottled min: policy < SU\t= SU\t> SU\tpolicy\tSU\tpolicy/oracle\tpolicy/oracle@70%\tmax calls in 24 h\t")
+	fmt.Fprintln(tw, "trace\tthrottled min: policy < SU\t= SU\t> SU\tpolicy\tSU\tpolicy/oracle\tpolicy/oracle@70%\trules floor/oracle\tpolicy/rules floor\tmax calls in 24 h\t")
 	for _, rows := range spread {
 		var fewer, same, more, calls int
 		pol, su := span[int]{verb: "%d"}, span[int]{verb: "%d"}
 		ratio, ratio70 := span[float64]{verb: "%.2f"}, span[float64]{verb: "%.2f"}
+		floor, vsFloor := span[float64]{verb: "%.2f"}, span[float64]{verb: "%.2f"}
 		for _, r := range rows {
 			switch p, s := r.Policy.ThrottledMinutes, r.ScalingUtils.ThrottledMinutes; {
 			case p < s:
@@ -139,9 +141,12 @@ func printSpread(w io.Writer, spread [][]Row) error {
 			su.add(r.ScalingUtils.ThrottledMinutes)
 			ratio.add(r.Policy.ShardHours / r.Oracle)
 			ratio70.add(r.Policy.ShardHours / r.OracleAtScaleUp)
+			floor.add(r.RulesFloor / r.Oracle)
+			vsFloor.add(r.Policy.ShardHours / r.RulesFloor)
 			calls = max(calls, r.Policy.MaxCallsIn24h)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%d\t\n", rows[0].Trace, fewer, same, more, pol, su, ratio, ratio70, calls)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", rows[0].Trace, fewer, same, more, pol, su, ratio, ratio70,
+			floor, vsFloor, calls)
 	}
 	return tw.Flush()
 }

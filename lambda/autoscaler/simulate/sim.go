@@ -286,11 +286,14 @@ type Row struct {
 	// Oracle and OracleAtScaleUp are the shard-hours of an instant, free resharder running each minute the fewest
 	// shards that carry its load at 100 % and at the policy's ScaleUpUtilisation of capacity (see oracleHours).
 	Oracle, OracleAtScaleUp float64
+	// RulesFloor is the shard-hours of the best controller that keeps the scale-up and scale-down rules with
+	// perfect foresight and instant, unlimited resharding (see rulesFloorHours): what those rules alone cost.
+	RulesFloor float64
 	// PolicyRefused and SURefused count the resharding calls the stream model refused from each controller.
 	PolicyRefused, SURefused int
 }
 
-// Simulate runs a trace through this policy and Scaling Utils and computes both oracles.
+// Simulate runs a trace through this policy and Scaling Utils and computes both oracles and the rules floor.
 // When log is not nil, the policy's actions are written to it.
 func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, error) {
 	row := Row{Trace: tr.Name}
@@ -309,6 +312,7 @@ func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, err
 	row.ScalingUtils.Rejected = row.SURefused
 	row.Oracle = oracleHours(tr, set, 1.0)
 	row.OracleAtScaleUp = oracleHours(tr, set, p.Config().ScaleUpUtilisation)
+	row.RulesFloor = rulesFloorHours(tr, set, floorRulesOf(p.Config()))
 	return row, nil
 }
 
