@@ -9,7 +9,8 @@ import (
 )
 
 // bruteForceFloor tries every sequence of shard counts and keeps the cheapest that obeys the rules as the issue
-// states them: no minute above r.Up, and a lower count only after r.Hold minutes below r.Down at the count before.
+// states them: no minute above capacity, no more than r.Over minutes in a row above r.Up, and a lower count only
+// after r.Hold minutes below r.Down at the count before.
 func bruteForceFloor(loads []Load, start int, r floorRules) int {
 	counts := make([]int, len(loads))
 	best := math.MaxInt
@@ -24,7 +25,7 @@ func bruteForceFloor(loads []Load, start int, r floorRules) int {
 			return
 		}
 		for n := r.Min; n <= r.Max; n++ {
-			if n < min(r.Max, oracleShards(loads[t], r.Up)) {
+			if n < min(r.Max, oracleShards(loads[t], 1)) {
 				continue
 			}
 			prev := start
@@ -35,6 +36,9 @@ func bruteForceFloor(loads []Load, start int, r floorRules) int {
 				continue
 			}
 			counts[t] = n
+			if tooLongAbove(loads, counts, t, r) {
+				continue
+			}
 			try(t + 1)
 		}
 	}
@@ -55,11 +59,20 @@ func heldLow(loads []Load, counts []int, t, prev int, r floorRules) bool {
 	return true
 }
 
+// tooLongAbove reports whether minute t ends more than r.Over minutes in a row above r.Up.
+func tooLongAbove(loads []Load, counts []int, t int, r floorRules) bool {
+	above := 0
+	for m := t; m >= 0 && counts[m] < min(r.Max, oracleShards(loads[m], r.Up)); m-- {
+		above++
+	}
+	return above > r.Over
+}
+
 func TestRulesFloorMatchesBruteForce(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(7, 11))
-	r := floorRules{Up: 0.7, Down: 0.35, Hold: 2, Min: 1, Max: 4}
-	for i := range 300 {
+	for i := range 400 {
+		r := floorRules{Up: 0.7, Over: i % 3, Down: 0.35, Hold: 1 + i%3, Min: 1, Max: 4}
 		loads := make([]Load, 7)
 		for m := range loads {
 			loads[m] = Load{Uniform: rng.Float64() * 2.6}
@@ -69,7 +82,7 @@ func TestRulesFloorMatchesBruteForce(t *testing.T) {
 		}
 		start := 1 + rng.IntN(r.Max)
 		if got, want := rulesFloorMinutes(loads, start, r), bruteForceFloor(loads, start, r); got != want {
-			t.Fatalf("case %d: floor %d shard-minutes, brute force %d (start %d, loads %+v)", i, got, want, start, loads)
+			t.Fatalf("case %d: floor %d shard-minutes, brute force %d (rules %+v, start %d, loads %+v)", i, got, want, r, start, loads)
 		}
 	}
 }
@@ -87,8 +100,9 @@ func TestRulesFloorBounds(t *testing.T) {
 			set := Settings{}
 			floor := rulesFloorHours(tr, set, floorRulesOf(p.Config()))
 			oracle, oracle70 := oracleHours(tr, set, 1), oracleHours(tr, set, p.Config().ScaleUpUtilisation)
-			if floor < oracle70-1e-9 {
-				t.Errorf("floor %.2f shard-hours below the oracle at the scale-up threshold %.2f", floor, oracle70)
+			// Single minutes above the threshold are allowed, so the floor may dip just below the 70 % oracle.
+			if floor < oracle || floor < 0.99*oracle70 {
+				t.Errorf("floor %.2f shard-hours below the oracle %.2f or well below the 70%% oracle %.2f", floor, oracle, oracle70)
 			}
 			if floor/oracle <= 1.25 {
 				t.Errorf("floor is %.2fx the oracle: a policy keeping the rules could reach 1.25x here", floor/oracle)

@@ -104,12 +104,12 @@ func printTable(w io.Writer, rows []Row, cfg policy.Config, set Settings) error 
 	set = set.withDefaults()
 	_, err := fmt.Fprintf(w, `
 oracle: fewest shards carrying each minute at 100%% of capacity; oracle@70%%: the same at the %.0f%% scale-up threshold.
-rules floor: the fewest shard-hours of any controller that never runs a minute above %.0f%% and lowers the count only
-after %d minutes below %.0f%% at its current count, even one that knows the whole trace and reshards instantly, for free
-and without limits. It is what those two rules cost on their own: rules floor/oracle above 1.25 means no policy that
-keeps them can reach 1.25x the oracle on that trace. A load step beyond capacity is first readable %d min after it
+rules floor: the fewest shard-hours of any controller that never throttles, never runs %d minutes in a row above %.0f%%
+and lowers the count only after %d minutes below %.0f%% at its current count, even one that knows the whole trace and
+reshards instantly, for free and without limits. It is what those rules cost on their own: rules floor/oracle above
+1.25 means no policy that keeps them can reach 1.25x the oracle on that trace. A load step beyond capacity is first readable %d min after it
 starts and UpdateShardCount takes %d min, so any controller reading CloudWatch throttles for at least %d minutes of it.
-`, 100*cfg.ScaleUpUtilisation, 100*cfg.ScaleUpUtilisation, cfg.ScaleDownMinutes, 100*cfg.ScaleDownUtilisation,
+`, 100*cfg.ScaleUpUtilisation, cfg.ScaleUpMinutes, 100*cfg.ScaleUpUtilisation, cfg.ScaleDownMinutes, 100*cfg.ScaleDownUtilisation,
 		set.MetricLatency, set.UpdateDelay, set.MetricLatency+set.UpdateDelay)
 	return err
 }
