@@ -13,7 +13,8 @@ import (
 // The action history lives in two tags of the stream itself. Tags need no extra resource or IAM principal beyond
 // the stream (kinesis:ListTagsForStream and kinesis:AddTagsToStream on its ARN), live and die with the stream (a
 // re-created stream starts with a fresh history, as Kinesis' own call count does), and their API rate (5/s) is far
-// above one read and at most two writes a minute. Values use only characters Kinesis allows in tag values.
+// above one read and at most three writes a minute (settle the last action, record the next one before making
+// it, take the record back if Kinesis refuses). Values use only characters Kinesis allows in tag values.
 const (
 	// TagUpdateCalls holds the Unix seconds of UpdateShardCount calls in the last 24 hours, joined by "_".
 	TagUpdateCalls = "streamproc-autoscaler-update-calls"

@@ -18,6 +18,7 @@ import (
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatch/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/services/telemetry"
@@ -198,7 +199,20 @@ func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
 		out.Skipped = "dry run"
 		return out, nil
 	}
+	// The action is recorded before it is made: tags are written while the stream is still ACTIVE (Kinesis lists
+	// ResourceInUseException for AddTagsToStream, and after the call the stream is UPDATING for minutes), and a
+	// failure between the two leaves one call too many counted, the safe side of the daily limit and the cool-down.
+	if err := s.writeHistory(ctx, history.Record(d.Action, now)); err != nil {
+		return out, fmt.Errorf("record %s before making it: %w", d.Action, err)
+	}
 	if err := s.execute(ctx, d); err != nil {
+		if !refusedByKinesis(err) {
+			// A timeout or a server error leaves it unknown whether Kinesis started the operation: keep the record.
+			return out, fmt.Errorf("%w (recorded as made: Kinesis may have started it)", err)
+		}
+		if werr := s.writeHistory(ctx, history); werr != nil {
+			return out, errors.Join(err, fmt.Errorf("take back the record of the refused %s: %w", d.Action, werr))
+		}
 		var inUse *types.ResourceInUseException
 		var limit *types.LimitExceededException
 		switch {
@@ -214,10 +228,14 @@ func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
 		return out, err
 	}
 	out.Executed = true
-	if err := s.writeHistory(ctx, history.Record(d.Action, now)); err != nil {
-		return out, fmt.Errorf("%s accepted but the history was not saved: %w", d.Action, err)
-	}
 	return out, nil
+}
+
+// refusedByKinesis reports whether Kinesis answered a call with a client error (4xx): it refused the operation,
+// so nothing was started.
+func refusedByKinesis(err error) bool {
+	var apiErr smithy.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorFault() == smithy.FaultClient
 }
 
 func (s *Scaler) execute(ctx context.Context, d policy.Decision) error {

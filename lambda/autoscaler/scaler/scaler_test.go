@@ -176,6 +176,15 @@ func (f *fixture) tags() map[string]string {
 	return m
 }
 
+func (f *fixture) history() policy.History {
+	f.t.Helper()
+	h, err := DecodeHistory(f.tags())
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return h
+}
+
 func TestLoadStepScalesUpOnTheNextInvocation(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 2, Config{})
@@ -627,18 +636,20 @@ func (rt refusingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 // When Kinesis refuses a call the history allowed (calls made outside the autoscaler, another operation), the
-// invocation ends without error and without recording a call; other failures are returned.
+// invocation ends without error and the call is not counted; a server error leaves it unknown whether the operation
+// started, so it is returned and the call stays counted.
 func TestKinesisRefusalIsReportedAndNotRecorded(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {
-		status      int
-		errorType   string
-		wantSkipped string
-		wantErr     bool
+		status       int
+		errorType    string
+		wantSkipped  string
+		wantErr      bool
+		wantRecorded int
 	}{
 		"daily limit reached":       {status: 400, errorType: "LimitExceededException", wantSkipped: "Kinesis refused"},
 		"another operation running": {status: 400, errorType: "ResourceInUseException", wantSkipped: "another resharding operation"},
-		"service failure":           {status: 500, errorType: "InternalFailure", wantErr: true},
+		"service failure":           {status: 500, errorType: "InternalFailure", wantErr: true, wantRecorded: 1},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -657,10 +668,53 @@ func TestKinesisRefusalIsReportedAndNotRecorded(t *testing.T) {
 			} else if err != nil || out.Executed || !strings.Contains(out.Skipped, tc.wantSkipped) {
 				t.Fatalf("got %+v, %v; want skipped %q and no error", out, err, tc.wantSkipped)
 			}
-			if tags := f.tags(); len(tags) != 0 {
-				t.Fatalf("a refused call was recorded: %v", tags)
+			if h := f.history(); len(h.UpdateShardCountCalls) != tc.wantRecorded {
+				t.Fatalf("%d calls recorded, want %d (tags %v)", len(h.UpdateShardCountCalls), tc.wantRecorded, f.tags())
 			}
 		})
+	}
+}
+
+// updatingTransport refuses AddTagsToStream with ResourceInUseException once a resharding call has gone through,
+// as Kinesis may while the stream is UPDATING, and passes everything to the real emulator otherwise.
+type updatingTransport struct {
+	resharded *atomic.Bool
+	next      http.RoundTripper
+}
+
+func (rt updatingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	op := r.Header.Get("X-Amz-Target")
+	if strings.HasSuffix(op, ".AddTagsToStream") && rt.resharded.Load() {
+		return refusingTransport{operation: "AddTagsToStream", status: 400, errorType: "ResourceInUseException"}.RoundTrip(r)
+	}
+	resp, err := rt.next.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusOK && strings.HasSuffix(op, ".UpdateShardCount") {
+		rt.resharded.Store(true)
+	}
+	return resp, err
+}
+
+// The history is saved before the action, so a stream that takes no tag writes while UPDATING still gets the
+// call counted.
+func TestActionIsRecordedBeforeTheStreamIsUpdating(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 2, Config{})
+	var resharded atomic.Bool
+	f.kin = testEmulators.Get(t).KinesisClient(func(o *kinesis.Options) {
+		o.HTTPClient = &http.Client{Transport: updatingTransport{resharded: &resharded, next: http.DefaultTransport}}
+	})
+	f.scaler = f.newScaler(Config{})
+	f.putMinutes(3, 0, 1.0, 2)
+	out := f.run()
+	if !out.Executed || out.Decision.Action != policy.ActionUpdateShardCount {
+		t.Fatalf("outcome %+v, want an UpdateShardCount made", out)
+	}
+	if !resharded.Load() {
+		t.Fatal("the UpdateShardCount call did not reach Kinesis")
+	}
+	h := f.history()
+	if len(h.UpdateShardCountCalls) != 1 || h.LastActionKind != policy.ActionUpdateShardCount {
+		t.Fatalf("history %+v, want the call recorded", h)
 	}
 }
 
