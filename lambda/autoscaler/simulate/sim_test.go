@@ -311,7 +311,7 @@ func TestRunPrintsTheSimulatedFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if err := run(&out, Settings{}, false, 1); err != nil {
+	if err := run(&out, Settings{}, policy.Config{MinShards: 1, MaxShards: 16}, false, 1); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "across seeds 1..1") {
@@ -337,5 +337,30 @@ func TestRunPrintsTheSimulatedFigures(t *testing.T) {
 		if strings.Count(out.String(), tr.Name) != 3 {
 			t.Errorf("trace %q not in all three tables", tr.Name)
 		}
+	}
+}
+
+// TestRunFollowsThePolicyThresholds checks that other thresholds reach the policy, the oracle at the scale-up
+// threshold and the rules floor: a 50 % policy never throttles on the 2x step, which the default one does.
+func TestRunFollowsThePolicyThresholds(t *testing.T) {
+	t.Parallel()
+	cfg := policy.Config{MinShards: 1, MaxShards: 16, ScaleUpUtilisation: 0.5, TargetUtilisation: 0.45, ScaleDownUtilisation: 0.25}
+	var out strings.Builder
+	if err := run(&out, Settings{}, cfg, false, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "oracle@50%") || !strings.Contains(out.String(), "above 50%") {
+		t.Errorf("the tables do not name the 50%% threshold:\n%s", out.String())
+	}
+	p, err := policy.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row, err := Simulate(Traces()[0], p, Settings{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Policy.ThrottledMinutes != 0 || row.RulesFloor <= row.Oracle*1.9 {
+		t.Errorf("2x step at 50 %%: %d throttled minutes, rules floor %.1f against oracle %.1f", row.Policy.ThrottledMinutes, row.RulesFloor, row.Oracle)
 	}
 }
