@@ -9,8 +9,8 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 
 # Packages that import the CDK start node through jsii: they run without the race detector (it multiplies their
 # memory and time and finds nothing in generated bindings). Everything else runs with -race.
-CDK_PACKAGES = $(shell go list ./... | grep -E '^github.com/streamproc/streamproc(/stacks|/constructs)?(/|$$)' | grep -vE '/(services|lambda)/' || true)
-RACE_PACKAGES = $(shell go list ./services/... ./lambda/... 2>/dev/null)
+CDK_PACKAGES = $(shell go list . ./stacks/... ./constructs/... 2>/dev/null)
+RACE_PACKAGES = $(shell go list ./services/... ./lambda/... ./internal/... 2>/dev/null)
 
 .PHONY: test local figures synth deps vet bench clean
 

@@ -18,11 +18,12 @@ import (
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // testEmulators are started by the first test that needs them (the pure tests of this package do not).
-var testEmulators = &emulator.Shared{Options: emulator.Options{
+var testEmulators = &emulatortest.Shared{Options: emulator.Options{
 	Kinesis: true, CloudWatch: true, KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=500ms", "CREATE_STREAM_DURATION=300ms"},
 }}
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -126,7 +127,7 @@ func TestStdoutProcessor(t *testing.T) {
 // TestRunAgainstEmulators runs the service against kinesis-local and dynalite: records become JSON lines, and a
 // graceful stop checkpoints and releases the leases.
 func TestRunAgainstEmulators(t *testing.T) {
-	e := emulator.StartForTest(t, emulator.Options{Kinesis: true, DynamoDB: true})
+	e := emulatortest.StartForTest(t, emulator.Options{Kinesis: true, DynamoDB: true})
 	ctx := context.Background()
 	kc := e.KinesisClient()
 	stream := "consumer-test"

@@ -1,4 +1,4 @@
-package emulator
+package emulator_test
 
 import (
 	"context"
@@ -19,11 +19,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 )
 
 func TestStartServesEveryAPIAndStopLeavesNoProcess(t *testing.T) {
 	// GIVEN all three emulators
-	e, err := Start(context.Background(), Options{Kinesis: true, DynamoDB: true, CloudWatch: true})
+	e, err := emulator.Start(context.Background(), emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true})
 	if err != nil {
 		t.Fatalf("start emulators: %v", err)
 	}
@@ -86,18 +89,18 @@ func TestStartServesEveryAPIAndStopLeavesNoProcess(t *testing.T) {
 
 func TestStartFailsClearly(t *testing.T) {
 	tests := map[string]struct {
-		opts Options
+		opts emulator.Options
 		want string
 	}{
-		"nothing requested":    {opts: Options{}, want: "no emulator requested"},
-		"node_modules missing": {opts: Options{Kinesis: true, Root: t.TempDir()}, want: "npm ci"},
-		"dynalite missing":     {opts: Options{DynamoDB: true, Root: t.TempDir()}, want: "npm ci"},
-		"moto_server missing":  {opts: Options{CloudWatch: true}, want: "moto_server not found on PATH"},
+		"nothing requested":    {opts: emulator.Options{}, want: "no emulator requested"},
+		"node_modules missing": {opts: emulator.Options{Kinesis: true, Root: t.TempDir()}, want: "npm ci"},
+		"dynalite missing":     {opts: emulator.Options{DynamoDB: true, Root: t.TempDir()}, want: "npm ci"},
+		"moto_server missing":  {opts: emulator.Options{CloudWatch: true}, want: "moto_server not found on PATH"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("PATH", t.TempDir()) // no emulator binary can be found
-			e, err := Start(context.Background(), tc.opts)
+			e, err := emulator.Start(context.Background(), tc.opts)
 			if err == nil {
 				_ = e.Stop()
 				t.Fatal("Start succeeded; want an error")
@@ -113,7 +116,7 @@ func TestStartFailsClearly(t *testing.T) {
 // its connection in the middle of a request, which a cancelled context or a killed worker does.
 func TestDynamoDBSurvivesAbandonedRequests(t *testing.T) {
 	// GIVEN dynalite
-	e := StartForTest(t, Options{DynamoDB: true})
+	e := emulatortest.StartForTest(t, emulator.Options{DynamoDB: true})
 	addr := strings.TrimPrefix(e.DynamoDBEndpoint, "http://")
 
 	// WHEN clients reset their connections half-way through sending requests
@@ -148,7 +151,7 @@ func TestEmulatorsListenOnLoopbackOnly(t *testing.T) {
 		t.Skip("reads the listening sockets from /proc, which only Linux has")
 	}
 	// GIVEN all three emulators
-	e := StartForTest(t, Options{Kinesis: true, DynamoDB: true, CloudWatch: true})
+	e := emulatortest.StartForTest(t, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true})
 
 	// WHEN their processes' listening sockets are read from /proc
 	listening := listeningSockets(t)

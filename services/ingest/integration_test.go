@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/services/ingest/ingesttest"
 	"github.com/streamproc/streamproc/services/kpl"
@@ -27,7 +28,7 @@ import (
 
 // The package's tests share one kinesis-local, started on first use.
 var (
-	emulators = &emulator.Shared{Options: emulator.Options{Kinesis: true}}
+	emulators = &emulatortest.Shared{Options: emulator.Options{Kinesis: true}}
 	streamN   atomic.Int64
 )
 

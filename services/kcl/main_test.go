@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 )
 
 // testEmulators are kinesis-local and dynalite, started once for the package by the first test that needs them.
-var testEmulators = &emulator.Shared{Options: emulator.Options{Kinesis: true, DynamoDB: true}}
+var testEmulators = &emulatortest.Shared{Options: emulator.Options{Kinesis: true, DynamoDB: true}}
 
 var uniqueCounter atomic.Int64
 

@@ -20,12 +20,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 )
 
 // TestKinesisLocal runs the producer against kinesis-local (one emulator for all subtests,
 // one stream each) and reads every record back with GetRecords.
 func TestKinesisLocal(t *testing.T) {
-	emu := emulator.StartForTest(t, emulator.Options{Kinesis: true, KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=300ms"}})
+	emu := emulatortest.StartForTest(t, emulator.Options{Kinesis: true, KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=300ms"}})
 
 	t.Run("put and read back", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)

@@ -22,12 +22,13 @@ import (
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/services/emulator"
+	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // testEmulators are kinesis-local (with quick resharding) and moto_server, started once for the package by the first
 // test that needs them.
-var testEmulators = &emulator.Shared{Options: emulator.Options{
+var testEmulators = &emulatortest.Shared{Options: emulator.Options{
 	Kinesis: true, CloudWatch: true,
 	KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=300ms", "SPLIT_SHARD_DURATION=300ms", "MERGE_SHARDS_DURATION=300ms", "CREATE_STREAM_DURATION=300ms"},
 }}

@@ -1,4 +1,4 @@
-package emulator
+package emulatortest
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/streamproc/streamproc/services/emulator"
 )
 
 // recordingTB stands for a test that Get fails: it records Fatalf instead of stopping the goroutine.
@@ -22,7 +24,7 @@ func (r *recordingTB) Fatalf(format string, args ...any) {
 
 func TestSharedStartsOnceAndStops(t *testing.T) {
 	// GIVEN a Shared kinesis-local
-	s := &Shared{Options: Options{Kinesis: true}}
+	s := &Shared{Options: emulator.Options{Kinesis: true}}
 	// WHEN two tests get it
 	first := s.Get(t)
 	second := s.Get(t)
@@ -46,7 +48,7 @@ func TestSharedStartsOnceAndStops(t *testing.T) {
 
 func TestSharedFailsEveryTestWhenStartFails(t *testing.T) {
 	// GIVEN a Shared whose emulator is not installed
-	s := &Shared{Options: Options{Kinesis: true, Root: t.TempDir()}}
+	s := &Shared{Options: emulator.Options{Kinesis: true, Root: t.TempDir()}}
 	// WHEN two tests get it
 	for i := range 2 {
 		tb := &recordingTB{TB: t}

@@ -1,4 +1,4 @@
-package emulator
+package emulatortest
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/streamproc/streamproc/services/emulator"
 )
 
 // sharedStartTimeout bounds the first start of a Shared, emulator processes included.
@@ -16,28 +18,28 @@ const sharedStartTimeout = 2 * time.Minute
 // need none run without them, and stopped by Run once every test has finished. Declare one per package and
 // call Run from TestMain:
 //
-//	var emulators = &emulator.Shared{Options: emulator.Options{Kinesis: true}}
+//	var emulators = &emulatortest.Shared{Options: emulator.Options{Kinesis: true}}
 //
 //	func TestMain(m *testing.M) { os.Exit(emulators.Run(m)) }
 //
 // Set Options before the first Get; later changes are ignored.
 type Shared struct {
 	// Options are the emulators to start.
-	Options Options
+	Options emulator.Options
 
 	once sync.Once
-	e    *Emulators
+	e    *emulator.Emulators
 	err  error
 }
 
 // Get returns the shared emulators, starting them on the first call. When they cannot start it fails tb (never
 // skips it) with Start's error, which names the missing emulator, and every later Get fails the same way.
-func (s *Shared) Get(tb testing.TB) *Emulators {
+func (s *Shared) Get(tb testing.TB) *emulator.Emulators {
 	tb.Helper()
 	s.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), sharedStartTimeout)
 		defer cancel()
-		s.e, s.err = Start(ctx, s.Options)
+		s.e, s.err = emulator.Start(ctx, s.Options)
 	})
 	if s.err != nil {
 		tb.Fatalf("the emulators this test needs did not start: %v", s.err)
