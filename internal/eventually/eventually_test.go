@@ -48,7 +48,7 @@ type fatalRecorder struct {
 	fatal string
 }
 
-func (r *fatalRecorder) Helper()          {}
+func (r *fatalRecorder) Helper()           {}
 func (r *fatalRecorder) Fatal(args ...any) { r.fatal = fmt.Sprint(args...) }
 
 func TestSucceedsFailsTheTestWithTheLastError(t *testing.T) {
