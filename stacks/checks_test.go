@@ -100,14 +100,15 @@ func TestCfnLintFindsNoError(t *testing.T) {
 
 func TestProducerEnvironmentIsExactlyWhatTheProducerReads(t *testing.T) {
 	// Every variable the producer's settings read (services/producer/settings), less the two that only a local run
-	// sets: LISTEN_HOST (a container listens on every interface) and KINESIS_ENDPOINT (an emulator's URL).
+	// sets, LISTEN_HOST (a container listens on every interface) and KINESIS_ENDPOINT (an emulator's URL), and the
+	// deprecated STOP_TIMEOUT.
 	read := []string{
 		settings.EnvStreamName, settings.EnvRegion, settings.EnvPort, settings.EnvListenHost, settings.EnvKinesisEndpoint,
 		settings.EnvMaxBufferedTime, settings.EnvRecordTTL, settings.EnvMaxAggregateBytes, settings.EnvMaxBufferedBytes,
-		settings.EnvRateLimitPercent, settings.EnvMaxInFlight, settings.EnvDrainWindow, settings.EnvStopTimeout,
-		settings.EnvLogLevel, settings.EnvMetricsNamespace, settings.EnvMetricsInterval,
+		settings.EnvRateLimitPercent, settings.EnvMaxInFlight, settings.EnvDrainWindow, settings.EnvShutdownTimeout,
+		settings.EnvStopTimeoutDeprecated, settings.EnvLogLevel, settings.EnvMetricsNamespace, settings.EnvMetricsInterval,
 	}
-	localOnly := []string{settings.EnvListenHost, settings.EnvKinesisEndpoint}
+	localOnly := []string{settings.EnvListenHost, settings.EnvKinesisEndpoint, settings.EnvStopTimeoutDeprecated}
 	var want []string
 	for _, n := range read {
 		if !slices.Contains(localOnly, n) {
@@ -139,7 +140,7 @@ func TestProducerEnvironmentIsExactlyWhatTheProducerReads(t *testing.T) {
 			}
 			return v, ok
 		}
-		if _, err := settings.FromEnv(lookup); err != nil {
+		if _, err := settings.Load(lookup); err != nil {
 			t.Errorf("%s: the producer rejects its task definition's environment: %v", stack, err)
 		}
 	}

@@ -96,9 +96,10 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		settings.EnvStreamName, settings.EnvApplicationName, settings.EnvReadMode, settings.EnvConsumerARN,
 		settings.EnvInitialPosition, settings.EnvInitialTimestamp, settings.EnvKinesisEndpoint, settings.EnvDynamoDBEndpoint,
 		settings.EnvWorkerID, settings.EnvCreateLeaseTable, settings.EnvCheckpointRecords, settings.EnvCheckpointInterval,
-		settings.EnvFailoverTime, settings.EnvShutdownTimeout, settings.EnvECSMetadataURI,
+		settings.EnvFailoverTime, settings.EnvShutdownTimeout, settings.EnvECSMetadataURI, settings.EnvRegion,
 	}
 	notSet := map[string]string{
+		settings.EnvRegion:           "set by ECS itself",
 		settings.EnvInitialTimestamp: "only with INITIAL_POSITION=AT_TIMESTAMP",
 		settings.EnvKinesisEndpoint:  "local emulator only",
 		settings.EnvDynamoDBEndpoint: "local emulator only",
@@ -130,16 +131,17 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		if !strings.Contains(env[settings.EnvConsumerARN], "StreamFanOutConsumer") || !strings.Contains(env[settings.EnvApplicationName], "ConsumerLeaseTable") {
 			t.Errorf("%s: consumer env %v, want the fan-out consumer's ARN and the lease table's name", stack, env)
 		}
-		getenv := func(k string) string {
+		lookup := func(k string) (string, bool) {
 			switch k {
 			case settings.EnvConsumerARN:
-				return "arn:aws:kinesis:us-east-1:111122223333:stream/s/consumer/c:1"
+				return "arn:aws:kinesis:us-east-1:111122223333:stream/s/consumer/c:1", true
 			case settings.EnvStreamName, settings.EnvApplicationName:
-				return "resolved-at-deploy"
+				return "resolved-at-deploy", true
 			}
-			return env[k]
+			v, ok := env[k]
+			return v, ok
 		}
-		s, err := settings.Load(getenv)
+		s, err := settings.Load(lookup)
 		if err != nil {
 			t.Errorf("%s: the consumer rejects its task definition's environment: %v", stack, err)
 		}

@@ -46,9 +46,9 @@ const (
 	stopTimeoutMargin = 5 * time.Second
 )
 
-// StopTimeout is the container's ECS stop timeout: the producer's whole shutdown (settings.DefaultStopTimeout:
+// StopTimeout is the container's ECS stop timeout: the producer's whole shutdown (settings.DefaultShutdownTimeout:
 // drain window, requests in flight, final flush) plus a margin, so SIGKILL never cuts the final flush.
-const StopTimeout = settings.DefaultStopTimeout + stopTimeoutMargin
+const StopTimeout = settings.DefaultShutdownTimeout + stopTimeoutMargin
 
 // DeregistrationDelay is how long the load balancer lets a deregistered task finish its requests: a request waits
 // for Kinesis at most the record time to live (kpl.DefaultRecordTTL).
@@ -113,7 +113,7 @@ func Environment(streamName *string) map[string]*string {
 		settings.EnvRateLimitPercent:  jsii.String(strconv.Itoa(kpl.DefaultRateLimitPercent)),
 		settings.EnvMaxInFlight:       jsii.String(strconv.Itoa(kpl.DefaultMaxInFlight)),
 		settings.EnvDrainWindow:       jsii.String(settings.DefaultDrainWindow.String()),
-		settings.EnvStopTimeout:       jsii.String(settings.DefaultStopTimeout.String()),
+		settings.EnvShutdownTimeout:   jsii.String(settings.DefaultShutdownTimeout.String()),
 		settings.EnvLogLevel:          jsii.String("info"),
 		settings.EnvMetricsNamespace:  jsii.String(telemetry.DefaultNamespace),
 		settings.EnvMetricsInterval:   jsii.String(telemetry.DefaultFlushInterval.String()),

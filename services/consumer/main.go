@@ -23,8 +23,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
@@ -39,10 +37,13 @@ func main() {
 	defer stop()
 	out := telemetry.NewSyncWriter(os.Stdout)
 	logger := telemetry.NewLogger(out, slog.LevelInfo)
-	s, err := settings.Load(os.Getenv)
+	s, err := settings.Load(os.LookupEnv)
 	if err != nil {
 		logger.Error("bad configuration", telemetry.LogKeyError, err.Error())
 		os.Exit(2)
+	}
+	for _, w := range s.Warnings {
+		logger.Warn("configuration: " + w)
 	}
 	if err := run(ctx, s, out, logger); err != nil {
 		logger.Error("consumer failed", telemetry.LogKeyError, err.Error())
@@ -55,20 +56,10 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 	if s.WorkerID == "" {
 		s.WorkerID = defaultWorkerID(ctx, os.Getenv(settings.EnvECSMetadataURI))
 	}
-	awsCfg, err := loadAWSConfig(ctx, s)
+	kc, ddb, err := newClients(ctx, s)
 	if err != nil {
 		return err
 	}
-	kc := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
-		if s.KinesisEndpoint != "" {
-			o.BaseEndpoint = aws.String(s.KinesisEndpoint)
-		}
-	})
-	ddb := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
-		if s.DynamoDBEndpoint != "" {
-			o.BaseEndpoint = aws.String(s.DynamoDBEndpoint)
-		}
-	})
 	if s.ReadMode == kcl.ReadModeFanOut && s.ConsumerARN == "" {
 		if s.ConsumerARN, err = ensureStreamConsumer(ctx, kc, s.Stream, s.Application); err != nil {
 			return err
@@ -81,10 +72,51 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 	if err != nil {
 		return err
 	}
-	// The worker adds the stream and worker id to its own lines; main's and the processor's lines get the id here.
-	workerLogger := logger
-	logger = logger.With(telemetry.LogKeyWorkerID, s.WorkerID)
-	worker, err := kcl.New(kcl.Config{
+	worker, err := newWorker(s, kc, ddb, out, logger, metrics)
+	if err != nil {
+		return err
+	}
+	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		_ = metrics.Run(metricsCtx)
+	}()
+	logger.Info("consumer started", telemetry.LogKeyWorkerID, s.WorkerID, telemetry.LogKeyStream, s.Stream, "read_mode", string(s.ReadMode))
+	runErr := runWorker(ctx, worker, s.ShutdownTimeout, logger.With(telemetry.LogKeyWorkerID, s.WorkerID))
+	stopMetrics()
+	<-metricsDone
+	if err := metrics.Flush(); err != nil {
+		logger.Warn("flush metrics failed", telemetry.LogKeyError, err.Error())
+	}
+	return runErr
+}
+
+// newClients returns the Kinesis and DynamoDB clients, pointed at the endpoint overrides when set.
+func newClients(ctx context.Context, s settings.Settings) (*kinesis.Client, *dynamodb.Client, error) {
+	awsCfg, err := s.AWS.Config(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	kc := kinesis.NewFromConfig(awsCfg, func(o *kinesis.Options) {
+		if s.KinesisEndpoint != "" {
+			o.BaseEndpoint = aws.String(s.KinesisEndpoint)
+		}
+	})
+	ddb := dynamodb.NewFromConfig(awsCfg, func(o *dynamodb.Options) {
+		if s.DynamoDBEndpoint != "" {
+			o.BaseEndpoint = aws.String(s.DynamoDBEndpoint)
+		}
+	})
+	return kc, ddb, nil
+}
+
+// newWorker configures the KCL worker with the JSON-lines processor.
+func newWorker(s settings.Settings, kc *kinesis.Client, ddb *dynamodb.Client, out io.Writer, logger *slog.Logger,
+	metrics *telemetry.Metrics) (*kcl.Worker, error) {
+	// The worker adds the stream and worker id to its own lines; the processor's lines get the id here.
+	processorLogger := logger.With(telemetry.LogKeyWorkerID, s.WorkerID)
+	return kcl.New(kcl.Config{
 		StreamName:       s.Stream,
 		LeaseTableName:   s.Application,
 		WorkerID:         s.WorkerID,
@@ -96,68 +128,38 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 		FailoverTime:     s.FailoverTime,
 		// Checkpoints every CheckpointInterval also on an idle shard, after a burst of fewer than CheckpointRecords.
 		ProcessEmptyBatches: true,
-		Logger:              workerLogger,
+		Logger:              logger,
 		Metrics:             metrics,
 		NewProcessor: func() kcl.Processor {
-			return &stdoutProcessor{out: out, log: logger, checkpointRecords: s.CheckpointRecords,
+			return &stdoutProcessor{out: out, log: processorLogger, checkpointRecords: s.CheckpointRecords,
 				checkpointInterval: s.CheckpointInterval, now: time.Now}
 		},
 	}, kc, ddb)
-	if err != nil {
-		return err
-	}
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRun()
-	metricsCtx, stopMetrics := context.WithCancel(context.WithoutCancel(ctx))
-	metricsDone := make(chan struct{})
-	go func() {
-		defer close(metricsDone)
-		_ = metrics.Run(metricsCtx)
-	}()
-	done := make(chan error, 1)
-	go func() { done <- worker.Run(runCtx) }()
-	logger.Info("consumer started", telemetry.LogKeyStream, s.Stream, "read_mode", string(s.ReadMode))
-
-	var runErr error
-	select {
-	case runErr = <-done:
-	case <-ctx.Done():
-		logger.Info("shutting down")
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ShutdownTimeout)
-		if err := worker.Shutdown(shutdownCtx); err != nil {
-			logger.Warn("graceful shutdown did not finish in time; stopping at once", telemetry.LogKeyError, err.Error())
-			cancelRun()
-		}
-		cancel()
-		runErr = <-done
-		if errors.Is(runErr, context.Canceled) {
-			runErr = nil
-		}
-	}
-	stopMetrics()
-	<-metricsDone
-	if err := metrics.Flush(); err != nil {
-		logger.Warn("flush metrics failed", telemetry.LogKeyError, err.Error())
-	}
-	return runErr
 }
 
-// loadAWSConfig loads the SDK configuration; with an endpoint override and no credentials in the environment it
-// uses static dummy credentials, which the emulators accept.
-func loadAWSConfig(ctx context.Context, s settings.Settings) (aws.Config, error) {
-	var opts []func(*config.LoadOptions) error
-	local := s.KinesisEndpoint != "" || s.DynamoDBEndpoint != ""
-	if local && os.Getenv("AWS_ACCESS_KEY_ID") == "" {
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
+// runWorker runs worker until ctx is cancelled, then shuts it down gracefully within shutdownTimeout, and stops it at
+// once if that does not finish in time.
+func runWorker(ctx context.Context, worker *kcl.Worker, shutdownTimeout time.Duration, logger *slog.Logger) error {
+	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelRun()
+	done := make(chan error, 1)
+	go func() { done <- worker.Run(runCtx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
 	}
-	if local && os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" {
-		opts = append(opts, config.WithRegion("us-east-1"))
+	logger.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := worker.Shutdown(shutdownCtx); err != nil {
+		logger.Warn("graceful shutdown did not finish in time; stopping at once", telemetry.LogKeyError, err.Error())
+		cancelRun()
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		return err
 	}
-	return cfg, nil
+	return nil
 }
 
 // ensureStreamConsumer returns the ARN of the stream consumer named name, registering it when missing, and waits

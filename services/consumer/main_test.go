@@ -20,6 +20,7 @@ import (
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
+	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -152,13 +153,11 @@ func TestRunAgainstEmulators(t *testing.T) {
 		}
 	}
 	t.Setenv("AWS_ACCESS_KEY_ID", "")
-	s, err := settings.Load(func(k string) string {
-		return map[string]string{settings.EnvStreamName: stream, settings.EnvApplicationName: "consumer-app",
-			settings.EnvKinesisEndpoint: e.KinesisEndpoint, settings.EnvDynamoDBEndpoint: e.DynamoDBEndpoint, settings.EnvWorkerID: "w1",
-			settings.EnvCheckpointRecords: "10",
-			// Short, so that leases are renewed (CurrentLeases is observed per renewal) while the test runs.
-			settings.EnvFailoverTime: "900ms"}[k]
-	})
+	s, err := settings.Load(envconfig.Lookup(map[string]string{settings.EnvStreamName: stream, settings.EnvApplicationName: "consumer-app",
+		settings.EnvKinesisEndpoint: e.KinesisEndpoint, settings.EnvDynamoDBEndpoint: e.DynamoDBEndpoint, settings.EnvWorkerID: "w1",
+		settings.EnvCheckpointRecords: "10",
+		// Short, so that leases are renewed (CurrentLeases is observed per renewal) while the test runs.
+		settings.EnvFailoverTime: "900ms"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -135,63 +136,27 @@ func run(ctx context.Context, o options, out, progressOut io.Writer, terminal bo
 		o.verifyLogs = filepath.Join(p.LogDir(), "consumer-*.log")
 		sum.Local = &localInfo{ReadMode: cfg.ReadMode, Shards: cfg.Shards, Consumers: cfg.Consumers}
 	}
-
-	var follower *verify.Follower
-	var mu sync.Mutex
-	var acked []load.Acked
+	var v *verification
 	if o.verifyLogs != "" {
 		if o.load.RunID == "" {
 			o.load.RunID = fmt.Sprintf("%x", time.Now().UnixNano())
 		}
-		if follower, err = verify.NewFollower(o.verifyLogs, o.load.RunID); err != nil {
+		if v, err = startVerification(ctx, o.verifyLogs, o.load.RunID); err != nil {
 			return false, err
 		}
-		o.load.OnAck = func(a load.Acked) {
-			mu.Lock()
-			acked = append(acked, a)
-			mu.Unlock()
-		}
-		followCtx, stopFollowing := context.WithCancel(ctx)
-		followed := make(chan error, 1)
-		go func() { followed <- follower.Run(followCtx, 10*time.Millisecond) }()
-		defer func() {
-			stopFollowing()
-			err = errors.Join(err, <-followed)
-		}()
+		o.load.OnAck = v.acknowledged
+		defer func() { err = errors.Join(err, v.stop()) }()
 	}
-
-	progress := func(p load.Progress) {
-		if terminal {
-			fmt.Fprintf(progressOut, "\r\033[K%s", p)
-		} else {
-			fmt.Fprintln(progressOut, p)
-		}
-	}
-	sum.Load, err = load.Run(ctx, o.load, time.Second, progress)
-	if err != nil {
+	if sum.Load, err = sendLoad(ctx, o.load, out, progressOut, terminal); err != nil {
 		return false, err
 	}
-	if terminal {
-		fmt.Fprintln(progressOut)
-	}
-	r := sum.Load
-	fmt.Fprintf(out, "load: %d records in %d requests over %.1f s: %d acknowledged (%.0f/s), %d failed %v; request latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
-		r.Records, r.Requests, r.ElapsedSeconds, r.Acked, r.AckedPerSecond, r.Failed, r.Statuses, r.LatencyP50Millis, r.LatencyP99Millis, r.LatencyMaxMillis)
-	ok = r.Acked > 0
-
-	if follower != nil {
-		ids := make([]string, len(acked))
-		for i, a := range acked {
-			ids[i] = a.ID
-		}
-		fmt.Fprintf(progressOut, "waiting up to %s for the %d acknowledged records in %s ...\n", o.verifyWait, len(ids), o.verifyLogs)
-		waitCtx, cancel := context.WithTimeout(ctx, o.verifyWait)
-		_, err := follower.Await(waitCtx, ids, 10*time.Millisecond)
-		cancel()
+	ok = sum.Load.Acked > 0
+	if v != nil {
+		fmt.Fprintf(progressOut, "waiting up to %s for the %d acknowledged records in %s ...\n", o.verifyWait, v.ackedCount(), o.verifyLogs)
+		report, err := v.check(ctx, o.verifyWait)
 		if err != nil {
 			return false, err
 		}
-		report := verify.Check(acked, follower.Deliveries())
 		sum.Verify = &report
 		fmt.Fprintf(out, "verify: %s\n", report)
 		if len(report.Keys) > 0 {
@@ -205,6 +170,83 @@ func run(ctx context.Context, o options, out, progressOut io.Writer, terminal bo
 		}
 	}
 	return ok, nil
+}
+
+// sendLoad runs the load, showing progress every second, and prints its result.
+func sendLoad(ctx context.Context, cfg load.Config, out, progressOut io.Writer, terminal bool) (load.Result, error) {
+	progress := func(p load.Progress) {
+		if terminal {
+			fmt.Fprintf(progressOut, "\r\033[K%s", p)
+		} else {
+			fmt.Fprintln(progressOut, p)
+		}
+	}
+	r, err := load.Run(ctx, cfg, time.Second, progress)
+	if err != nil {
+		return r, err
+	}
+	if terminal {
+		fmt.Fprintln(progressOut)
+	}
+	fmt.Fprintf(out, "load: %d records in %d requests over %.1f s: %d acknowledged (%.0f/s), %d failed %v; request latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+		r.Records, r.Requests, r.ElapsedSeconds, r.Acked, r.AckedPerSecond, r.Failed, r.Statuses, r.LatencyP50Millis, r.LatencyP99Millis, r.LatencyMaxMillis)
+	return r, nil
+}
+
+// verification follows the consumers' output while the load runs and records what the producer acknowledged, so
+// that check can tell which acknowledged records were delivered, how often and in which order.
+type verification struct {
+	follower *verify.Follower
+	stop     func() error
+
+	mu    sync.Mutex
+	acked []load.Acked
+}
+
+// startVerification starts following the consumer logs matching pattern for the records of run runID.
+func startVerification(ctx context.Context, pattern, runID string) (*verification, error) {
+	follower, err := verify.NewFollower(pattern, runID)
+	if err != nil {
+		return nil, err
+	}
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan error, 1)
+	go func() { followed <- follower.Run(followCtx, 10*time.Millisecond) }()
+	return &verification{follower: follower, stop: func() error {
+		stopFollowing()
+		return <-followed
+	}}, nil
+}
+
+// acknowledged records a record the producer acknowledged (load.Config.OnAck).
+func (v *verification) acknowledged(a load.Acked) {
+	v.mu.Lock()
+	v.acked = append(v.acked, a)
+	v.mu.Unlock()
+}
+
+func (v *verification) ackedCount() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.acked)
+}
+
+// check waits up to wait for every acknowledged record to be delivered, then reports what was missing, duplicated
+// or out of order.
+func (v *verification) check(ctx context.Context, wait time.Duration) (verify.Report, error) {
+	v.mu.Lock()
+	acked := slices.Clone(v.acked)
+	v.mu.Unlock()
+	ids := make([]string, len(acked))
+	for i, a := range acked {
+		ids[i] = a.ID
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := v.follower.Await(waitCtx, ids, 10*time.Millisecond); err != nil {
+		return verify.Report{}, err
+	}
+	return verify.Check(acked, v.follower.Deliveries()), nil
 }
 
 func writeJSON(path string, stdout io.Writer, v any) error {

@@ -6,7 +6,7 @@
 // variable; STREAM_NAME is required). On SIGTERM or SIGINT the health check
 // turns 503, records are still taken for DRAIN_WINDOW, then the server stops
 // accepting, finishes its requests and flushes the buffer, all within
-// STOP_TIMEOUT.
+// SHUTDOWN_TIMEOUT.
 package main
 
 import (
@@ -22,7 +22,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	s, err := settings.FromEnv(os.LookupEnv)
+	s, err := settings.Load(os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "producer: bad configuration:\n%v\n", err)
 		os.Exit(2)

@@ -23,6 +23,7 @@ import (
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/services/ingest/ingesttest"
+	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/producer/settings"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -58,7 +59,7 @@ type service struct {
 
 func startService(t *testing.T, env map[string]string, httpClient aws.HTTPClient) *service {
 	t.Helper()
-	s, err := settings.FromEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	s, err := settings.Load(envconfig.Lookup(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +133,7 @@ func TestRunDrainsThenFlushesOnStop(t *testing.T) {
 	env := baseEnv(e, stream)
 	env[settings.EnvMaxBufferedTime] = "1m" // records stay buffered until the shutdown flush
 	env[settings.EnvDrainWindow] = "1s"
-	env[settings.EnvStopTimeout] = "20s"
+	env[settings.EnvShutdownTimeout] = "20s"
 	svc := startService(t, env, nil)
 	client := &http.Client{}
 
@@ -205,7 +206,7 @@ func TestRunStopsWithinTimeoutWhenKinesisStalls(t *testing.T) {
 	env := baseEnv(e, stream)
 	env[settings.EnvMaxBufferedTime] = "10ms"
 	env[settings.EnvDrainWindow] = "100ms"
-	env[settings.EnvStopTimeout] = "3s"
+	env[settings.EnvShutdownTimeout] = "3s"
 	svc := startService(t, env, &http.Client{Transport: faults})
 	client := &http.Client{}
 
@@ -297,7 +298,7 @@ func TestBinary(t *testing.T) {
 			settings.EnvListenHost + "=127.0.0.1",
 			fmt.Sprintf("%s=%d", settings.EnvPort, port),
 			settings.EnvDrainWindow + "=200ms",
-			settings.EnvStopTimeout + "=5s",
+			settings.EnvShutdownTimeout + "=5s",
 		}
 		var stdout, stderr telemetry.SyncBuffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr

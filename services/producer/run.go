@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/streamproc/streamproc/services/ingest"
@@ -51,6 +49,9 @@ func run(ctx context.Context, s settings.Settings, opts runOptions) error {
 	out := telemetry.NewSyncWriter(opts.stdout)
 	stream := s.Producer.StreamName
 	logger := telemetry.NewLogger(out, s.LogLevel).With(telemetry.LogKeyStream, stream)
+	for _, w := range s.Warnings {
+		logger.Warn("configuration: " + w)
+	}
 	mcfg := s.Metrics
 	mcfg.Dimensions = append(mcfg.Dimensions, telemetry.Dimension{Name: ingest.DimensionStream, Value: stream})
 	metrics, err := telemetry.NewMetrics(out, mcfg)
@@ -73,12 +74,12 @@ func run(ctx context.Context, s settings.Settings, opts runOptions) error {
 	}
 	handler, err := ingest.New(producer, ingest.Config{Metrics: metrics, Logger: logger})
 	if err != nil {
-		return errors.Join(fmt.Errorf("ingest handler: %w", err), closeProducer(producer, s.StopTimeout))
+		return errors.Join(fmt.Errorf("ingest handler: %w", err), closeProducer(producer, s.ShutdownTimeout))
 	}
 	ln := opts.listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", net.JoinHostPort(s.ListenHost, strconv.Itoa(s.Port))); err != nil {
-			return errors.Join(fmt.Errorf("listen: %w", err), closeProducer(producer, s.StopTimeout))
+			return errors.Join(fmt.Errorf("listen: %w", err), closeProducer(producer, s.ShutdownTimeout))
 		}
 	}
 	srv := &http.Server{
@@ -109,22 +110,22 @@ func run(ctx context.Context, s settings.Settings, opts runOptions) error {
 
 	select {
 	case err := <-serveErr:
-		return errors.Join(fmt.Errorf("serve: %w", err), closeProducer(producer, s.StopTimeout))
+		return errors.Join(fmt.Errorf("serve: %w", err), closeProducer(producer, s.ShutdownTimeout))
 	case <-ctx.Done():
 	}
 	return shutdown(logger, s, handler, srv, producer)
 }
 
-// shutdown runs the stop sequence within s.StopTimeout.
+// shutdown runs the stop sequence within s.ShutdownTimeout.
 func shutdown(logger *slog.Logger, s settings.Settings, handler *ingest.Handler, srv *http.Server, producer *kpl.Producer) error {
-	deadline := time.Now().Add(s.StopTimeout)
+	deadline := time.Now().Add(s.ShutdownTimeout)
 	// grace is kept back from the request phase so that, if it times out,
 	// the requests the producer then fails can still be answered.
-	grace := min(time.Second, s.StopTimeout/10)
+	grace := min(time.Second, s.ShutdownTimeout/10)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 
-	logger.Info("draining", "drain_window", s.DrainWindow.String(), "stop_timeout", s.StopTimeout.String())
+	logger.Info("draining", "drain_window", s.DrainWindow.String(), "shutdown_timeout", s.ShutdownTimeout.String())
 	handler.Drain()
 	drain := time.NewTimer(s.DrainWindow)
 	select {
@@ -170,19 +171,9 @@ func closeProducer(p *kpl.Producer, timeout time.Duration) error {
 // newKinesisClient builds the client from the SDK's default configuration,
 // pointed at s.KinesisEndpoint when set.
 func newKinesisClient(ctx context.Context, s settings.Settings, httpClient aws.HTTPClient) (*kinesis.Client, error) {
-	var loadOpts []func(*config.LoadOptions) error
-	if s.Region != "" {
-		loadOpts = append(loadOpts, config.WithRegion(s.Region))
-	}
-	if s.LocalCredentials {
-		loadOpts = append(loadOpts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("local", "local", "")))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	cfg, err := s.AWS.Config(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("aws config: %w", err)
-	}
-	if cfg.Region == "" {
-		return nil, fmt.Errorf("no AWS region: set %s", settings.EnvRegion)
+		return nil, err
 	}
 	return kinesis.NewFromConfig(cfg, func(o *kinesis.Options) {
 		if s.KinesisEndpoint != "" {

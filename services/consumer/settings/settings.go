@@ -3,11 +3,10 @@
 package settings
 
 import (
-	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 
@@ -42,7 +41,11 @@ const (
 	// EnvFailoverTime is the lease failover time (Go duration). Default: 10s, as the Java KCL.
 	EnvFailoverTime = "FAILOVER_TIME"
 	// EnvShutdownTimeout bounds the graceful shutdown (Go duration). Default: 25s, under ECS's 30 s stop timeout.
+	// The producer's variable of the same name bounds its shutdown.
 	EnvShutdownTimeout = "SHUTDOWN_TIMEOUT"
+	// EnvRegion is the AWS region. Default: the SDK's usual sources (the task's region on ECS), or us-east-1 with
+	// an endpoint override.
+	EnvRegion = envconfig.EnvRegion
 	// EnvECSMetadataURI is set by ECS; the task id is read from it.
 	EnvECSMetadataURI = "ECS_CONTAINER_METADATA_URI_V4"
 )
@@ -69,6 +72,9 @@ const (
 
 // Settings is the validated configuration of a consumer worker.
 type Settings struct {
+	// AWS holds the region (EnvRegion) and, with an endpoint override and no AWS credentials in the environment,
+	// the use of dummy credentials that emulators accept.
+	envconfig.AWS
 	// Stream is the Kinesis stream to read (EnvStreamName); Application names the lease table and the fan-out
 	// consumer (EnvApplicationName). Both are required.
 	Stream, Application string
@@ -101,102 +107,43 @@ type Settings struct {
 	FailoverTime time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (EnvShutdownTimeout). Default: DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Warnings are settings that were accepted but deserve a log line.
+	Warnings []string
 }
 
 // Error is a bad configuration value; it names the variable.
-type Error struct {
-	// Name is the environment variable, Value what it held, Want what is accepted.
-	Name, Value, Want string
-}
+type Error = envconfig.Error
 
-// Error implements error: the variable, its value and what is accepted.
-func (e *Error) Error() string {
-	return fmt.Sprintf("%s=%q: %s", e.Name, e.Value, e.Want)
-}
-
-// Load reads the environment through getenv (os.Getenv in main). An empty WorkerID is resolved by main (it may need
-// a request to the ECS metadata endpoint).
-func Load(getenv func(string) string) (Settings, error) {
+// Load reads the settings with lookup (os.LookupEnv in main). Every error is an *Error naming the variable at
+// fault; all of them are reported at once. An empty WorkerID is resolved by main (it may need a request to the
+// ECS metadata endpoint).
+func Load(lookup func(string) (string, bool)) (Settings, error) {
+	p := envconfig.NewParser(lookup)
 	s := Settings{
-		Stream:             getenv(EnvStreamName),
-		Application:        getenv(EnvApplicationName),
-		ConsumerARN:        getenv(EnvConsumerARN),
-		KinesisEndpoint:    getenv(EnvKinesisEndpoint),
-		DynamoDBEndpoint:   getenv(EnvDynamoDBEndpoint),
-		WorkerID:           getenv(EnvWorkerID),
-		CheckpointRecords:  DefaultCheckpointRecords,
-		CheckpointInterval: DefaultCheckpointInterval,
-		FailoverTime:       kcl.DefaultFailoverTime,
-		ShutdownTimeout:    DefaultShutdownTimeout,
-	}
-	if s.Stream == "" {
-		return s, &Error{EnvStreamName, "", "required: the Kinesis stream to read"}
-	}
-	if s.Application == "" {
-		return s, &Error{EnvApplicationName, "", "required: names the lease table and the stream consumer"}
+		Stream:             p.Required(EnvStreamName, "the Kinesis stream to read"),
+		Application:        p.Required(EnvApplicationName, "names the lease table and the stream consumer"),
+		ReadMode:           kcl.ReadMode(p.Choice(EnvReadMode, string(kcl.ReadModePolling), string(kcl.ReadModeFanOut), string(kcl.ReadModePolling))),
+		ConsumerARN:        p.String(EnvConsumerARN),
+		InitialPosition:    p.Choice(EnvInitialPosition, kcl.CheckpointTrimHorizon, kcl.CheckpointTrimHorizon, kcl.CheckpointLatest, kcl.CheckpointAtTimestamp),
+		KinesisEndpoint:    p.URL(EnvKinesisEndpoint),
+		DynamoDBEndpoint:   p.URL(EnvDynamoDBEndpoint),
+		WorkerID:           p.String(EnvWorkerID),
+		CheckpointRecords:  p.Int(EnvCheckpointRecords, DefaultCheckpointRecords, 1, 1<<31-1),
+		CheckpointInterval: p.Duration(EnvCheckpointInterval, DefaultCheckpointInterval),
+		FailoverTime:       p.Duration(EnvFailoverTime, kcl.DefaultFailoverTime),
+		ShutdownTimeout:    p.Duration(EnvShutdownTimeout, DefaultShutdownTimeout),
 	}
 	if strings.ContainsAny(s.Application, " /") || len(s.Application) > 128 {
-		return s, &Error{EnvApplicationName, s.Application, "want a DynamoDB table name: 3-128 of a-z A-Z 0-9 _ - ."}
-	}
-	switch mode := getenv(EnvReadMode); mode {
-	case "", "polling":
-		s.ReadMode = kcl.ReadModePolling
-	case "fanout":
-		s.ReadMode = kcl.ReadModeFanOut
-	default:
-		return s, &Error{EnvReadMode, mode, "want fanout or polling"}
+		p.Invalid(EnvApplicationName, "want a DynamoDB table name: 3-128 of a-z A-Z 0-9 _ - .")
 	}
 	if s.ConsumerARN != "" && !strings.HasPrefix(s.ConsumerARN, "arn:") {
-		return s, &Error{EnvConsumerARN, s.ConsumerARN, "want a stream consumer ARN"}
+		p.Invalid(EnvConsumerARN, "want a stream consumer ARN")
 	}
-	switch pos := getenv(EnvInitialPosition); pos {
-	case "", kcl.CheckpointTrimHorizon:
-		s.InitialPosition = kcl.CheckpointTrimHorizon
-	case kcl.CheckpointLatest:
-		s.InitialPosition = pos
-	case kcl.CheckpointAtTimestamp:
-		s.InitialPosition = pos
-		ts := getenv(EnvInitialTimestamp)
-		t, err := time.Parse(time.RFC3339, ts)
-		if err != nil {
-			return s, &Error{EnvInitialTimestamp, ts, "want an RFC 3339 time with INITIAL_POSITION=AT_TIMESTAMP"}
-		}
-		s.InitialTimestamp = t
-	default:
-		return s, &Error{EnvInitialPosition, pos, "want TRIM_HORIZON, LATEST or AT_TIMESTAMP"}
+	if s.InitialPosition == kcl.CheckpointAtTimestamp {
+		s.InitialTimestamp = p.Time(EnvInitialTimestamp, "with "+EnvInitialPosition+"="+kcl.CheckpointAtTimestamp)
 	}
-	for _, e := range []struct{ name, value string }{{EnvKinesisEndpoint, s.KinesisEndpoint}, {EnvDynamoDBEndpoint, s.DynamoDBEndpoint}} {
-		if e.value != "" && !strings.HasPrefix(e.value, "http://") && !strings.HasPrefix(e.value, "https://") {
-			return s, &Error{e.name, e.value, "want an http:// or https:// URL"}
-		}
-	}
-	s.CreateLeaseTable = s.DynamoDBEndpoint != ""
-	if v := getenv(EnvCreateLeaseTable); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return s, &Error{EnvCreateLeaseTable, v, "want true or false"}
-		}
-		s.CreateLeaseTable = b
-	}
-	if v := getenv(EnvCheckpointRecords); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return s, &Error{EnvCheckpointRecords, v, "want a whole number >= 1"}
-		}
-		s.CheckpointRecords = n
-	}
-	durations := []struct {
-		name string
-		dst  *time.Duration
-	}{{EnvCheckpointInterval, &s.CheckpointInterval}, {EnvFailoverTime, &s.FailoverTime}, {EnvShutdownTimeout, &s.ShutdownTimeout}}
-	for _, d := range durations {
-		if v := getenv(d.name); v != "" {
-			dur, err := time.ParseDuration(v)
-			if err != nil || dur <= 0 {
-				return s, &Error{d.name, v, "want a positive Go duration such as 10s"}
-			}
-			*d.dst = dur
-		}
-	}
-	return s, nil
+	s.CreateLeaseTable = p.Bool(EnvCreateLeaseTable, s.DynamoDBEndpoint != "")
+	s.AWS = p.AWS(s.KinesisEndpoint != "" || s.DynamoDBEndpoint != "")
+	s.Warnings = p.Warnings()
+	return s, p.Err()
 }

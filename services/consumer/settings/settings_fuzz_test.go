@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 
@@ -32,7 +33,7 @@ func FuzzLoad(f *testing.F) {
 				env[name] = values[i]
 			}
 		}
-		s, err := Load(func(k string) string { return env[k] })
+		s, err := Load(envconfig.Lookup(env))
 		if err != nil {
 			var bad *Error
 			if !errors.As(err, &bad) {

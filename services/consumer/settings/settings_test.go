@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 
@@ -36,7 +37,7 @@ func TestLoadSettingsNamesTheBadVariable(t *testing.T) {
 			for k, v := range tc.set {
 				env[k] = v
 			}
-			_, err := Load(func(k string) string { return env[k] })
+			_, err := Load(envconfig.Lookup(env))
 			if tc.wantVar == "" {
 				if err != nil {
 					t.Fatalf("unexpected error %v", err)
@@ -52,9 +53,7 @@ func TestLoadSettingsNamesTheBadVariable(t *testing.T) {
 }
 
 func TestLoadSettingsDefaults(t *testing.T) {
-	s, err := Load(func(k string) string {
-		return map[string]string{EnvStreamName: "s", EnvApplicationName: "app", EnvDynamoDBEndpoint: "http://127.0.0.1:1"}[k]
-	})
+	s, err := Load(envconfig.Lookup(map[string]string{EnvStreamName: "s", EnvApplicationName: "app", EnvDynamoDBEndpoint: "http://127.0.0.1:1"}))
 	if err != nil {
 		t.Fatal(err)
 	}

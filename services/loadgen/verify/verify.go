@@ -270,78 +270,108 @@ func (r Report) String() string {
 // Check compares the acknowledged records with the deliveries (as Follower.Deliveries returns them: each file's
 // lines in order).
 func Check(acked []load.Acked, deliveries []Delivery) Report {
-	r := Report{Acknowledged: len(acked), Keys: map[string]KeyReport{}}
-	byID := make(map[string]load.Acked, len(acked))
-	for _, a := range acked {
-		byID[a.ID] = a
-	}
-	keyReport := func(k string) KeyReport { return r.Keys[k] }
-	count := map[string]int{}
-	first := map[string]Delivery{}
-	type fileKey struct{ file, key string }
-	maxSeq := map[fileKey]int64{}
-	seenInFile := map[fileKey]map[string]bool{}
-	unacked := map[string]bool{}
+	c := newChecker(acked)
 	for _, d := range deliveries {
-		a, ok := byID[d.ID]
-		if !ok {
-			unacked[d.ID] = true
-			continue
-		}
-		if d.PartitionKey != a.Key {
-			r.WrongKey++
-		}
-		count[d.ID]++
-		if count[d.ID] == 1 {
-			first[d.ID] = d
-		} else {
-			r.Duplicates++
-			kr := keyReport(a.Key)
-			kr.Duplicates++
-			r.Keys[a.Key] = kr
-		}
-		fk := fileKey{d.File, a.Key}
-		if seenInFile[fk] == nil {
-			seenInFile[fk] = map[string]bool{}
-		}
-		if !seenInFile[fk][d.ID] {
-			seenInFile[fk][d.ID] = true
-			if a.Seq < maxSeq[fk] {
-				r.OutOfOrder++
-				kr := keyReport(a.Key)
-				kr.OutOfOrder++
-				r.Keys[a.Key] = kr
-			}
-			maxSeq[fk] = max(maxSeq[fk], a.Seq)
-		}
+		c.deliver(d)
 	}
-	r.Unacknowledged = len(unacked)
-	var latencies []time.Duration
+	return c.report()
+}
+
+// checker builds a Report: it counts each acknowledged record's deliveries and checks, per output file and key,
+// that the records of a key come in the order they were sent.
+type checker struct {
+	r      Report
+	acked  []load.Acked
+	byID   map[string]load.Acked
+	count  map[string]int
+	first  map[string]Delivery
+	maxSeq map[fileKey]int64
+	// seenInFile holds the records already seen per file and key: a record repeated in one file (a retry after a
+	// failure) is a duplicate, not a step back in order.
+	seenInFile map[fileKey]map[string]bool
+	unacked    map[string]bool
+}
+
+// fileKey is one partition key's records in one output file, where their order is checked.
+type fileKey struct{ file, key string }
+
+func newChecker(acked []load.Acked) *checker {
+	c := &checker{
+		r:     Report{Acknowledged: len(acked), Keys: map[string]KeyReport{}},
+		acked: acked, byID: make(map[string]load.Acked, len(acked)),
+		count: map[string]int{}, first: map[string]Delivery{}, maxSeq: map[fileKey]int64{},
+		seenInFile: map[fileKey]map[string]bool{}, unacked: map[string]bool{},
+	}
 	for _, a := range acked {
-		n := count[a.ID]
+		c.byID[a.ID] = a
+	}
+	return c
+}
+
+// deliver accounts for one delivery.
+func (c *checker) deliver(d Delivery) {
+	a, ok := c.byID[d.ID]
+	if !ok {
+		c.unacked[d.ID] = true
+		return
+	}
+	if d.PartitionKey != a.Key {
+		c.r.WrongKey++
+	}
+	c.count[d.ID]++
+	if c.count[d.ID] == 1 {
+		c.first[d.ID] = d
+	} else {
+		c.r.Duplicates++
+		c.updateKey(a.Key, func(kr *KeyReport) { kr.Duplicates++ })
+	}
+	fk := fileKey{d.File, a.Key}
+	if c.seenInFile[fk] == nil {
+		c.seenInFile[fk] = map[string]bool{}
+	}
+	if c.seenInFile[fk][d.ID] {
+		return
+	}
+	c.seenInFile[fk][d.ID] = true
+	if a.Seq < c.maxSeq[fk] {
+		c.r.OutOfOrder++
+		c.updateKey(a.Key, func(kr *KeyReport) { kr.OutOfOrder++ })
+	}
+	c.maxSeq[fk] = max(c.maxSeq[fk], a.Seq)
+}
+
+func (c *checker) updateKey(key string, update func(*KeyReport)) {
+	kr := c.r.Keys[key]
+	update(&kr)
+	c.r.Keys[key] = kr
+}
+
+// report counts what was missing, duplicated and delivered, with the end-to-end latencies of first deliveries.
+func (c *checker) report() Report {
+	r := &c.r
+	r.Unacknowledged = len(c.unacked)
+	var latencies []time.Duration
+	ackedPerKey := map[string]int{}
+	for _, a := range c.acked {
+		ackedPerKey[a.Key]++
+		n := c.count[a.ID]
 		switch {
 		case n == 0:
 			r.Missing++
 			if len(r.MissingIDs) < 20 {
 				r.MissingIDs = append(r.MissingIDs, a.ID)
 			}
-			kr := keyReport(a.Key)
-			kr.Missing++
-			r.Keys[a.Key] = kr
+			c.updateKey(a.Key, func(kr *KeyReport) { kr.Missing++ })
 		case n > 1:
 			r.DuplicatedRecords++
 		}
 		if n > 0 {
 			r.Delivered++
-			latencies = append(latencies, first[a.ID].Seen.Sub(a.Sent))
+			latencies = append(latencies, c.first[a.ID].Seen.Sub(a.Sent))
 		}
 	}
 	for k, kr := range r.Keys {
-		for _, a := range acked {
-			if a.Key == k {
-				kr.Acknowledged++
-			}
-		}
+		kr.Acknowledged = ackedPerKey[k]
 		r.Keys[k] = kr
 	}
 	if len(r.Keys) == 0 {
@@ -351,7 +381,7 @@ func Check(acked []load.Acked, deliveries []Delivery) Report {
 	r.LatencyP50Millis = millis(load.Percentile(latencies, 0.50))
 	r.LatencyP99Millis = millis(load.Percentile(latencies, 0.99))
 	r.LatencyMaxMillis = millis(load.Percentile(latencies, 1))
-	return r
+	return *r
 }
 
 func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

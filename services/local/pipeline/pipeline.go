@@ -63,7 +63,7 @@ const (
 )
 
 // stopTimeout bounds each service's shutdown after SIGTERM; the services' own default stop timeouts are below it.
-const stopTimeout = max(producersettings.DefaultStopTimeout, consumersettings.DefaultShutdownTimeout) + 5*time.Second
+const stopTimeout = max(producersettings.DefaultShutdownTimeout, consumersettings.DefaultShutdownTimeout) + 5*time.Second
 
 // Config configures a local pipeline. The zero value of every field means its documented default.
 type Config struct {
@@ -191,17 +191,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 			err = errors.Join(err, p.Stop())
 		}
 	}()
-	if err := os.MkdirAll(p.logDir, 0o755); err != nil {
-		return nil, fmt.Errorf("log dir: %w", err)
+	if err := p.clearLogs(); err != nil {
+		return nil, err
 	}
-	// Each run starts with empty logs; a restarted service appends to its own.
-	old, _ := filepath.Glob(filepath.Join(p.logDir, "*.log"))
-	for _, f := range old {
-		if err := os.Remove(f); err != nil {
-			return nil, fmt.Errorf("clear old log: %w", err)
-		}
-	}
-
 	binDir := filepath.Join(cfg.Dir, "bin")
 	if p.producerBin, err = buildService(ctx, binDir, "producer", cfg.BuildOutput); err != nil {
 		return nil, err
@@ -209,46 +201,12 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 	if p.consumerBin, err = buildService(ctx, binDir, "consumer", cfg.BuildOutput); err != nil {
 		return nil, err
 	}
-
-	// The emulators write to their log through this process until they stop, so it stays open until Stop.
-	if p.emuLog, err = os.Create(filepath.Join(p.logDir, "emulators.log")); err != nil {
-		return nil, fmt.Errorf("emulator log: %w", err)
-	}
-	if p.emu, err = emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true, Output: p.emuLog}); err != nil {
+	if err := p.startEmulators(ctx); err != nil {
 		return nil, err
 	}
-	p.kinesis = p.emu.KinesisClient()
-	if err := createStream(ctx, p.kinesis, cfg.Stream, cfg.Shards); err != nil {
+	if err := p.startAutoscaler(); err != nil {
 		return nil, err
 	}
-	leases, err := kcl.NewLeaseTable(p.emu.DynamoDBClient(), ApplicationName)
-	if err != nil {
-		return nil, err
-	}
-	if err := leases.CreateIfMissing(ctx); err != nil {
-		return nil, err
-	}
-	p.consumerKinesisEndpoint = p.emu.KinesisEndpoint
-	if cfg.ReadMode == ReadModeFanOut {
-		if p.consumerARN, err = registerStreamConsumer(ctx, p.kinesis, cfg.Stream, ApplicationName); err != nil {
-			return nil, err
-		}
-		if p.proxy, err = emulator.StartFanOutProxy(p.emu.KinesisEndpoint); err != nil {
-			return nil, err
-		}
-		p.consumerKinesisEndpoint = p.proxy.URL
-	}
-
-	cw := p.emu.CloudWatchClient()
-	p.publisher = &streamMetricsPublisher{stream: cfg.Stream, cw: cw, tail: lineTail{path: p.logPath("producer")}}
-	if p.scalerLog, err = os.Create(p.logPath("autoscaler")); err != nil {
-		return nil, fmt.Errorf("autoscaler log: %w", err)
-	}
-	if p.scaler, err = scaler.New(scaler.Config{StreamName: cfg.Stream, Policy: cfg.Policy}, p.kinesis, cw,
-		telemetry.NewLogger(p.scalerLog, slog.LevelInfo), nil); err != nil {
-		return nil, err
-	}
-
 	if err := p.startProducer(ctx); err != nil {
 		return nil, err
 	}
@@ -257,11 +215,75 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 			return nil, err
 		}
 	}
-
 	loopCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	p.stopLoops, p.loopsDone = stopLoops, make(chan struct{})
 	go p.runLoops(loopCtx)
 	return p, nil
+}
+
+// clearLogs creates the log folder and empties it: each run starts with empty logs (a restarted service appends to
+// its own).
+func (p *Pipeline) clearLogs() error {
+	if err := os.MkdirAll(p.logDir, 0o755); err != nil {
+		return fmt.Errorf("log dir: %w", err)
+	}
+	old, _ := filepath.Glob(filepath.Join(p.logDir, "*.log"))
+	for _, f := range old {
+		if err := os.Remove(f); err != nil {
+			return fmt.Errorf("clear old log: %w", err)
+		}
+	}
+	return nil
+}
+
+// startEmulators starts the emulators and creates what the services expect to find: the stream, the lease table
+// and, for fan-out, the registered stream consumer and the proxy that adds kinesis-local's missing initial-response.
+func (p *Pipeline) startEmulators(ctx context.Context) error {
+	// The emulators write to their log through this process until they stop, so it stays open until Stop.
+	var err error
+	if p.emuLog, err = os.Create(filepath.Join(p.logDir, "emulators.log")); err != nil {
+		return fmt.Errorf("emulator log: %w", err)
+	}
+	if p.emu, err = emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true, Output: p.emuLog}); err != nil {
+		return err
+	}
+	p.kinesis = p.emu.KinesisClient()
+	if err := createStream(ctx, p.kinesis, p.cfg.Stream, p.cfg.Shards); err != nil {
+		return err
+	}
+	leases, err := kcl.NewLeaseTable(p.emu.DynamoDBClient(), ApplicationName)
+	if err != nil {
+		return err
+	}
+	if err := leases.CreateIfMissing(ctx); err != nil {
+		return err
+	}
+	p.consumerKinesisEndpoint = p.emu.KinesisEndpoint
+	if p.cfg.ReadMode != ReadModeFanOut {
+		return nil
+	}
+	if p.consumerARN, err = registerStreamConsumer(ctx, p.kinesis, p.cfg.Stream, ApplicationName); err != nil {
+		return err
+	}
+	if p.proxy, err = emulator.StartFanOutProxy(p.emu.KinesisEndpoint); err != nil {
+		return err
+	}
+	p.consumerKinesisEndpoint = p.proxy.URL
+	return nil
+}
+
+// startAutoscaler prepares the autoscaler the run loop invokes every minute, and the publisher of the stream
+// metrics it reads (kinesis-local publishes none).
+func (p *Pipeline) startAutoscaler() error {
+	cw := p.emu.CloudWatchClient()
+	p.publisher = &streamMetricsPublisher{stream: p.cfg.Stream, cw: cw, tail: lineTail{path: p.logPath("producer")}}
+	var err error
+	if p.scalerLog, err = os.Create(p.logPath("autoscaler")); err != nil {
+		return fmt.Errorf("autoscaler log: %w", err)
+	}
+	p.scaler, err = scaler.New(scaler.Config{StreamName: p.cfg.Stream, Policy: p.cfg.Policy}, p.kinesis, cw,
+		telemetry.NewLogger(p.scalerLog, slog.LevelInfo), nil)
+	return err
 }
 
 // runLoops publishes the stream metrics and runs the autoscaler on its timer until ctx is done.

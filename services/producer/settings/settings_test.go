@@ -1,33 +1,28 @@
 package settings
 
 import (
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kpl"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
-func lookupFrom(env map[string]string) func(string) (string, bool) {
-	return func(k string) (string, bool) {
-		v, ok := env[k]
-		return v, ok
-	}
-}
-
-func TestFromEnvDefaults(t *testing.T) {
-	s, err := FromEnv(lookupFrom(map[string]string{EnvStreamName: "orders"}))
+func TestLoadDefaults(t *testing.T) {
+	s, err := Load(envconfig.Lookup(map[string]string{EnvStreamName: "orders"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := Settings{
-		Port:        DefaultPort,
-		DrainWindow: DefaultDrainWindow,
-		StopTimeout: DefaultStopTimeout,
-		LogLevel:    slog.LevelInfo,
-		Metrics:     telemetry.MetricsConfig{FlushInterval: telemetry.DefaultFlushInterval},
+		Port:            DefaultPort,
+		DrainWindow:     DefaultDrainWindow,
+		ShutdownTimeout: DefaultShutdownTimeout,
+		LogLevel:        slog.LevelInfo,
+		Metrics:         telemetry.MetricsConfig{FlushInterval: telemetry.DefaultFlushInterval},
 		Producer: kpl.ProducerConfig{
 			StreamName:        "orders",
 			MaxBufferedTime:   kpl.DefaultMaxBufferedTime,
@@ -38,15 +33,15 @@ func TestFromEnvDefaults(t *testing.T) {
 			MaxInFlight:       kpl.DefaultMaxInFlight,
 		},
 	}
-	if s.Port != want.Port || s.DrainWindow != want.DrainWindow || s.StopTimeout != want.StopTimeout ||
+	if s.Port != want.Port || s.DrainWindow != want.DrainWindow || s.ShutdownTimeout != want.ShutdownTimeout ||
 		s.LogLevel != want.LogLevel || s.Metrics.FlushInterval != want.Metrics.FlushInterval ||
 		s.Producer != want.Producer || s.KinesisEndpoint != "" || s.LocalCredentials || s.Region != "" {
 		t.Errorf("FromEnv = %+v\nwant     %+v", s, want)
 	}
 }
 
-func TestFromEnvParsesEverything(t *testing.T) {
-	s, err := FromEnv(lookupFrom(map[string]string{
+func TestLoadParsesEverything(t *testing.T) {
+	s, err := Load(envconfig.Lookup(map[string]string{
 		EnvStreamName:        "orders",
 		EnvRegion:            "eu-west-1",
 		EnvPort:              "9090",
@@ -59,7 +54,7 @@ func TestFromEnvParsesEverything(t *testing.T) {
 		EnvRateLimitPercent:  "80",
 		EnvMaxInFlight:       "8",
 		EnvDrainWindow:       "0s",
-		EnvStopTimeout:       "20s",
+		EnvShutdownTimeout:   "20s",
 		EnvLogLevel:          "debug",
 		EnvMetricsNamespace:  "Test",
 		EnvMetricsInterval:   "10s",
@@ -71,13 +66,13 @@ func TestFromEnvParsesEverything(t *testing.T) {
 	if s.Region != "eu-west-1" || s.Port != 9090 || s.ListenHost != "127.0.0.1" || s.KinesisEndpoint != "http://127.0.0.1:4568" || !s.LocalCredentials ||
 		p.MaxBufferedTime != 250*time.Millisecond || p.RecordTTL != 10*time.Second || p.MaxAggregateBytes != 100000 ||
 		p.MaxBufferedBytes != 2<<20 || p.RateLimitPercent != 80 || p.MaxInFlight != 8 ||
-		s.DrainWindow != 0 || s.StopTimeout != 20*time.Second || s.LogLevel != slog.LevelDebug ||
+		s.DrainWindow != 0 || s.ShutdownTimeout != 20*time.Second || s.LogLevel != slog.LevelDebug ||
 		s.Metrics.Namespace != "Test" || s.Metrics.FlushInterval != 10*time.Second {
 		t.Errorf("FromEnv = %+v", s)
 	}
 }
 
-func TestFromEnvLocalEndpoint(t *testing.T) {
+func TestLoadLocalEndpoint(t *testing.T) {
 	tests := map[string]struct {
 		env            map[string]string
 		wantRegion     string
@@ -92,7 +87,7 @@ func TestFromEnvLocalEndpoint(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			tc.env[EnvStreamName] = "s"
-			s, err := FromEnv(lookupFrom(tc.env))
+			s, err := Load(envconfig.Lookup(tc.env))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +98,7 @@ func TestFromEnvLocalEndpoint(t *testing.T) {
 	}
 }
 
-func TestFromEnvNamesTheBadVariable(t *testing.T) {
+func TestLoadNamesTheBadVariable(t *testing.T) {
 	tests := map[string]struct {
 		name, value string
 	}{
@@ -122,26 +117,27 @@ func TestFromEnvNamesTheBadVariable(t *testing.T) {
 		"in flight not a number": {EnvMaxInFlight, "many"},
 		"drain negative":         {EnvDrainWindow, "-5s"},
 		"drain beyond stop":      {EnvDrainWindow, "30s"},
-		"stop zero":              {EnvStopTimeout, "0s"},
+		"shutdown zero":          {EnvShutdownTimeout, "0s"},
 		"log level":              {EnvLogLevel, "loud"},
 		"metrics interval":       {EnvMetricsInterval, "soon"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			env := map[string]string{EnvStreamName: "s", tc.name: tc.value}
-			_, err := FromEnv(lookupFrom(env))
+			_, err := Load(envconfig.Lookup(env))
 			if err == nil {
 				t.Fatalf("%s=%q accepted", tc.name, tc.value)
 			}
-			if !strings.HasPrefix(err.Error(), tc.name+" ") {
+			var bad *envconfig.Error
+			if !errors.As(err, &bad) || bad.Name != tc.name || !strings.HasPrefix(err.Error(), tc.name+"=") {
 				t.Errorf("error %q does not start with the variable %s", err, tc.name)
 			}
 		})
 	}
 }
 
-func TestFromEnvReportsEveryError(t *testing.T) {
-	_, err := FromEnv(lookupFrom(map[string]string{EnvPort: "x", EnvRecordTTL: "y"}))
+func TestLoadReportsEveryError(t *testing.T) {
+	_, err := Load(envconfig.Lookup(map[string]string{EnvPort: "x", EnvRecordTTL: "y"}))
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -149,5 +145,45 @@ func TestFromEnvReportsEveryError(t *testing.T) {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
+	}
+}
+
+func TestLoadAcceptsTheDeprecatedStopTimeoutWithAWarning(t *testing.T) {
+	tests := map[string]struct {
+		env         map[string]string
+		want        time.Duration
+		wantWarning bool
+	}{
+		"old name alone":      {map[string]string{EnvStopTimeoutDeprecated: "12s"}, 12 * time.Second, true},
+		"new name alone":      {map[string]string{EnvShutdownTimeout: "14s"}, 14 * time.Second, false},
+		"both: new name wins": {map[string]string{EnvStopTimeoutDeprecated: "12s", EnvShutdownTimeout: "14s"}, 14 * time.Second, false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			// GIVEN the shutdown timeout under its old or new name
+			tc.env[EnvStreamName] = "s"
+			// WHEN loaded
+			s, err := Load(envconfig.Lookup(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// THEN the value is used, and the old name draws a warning that names the new one
+			if s.ShutdownTimeout != tc.want {
+				t.Errorf("ShutdownTimeout = %v, want %v", s.ShutdownTimeout, tc.want)
+			}
+			warned := len(s.Warnings) == 1 && strings.Contains(s.Warnings[0], EnvStopTimeoutDeprecated) &&
+				strings.Contains(s.Warnings[0], EnvShutdownTimeout)
+			if warned != tc.wantWarning || (!tc.wantWarning && len(s.Warnings) > 0) {
+				t.Errorf("warnings %q, want a deprecation warning: %v", s.Warnings, tc.wantWarning)
+			}
+		})
+	}
+}
+
+func TestLoadNamesTheDeprecatedVariableWhenItsValueIsBad(t *testing.T) {
+	_, err := Load(envconfig.Lookup(map[string]string{EnvStreamName: "s", EnvStopTimeoutDeprecated: "soon"}))
+	var bad *envconfig.Error
+	if !errors.As(err, &bad) || bad.Name != EnvStopTimeoutDeprecated || bad.Value != "soon" {
+		t.Fatalf("error %v, want one naming %s=soon", err, EnvStopTimeoutDeprecated)
 	}
 }
