@@ -97,6 +97,7 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		settings.EnvInitialPosition, settings.EnvInitialTimestamp, settings.EnvKinesisEndpoint, settings.EnvDynamoDBEndpoint,
 		settings.EnvWorkerID, settings.EnvCreateLeaseTable, settings.EnvCheckpointRecords, settings.EnvCheckpointInterval,
 		settings.EnvFailoverTime, settings.EnvShutdownTimeout, settings.EnvECSMetadataURI, settings.EnvRegion,
+		settings.EnvLogLevel, settings.EnvMetricsNamespace, settings.EnvMetricsInterval,
 	}
 	notSet := map[string]string{
 		settings.EnvRegion:           "set by ECS itself",

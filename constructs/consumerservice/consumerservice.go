@@ -20,6 +20,7 @@ import (
 	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/kcl"
+	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // Defaults of Props and the fixed shape of the service (the shape it shares with the producer, and the other
@@ -134,6 +135,9 @@ func Environment(streamName, applicationName, consumerARN *string, readMode stri
 		settings.EnvCheckpointInterval: jsii.String(CheckpointInterval.String()),
 		settings.EnvFailoverTime:       jsii.String(kcl.DefaultFailoverTime.String()),
 		settings.EnvShutdownTimeout:    jsii.String(ShutdownTimeout.String()),
+		settings.EnvLogLevel:           jsii.String("info"),
+		settings.EnvMetricsNamespace:   jsii.String(telemetry.DefaultNamespace),
+		settings.EnvMetricsInterval:    jsii.String(telemetry.DefaultFlushInterval.String()),
 	}
 }
 

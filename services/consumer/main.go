@@ -36,8 +36,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	out := telemetry.NewSyncWriter(os.Stdout)
-	logger := telemetry.NewLogger(out, slog.LevelInfo)
 	s, err := settings.Load(os.LookupEnv)
+	logger := telemetry.NewLogger(out, s.LogLevel)
 	if err != nil {
 		logger.Error("bad configuration", telemetry.LogKeyError, err.Error())
 		os.Exit(2)
@@ -65,10 +65,12 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 			return err
 		}
 	}
-	metrics, err := telemetry.NewMetrics(out, telemetry.MetricsConfig{Dimensions: []telemetry.Dimension{
+	mcfg := s.Metrics
+	mcfg.Dimensions = []telemetry.Dimension{
 		{Name: settings.MetricsDimensionService, Value: settings.MetricsServiceName},
 		{Name: settings.MetricsDimensionApplication, Value: s.Application},
-	}})
+	}
+	metrics, err := telemetry.NewMetrics(out, mcfg)
 	if err != nil {
 		return err
 	}

@@ -17,10 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/streamproc/streamproc/internal/envconfig"
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
-	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -132,18 +133,8 @@ func TestRunAgainstEmulators(t *testing.T) {
 	ctx := context.Background()
 	kc := e.KinesisClient()
 	stream := "consumer-test"
-	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(stream), ShardCount: aws.Int32(2)}); err != nil {
+	if err := emulator.CreateStream(ctx, kc, stream, 2); err != nil {
 		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		d, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
-		if err == nil && d.StreamDescriptionSummary.StreamStatus == "ACTIVE" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("stream not active")
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	const n = 50
 	for i := range n {
@@ -156,8 +147,9 @@ func TestRunAgainstEmulators(t *testing.T) {
 	s, err := settings.Load(envconfig.Lookup(map[string]string{settings.EnvStreamName: stream, settings.EnvApplicationName: "consumer-app",
 		settings.EnvKinesisEndpoint: e.KinesisEndpoint, settings.EnvDynamoDBEndpoint: e.DynamoDBEndpoint, settings.EnvWorkerID: "w1",
 		settings.EnvCheckpointRecords: "10",
-		// Short, so that leases are renewed (CurrentLeases is observed per renewal) while the test runs.
-		settings.EnvFailoverTime: "900ms"}))
+		// Short, so that leases are renewed (CurrentLeases is observed per renewal) while the test runs, and metrics
+		// are written while it runs.
+		settings.EnvFailoverTime: "900ms", settings.EnvMetricsInterval: "100ms"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,15 +157,17 @@ func TestRunAgainstEmulators(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- run(runCtx, s, out, slog.New(slog.NewJSONHandler(out, nil))) }()
-	deadline := time.Now().Add(30 * time.Second)
-	for strings.Count(out.String(), `"sequence_number"`) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d record lines after 30 s", strings.Count(out.String(), `"sequence_number"`))
+	eventually.Succeeds(t, 30*time.Second, func() error {
+		if got := strings.Count(out.String(), `"sequence_number"`); got < n {
+			return fmt.Errorf("%d of %d record lines", got, n)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	time.Sleep(400 * time.Millisecond) // one renewal interval at least
-	cancel()                           // like SIGTERM
+		// CurrentLeases is observed at each renewal: wait for one, so the graceful stop is tested with renewed leases.
+		if !strings.Contains(out.String(), `"Name":"`+kcl.MetricCurrentLeases+`"`) {
+			return errors.New("no lease renewal reported (no CurrentLeases metric) yet")
+		}
+		return nil
+	})
+	cancel() // like SIGTERM
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
 	}

@@ -37,12 +37,8 @@ func TestStartServesEveryAPIAndStopLeavesNoProcess(t *testing.T) {
 	// WHEN each is used through its SDK client
 	// THEN each answers a real call
 	kc := e.KinesisClient()
-	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("probe"), ShardCount: aws.Int32(2)}); err != nil {
-		t.Fatalf("kinesis CreateStream: %v", err)
-	}
-	if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
-		Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("probe")}, 20*time.Second); err != nil {
-		t.Fatalf("kinesis stream never became active: %v", err)
+	if err := emulator.CreateStream(ctx, kc, "probe", 2); err != nil {
+		t.Fatalf("kinesis: %v", err)
 	}
 	shards, err := kc.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String("probe")})
 	if err != nil || len(shards.Shards) != 2 {
@@ -134,7 +130,7 @@ func TestDynamoDBSurvivesAbandonedRequests(t *testing.T) {
 		_ = conn.(*net.TCPConn).SetLinger(0) // close with a reset, as an aborted request does
 		_ = conn.Close()
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // let dynalite handle the resets: without the preload it dies here
 
 	// THEN it still serves
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 )
@@ -23,32 +24,12 @@ func TestFanOutProxyMakesSubscribeToShardWorkWithTheSDK(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	kc := e.KinesisClient()
-	if _, err := kc.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String("fanout"), ShardCount: aws.Int32(1)}); err != nil {
+	if err := emulator.CreateStream(ctx, kc, "fanout", 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := kinesis.NewStreamExistsWaiter(kc, func(o *kinesis.StreamExistsWaiterOptions) { o.MinDelay = 100 * time.Millisecond }).
-		Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String("fanout")}, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	sum, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String("fanout")})
+	consumerARN, err := emulator.RegisterStreamConsumer(ctx, kc, "fanout", "proxy-test")
 	if err != nil {
 		t.Fatal(err)
-	}
-	reg, err := kc.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{
-		StreamARN: sum.StreamDescriptionSummary.StreamARN, ConsumerName: aws.String("proxy-test"),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		d, err := kc.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: reg.Consumer.ConsumerARN})
-		if err == nil && d.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("consumer never became active")
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	for i := range 3 {
 		if _, err := kc.PutRecord(ctx, &kinesis.PutRecordInput{StreamName: aws.String("fanout"), PartitionKey: aws.String("k"),
@@ -56,32 +37,9 @@ func TestFanOutProxyMakesSubscribeToShardWorkWithTheSDK(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	subscribe := func(client *kinesis.Client) ([]string, error) {
-		out, err := client.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{
-			ConsumerARN: reg.Consumer.ConsumerARN, ShardId: aws.String("shardId-000000000000"),
-			StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon},
-		})
-		if err != nil {
-			return nil, err
-		}
-		stream := out.GetStream()
-		defer stream.Close()
-		var got []string
-		for ev := range stream.Events() {
-			if e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent); ok {
-				for _, r := range e.Value.Records {
-					got = append(got, string(r.Data))
-				}
-				if len(got) >= 3 {
-					return got, nil
-				}
-			}
-		}
-		return got, stream.Err()
-	}
 
 	// WHEN subscribing directly, THEN the SDK fails for want of the initial response (the reason for the proxy)
-	if _, err := subscribe(kc); err == nil || !strings.Contains(err.Error(), "initial-response") {
+	if _, err := subscribeForThree(ctx, kc, consumerARN); err == nil || !strings.Contains(err.Error(), "initial-response") {
 		t.Fatalf("direct SubscribeToShard error = %v; want the missing initial-response (has kinesis-local changed?)", err)
 	}
 
@@ -93,19 +51,45 @@ func TestFanOutProxyMakesSubscribeToShardWorkWithTheSDK(t *testing.T) {
 	defer proxy.Close()
 	pc := kinesis.NewFromConfig(e.AWSConfig(), func(o *kinesis.Options) { o.BaseEndpoint = aws.String(proxy.URL) })
 	var got []string
-	for {
-		got, err = subscribe(pc)
+	var subscribeErr error
+	waitErr := eventually.Within(30*time.Second, func() error {
+		got, subscribeErr = subscribeForThree(ctx, pc, consumerARN)
 		var inUse *types.ResourceInUseException
-		if err == nil || !errors.As(err, &inUse) || ctx.Err() != nil {
-			break
+		if errors.As(subscribeErr, &inUse) {
+			return subscribeErr // kinesis-local holds the refused subscription for a second or two
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return nil
+	})
 	// THEN the records arrive
-	if err != nil {
+	if err := errors.Join(waitErr, subscribeErr); err != nil {
 		t.Fatalf("SubscribeToShard through the proxy: %v", err)
 	}
 	if strings.Join(got, ",") != "r0,r1,r2" {
 		t.Errorf("records = %v; want r0,r1,r2", got)
 	}
+}
+
+// subscribeForThree subscribes to the first shard from its start and returns the data of the first three records.
+func subscribeForThree(ctx context.Context, client *kinesis.Client, consumerARN string) ([]string, error) {
+	out, err := client.SubscribeToShard(ctx, &kinesis.SubscribeToShardInput{
+		ConsumerARN: aws.String(consumerARN), ShardId: aws.String("shardId-000000000000"),
+		StartingPosition: &types.StartingPosition{Type: types.ShardIteratorTypeTrimHorizon},
+	})
+	if err != nil {
+		return nil, err
+	}
+	stream := out.GetStream()
+	defer stream.Close()
+	var got []string
+	for ev := range stream.Events() {
+		if e, ok := ev.(*types.SubscribeToShardEventStreamMemberSubscribeToShardEvent); ok {
+			for _, r := range e.Value.Records {
+				got = append(got, string(r.Data))
+			}
+			if len(got) >= 3 {
+				return got, nil
+			}
+		}
+	}
+	return got, stream.Err()
 }

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/kpl"
 	"github.com/streamproc/streamproc/services/local/pipeline"
 )
@@ -47,32 +50,90 @@ func (l *lockedBuilder) String() string {
 // finds the record in the stream, and checks that stopping leaves none of the processes it started.
 func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	// GIVEN the local pipeline on a free port
-	port := freePort(t)
+	r := startLocalRun(t)
+	if !strings.Contains(r.out.String(), "curl -d '{\"data\":\"This is a testing record\"}'") {
+		t.Errorf("banner lacks the curl command:\n%s", r.out.String())
+	}
+	// WHEN the README's request is sent
+	ack := postBlogRecord(t, r.p.ProducerURL())
+	// THEN the record is in the stream at the acknowledged position
+	stored := storedRecord(t, r.p, ack)
+	// THEN a consumer worker processes it: one JSON line at the acknowledged position
+	eventually.Succeeds(t, time.Minute, func() error {
+		if !consumerLogged(t, r.dir, ack.ShardID, ack.SequenceNumber) {
+			return fmt.Errorf("no consumer logged the record at %s/%s", ack.ShardID, ack.SequenceNumber)
+		}
+		return nil
+	})
+	// THEN the status line counts it in and processed, and the autoscaler sees the published stream metrics
+	checkStatusCountsTheRecord(t, r.p)
+	checkStreamMetrics(t, r.p, stored)
+	outcome, err := r.p.Autoscale(t.Context(), time.Now(), "test")
+	if err != nil || outcome.CurrentShardCount != 2 {
+		t.Fatalf("autoscale = %+v, %v; want a decision on 2 shards", outcome, err)
+	}
+	// WHEN stopped THEN no process it started is left
+	r.stopAndCheckNothingLeft(t)
+}
+
+// localRun is the runner started as `make local` starts it, in a test.
+type localRun struct {
+	p      *pipeline.Pipeline
+	dir    string
+	out    *lockedBuilder
+	cancel context.CancelFunc
+	result chan error
+}
+
+// startLocalRun runs the local pipeline (2 shards, 2 consumers, no autoscaler timer) and waits until it is ready.
+func startLocalRun(t *testing.T) *localRun {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	dir := t.TempDir()
+	t.Cleanup(cancel)
+	r := &localRun{dir: t.TempDir(), out: &lockedBuilder{}, cancel: cancel, result: make(chan error, 1)}
 	ready := make(chan *pipeline.Pipeline, 1)
-	result := make(chan error, 1)
-	var out lockedBuilder
-	cfg := pipeline.Config{Port: port, Shards: 2, Consumers: 2, Stream: "local-test", Dir: dir, AutoscaleInterval: -1,
-		FailoverTime: 3 * time.Second, BuildOutput: &out}
+	cfg := pipeline.Config{Port: freePort(t), Shards: 2, Consumers: 2, Stream: "local-test", Dir: r.dir, AutoscaleInterval: -1,
+		FailoverTime: 3 * time.Second, BuildOutput: r.out}
 	go func() {
-		result <- run(ctx, cfg, &out, false, func(p *pipeline.Pipeline) { ready <- p })
+		r.result <- run(ctx, cfg, r.out, false, func(p *pipeline.Pipeline) { ready <- p })
 	}()
-	var p *pipeline.Pipeline
 	select {
-	case p = <-ready:
-	case err := <-result:
-		t.Fatalf("run ended before the pipeline was ready: %v\n%s", err, out.String())
+	case r.p = <-ready:
+	case err := <-r.result:
+		t.Fatalf("run ended before the pipeline was ready: %v\n%s", err, r.out.String())
 	case <-time.After(3 * time.Minute):
 		t.Fatal("pipeline not ready after 3 minutes")
 	}
-	if !strings.Contains(out.String(), "curl -d '{\"data\":\"This is a testing record\"}'") {
-		t.Errorf("banner lacks the curl command:\n%s", out.String())
-	}
+	return r
+}
 
-	// WHEN the README's request is sent
-	resp, err := http.Post(p.ProducerURL()+"/", "application/json", strings.NewReader(`{"data":"This is a testing record"}`))
+// stopAndCheckNothingLeft cancels the run, as Ctrl-C does, and checks that no process it started is left.
+func (r *localRun) stopAndCheckNothingLeft(t *testing.T) {
+	t.Helper()
+	pids := r.p.PIDs()
+	r.cancel()
+	select {
+	case err := <-r.result:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("run did not return within a minute of cancellation")
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists (kill 0: %v)", pid, err)
+		}
+	}
+}
+
+// acknowledgement is the producer's answer to a record.
+type acknowledgement struct{ ShardID, SequenceNumber string }
+
+// postBlogRecord sends the blog's request and returns the acknowledged position.
+func postBlogRecord(t *testing.T, producerURL string) acknowledgement {
+	t.Helper()
+	resp, err := http.Post(producerURL+"/", "application/json", strings.NewReader(`{"data":"This is a testing record"}`))
 	if err != nil {
 		t.Fatalf("POST: %v", err)
 	}
@@ -81,12 +142,17 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("POST status %d: %s", resp.StatusCode, body)
 	}
-	var ack struct{ ShardID, SequenceNumber string }
+	var ack acknowledgement
 	if err := json.Unmarshal(body, &ack); err != nil || ack.ShardID == "" || ack.SequenceNumber == "" {
 		t.Fatalf("acknowledgement %s: %v", body, err)
 	}
+	return ack
+}
 
-	// THEN the record is in the stream at the acknowledged position
+// storedRecord reads the Kinesis record at the acknowledged position and checks it carries the blog's record.
+func storedRecord(t *testing.T, p *pipeline.Pipeline, ack acknowledgement) types.Record {
+	t.Helper()
+	ctx := t.Context()
 	kc := p.Emulators().KinesisClient()
 	it, err := kc.GetShardIterator(ctx, &kinesis.GetShardIteratorInput{
 		StreamName: aws.String("local-test"), ShardId: aws.String(ack.ShardID),
@@ -106,30 +172,33 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	if len(users) == 0 || string(users[0].Data) != "This is a testing record" {
 		t.Fatalf("record in the stream = %+v; want the data sent", users)
 	}
+	return got.Records[0]
+}
 
-	// THEN a consumer worker processes it: one JSON line at the acknowledged position
-	deadline := time.Now().Add(time.Minute)
-	for !consumerLogged(t, dir, ack.ShardID, ack.SequenceNumber) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no consumer logged the record at %s/%s within a minute", ack.ShardID, ack.SequenceNumber)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-
-	// THEN the status line counts it in and processed, and the autoscaler sees the published stream metrics
+// checkStatusCountsTheRecord waits until the status line counts the record in and processed.
+func checkStatusCountsTheRecord(t *testing.T, p *pipeline.Pipeline) {
+	t.Helper()
 	var st pipeline.Status
-	for st.RecordsIn < 1 || st.RecordsProcessed < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("status %+v after a minute; want the record counted in and processed", st)
+	eventually.Succeeds(t, time.Minute, func() error {
+		var err error
+		if st, err = p.Status(t.Context()); err != nil {
+			return fmt.Errorf("status: %w", err)
 		}
-		time.Sleep(200 * time.Millisecond)
-		if st, err = p.Status(ctx); err != nil {
-			t.Fatalf("status: %v", err)
+		if st.RecordsIn < 1 || st.RecordsProcessed < 1 {
+			return fmt.Errorf("status %+v; want the record counted in and processed", st)
 		}
-	}
+		return nil
+	})
 	if st.OpenShards != 2 {
 		t.Errorf("status shards = %d; want 2", st.OpenShards)
 	}
+}
+
+// checkStreamMetrics publishes the stream metrics and checks that CloudWatch holds the stream's real numbers: the
+// one Kinesis record the producer put, and its bytes (data and partition key, as Kinesis counts IncomingBytes).
+func checkStreamMetrics(t *testing.T, p *pipeline.Pipeline, stored types.Record) {
+	t.Helper()
+	ctx := t.Context()
 	if err := p.PublishMetrics(ctx); err != nil {
 		t.Fatalf("publish metrics: %v", err)
 	}
@@ -139,47 +208,36 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	if err != nil || len(metrics.Metrics) != 1 || aws.ToString(metrics.Metrics[0].Dimensions[0].Value) != "local-test" {
 		t.Fatalf("CloudWatch %s metrics = %+v, %v; want one for the stream", pipeline.MetricIncomingRecords, metrics, err)
 	}
-	// THEN CloudWatch holds the stream's real numbers: the one Kinesis record the producer put, and its bytes
-	// (data and partition key, as Kinesis counts IncomingBytes) as read back from the stream
-	wantBytes := float64(len(got.Records[0].Data) + len(aws.ToString(got.Records[0].PartitionKey)))
+	wantBytes := float64(len(stored.Data) + len(aws.ToString(stored.PartitionKey)))
 	var records, incomingBytes float64
-	deadline = time.Now().Add(time.Minute)
-	for records < 1 || incomingBytes < wantBytes {
-		if time.Now().After(deadline) {
-			t.Fatalf("CloudWatch %s = %v, %s = %v after a minute; want 1 and %v", pipeline.MetricIncomingRecords, records,
-				pipeline.MetricIncomingBytes, incomingBytes, wantBytes)
-		}
+	eventually.Succeeds(t, time.Minute, func() error {
 		if err := p.PublishMetrics(ctx); err != nil {
-			t.Fatalf("publish metrics: %v", err)
+			return fmt.Errorf("publish metrics: %w", err)
 		}
 		records = streamMetricSum(ctx, t, p, "local-test", pipeline.MetricIncomingRecords)
 		incomingBytes = streamMetricSum(ctx, t, p, "local-test", pipeline.MetricIncomingBytes)
-		time.Sleep(200 * time.Millisecond)
-	}
+		if records < 1 || incomingBytes < wantBytes {
+			return fmt.Errorf("CloudWatch %s = %v, %s = %v; want 1 and %v", pipeline.MetricIncomingRecords, records,
+				pipeline.MetricIncomingBytes, incomingBytes, wantBytes)
+		}
+		return nil
+	})
 	if records != 1 || incomingBytes != wantBytes {
 		t.Errorf("CloudWatch %s = %v, %s = %v; want 1 and %v", pipeline.MetricIncomingRecords, records,
 			pipeline.MetricIncomingBytes, incomingBytes, wantBytes)
 	}
-	outcome, err := p.Autoscale(ctx, time.Now(), "test")
-	if err != nil || outcome.CurrentShardCount != 2 {
-		t.Fatalf("autoscale = %+v, %v; want a decision on 2 shards", outcome, err)
-	}
+}
 
-	// WHEN stopped
-	pids := p.PIDs()
-	cancel()
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(time.Minute):
-		t.Fatal("run did not return within a minute of cancellation")
+// TestRunnerDoesNotLinkTheTestingPackage guards the split of the emulator package: the local runner's binary must
+// not carry package testing (and its flags) because it starts emulators.
+func TestRunnerDoesNotLinkTheTestingPackage(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	// THEN no process it started is left
-	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("process %d still exists (kill 0: %v)", pid, err)
+	for dep := range strings.SplitSeq(string(out), "\n") {
+		if dep == "testing" {
+			t.Fatal("the local runner links package testing: a package it imports imports testing (use a ...test package)")
 		}
 	}
 }

@@ -19,11 +19,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/streamproc/streamproc/internal/envconfig"
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/services/ingest/ingesttest"
-	"github.com/streamproc/streamproc/services/internal/envconfig"
 	"github.com/streamproc/streamproc/services/producer/settings"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -151,17 +152,12 @@ func TestRunDrainsThenFlushesOnStop(t *testing.T) {
 
 	svc.cancel() // SIGTERM
 	// The health check turns 503 while records are still taken.
-	deadline := time.Now().Add(900 * time.Millisecond)
-	for {
-		status, _ := request(t, client, "GET", svc.url+ingest.PathHealthcheck, "")
-		if status == 503 {
-			break
+	eventually.Succeeds(t, 900*time.Millisecond, func() error {
+		if status, _ := request(t, client, "GET", svc.url+ingest.PathHealthcheck, ""); status != 503 {
+			return fmt.Errorf("health still %d after the stop", status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health still %d after the stop", status)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if status, body := request(t, client, "POST", svc.url+"/?ack=buffered", `{"data":"during-drain"}`); status != 202 {
 		t.Fatalf("record during the drain window: %d %s", status, body)
 	}
@@ -227,12 +223,12 @@ func TestRunStopsWithinTimeoutWhenKinesisStalls(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		waiting <- fmt.Sprintf("%d %s", resp.StatusCode, body)
 	}()
-	for {
-		if c, _ := faults.Snapshot(); c.Calls > 0 {
-			break
+	eventually.Succeeds(t, 10*time.Second, func() error {
+		if c, _ := faults.Snapshot(); c.Calls == 0 {
+			return errors.New("no call reached the stalled Kinesis")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 
 	start := time.Now()
 	svc.cancel()
@@ -246,104 +242,110 @@ func TestRunStopsWithinTimeoutWhenKinesisStalls(t *testing.T) {
 	}
 }
 
-// TestBinary builds the command and checks what only the process shows: exit
-// codes, bad configuration named on stderr, and SIGTERM handling.
-func TestBinary(t *testing.T) {
+// buildProducer builds the command into a temporary folder and returns its path.
+func buildProducer(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "producer")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	return bin
+}
 
-	t.Run("bad configuration", func(t *testing.T) {
-		tests := map[string]struct {
-			env      []string
-			wantName string
-		}{
-			"no stream":    {nil, settings.EnvStreamName},
-			"bad port":     {[]string{settings.EnvStreamName + "=s", settings.EnvPort + "=eighty"}, settings.EnvPort},
-			"bad duration": {[]string{settings.EnvStreamName + "=s", settings.EnvRecordTTL + "=30"}, settings.EnvRecordTTL},
+// TestBinaryNamesABadConfigurationAndExits2 checks what only the process shows: the exit code and the variable
+// at fault on stderr.
+func TestBinaryNamesABadConfigurationAndExits2(t *testing.T) {
+	bin := buildProducer(t)
+	tests := map[string]struct {
+		env      []string
+		wantName string
+	}{
+		"no stream":    {nil, settings.EnvStreamName},
+		"bad port":     {[]string{settings.EnvStreamName + "=s", settings.EnvPort + "=eighty"}, settings.EnvPort},
+		"bad duration": {[]string{settings.EnvStreamName + "=s", settings.EnvRecordTTL + "=30"}, settings.EnvRecordTTL},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			cmd := exec.Command(bin)
+			cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+				t.Fatalf("exit = %v, want code 2", err)
+			}
+			if !strings.Contains(stderr.String(), tc.wantName) {
+				t.Errorf("stderr %q does not name %s", stderr.String(), tc.wantName)
+			}
+		})
+	}
+}
+
+// TestBinaryStopsCleanlyOnSIGTERM runs the command against kinesis-local, sends a record, then SIGTERM: the
+// process exits 0 within its shutdown timeout and says it stopped.
+func TestBinaryStopsCleanlyOnSIGTERM(t *testing.T) {
+	bin := buildProducer(t)
+	e, stream := newStream(t, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	cmd := exec.Command(bin)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"),
+		settings.EnvStreamName + "=" + stream,
+		settings.EnvKinesisEndpoint + "=" + e.KinesisEndpoint,
+		settings.EnvListenHost + "=127.0.0.1",
+		fmt.Sprintf("%s=%d", settings.EnvPort, port),
+		settings.EnvDrainWindow + "=200ms",
+		settings.EnvShutdownTimeout + "=5s",
+	}
+	var stdout, stderr telemetry.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
 		}
-		for name, tc := range tests {
-			t.Run(name, func(t *testing.T) {
-				cmd := exec.Command(bin)
-				cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, tc.env...)
-				var stderr bytes.Buffer
-				cmd.Stderr = &stderr
-				err := cmd.Run()
-				var exit *exec.ExitError
-				if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-					t.Fatalf("exit = %v, want code 2", err)
-				}
-				if !strings.Contains(stderr.String(), tc.wantName) {
-					t.Errorf("stderr %q does not name %s", stderr.String(), tc.wantName)
-				}
-			})
+	}()
+
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	client := &http.Client{Timeout: 5 * time.Second}
+	eventually.Succeeds(t, 30*time.Second, func() error {
+		resp, err := client.Get(url + ingest.PathHealthcheck)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("health check answered %d", resp.StatusCode)
 		}
+		return fmt.Errorf("service not healthy: %w\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
 	})
+	if status, body := request(t, client, "POST", url, `{"data":"from the binary"}`); status != 200 {
+		t.Fatalf("record: %d %s", status, body)
+	}
 
-	t.Run("SIGTERM", func(t *testing.T) {
-		e, stream := newStream(t, 1)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("exit after SIGTERM: %v\nstderr: %s", err, stderr.String())
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
-		cmd := exec.Command(bin)
-		cmd.Env = []string{
-			"PATH=" + os.Getenv("PATH"),
-			settings.EnvStreamName + "=" + stream,
-			settings.EnvKinesisEndpoint + "=" + e.KinesisEndpoint,
-			settings.EnvListenHost + "=127.0.0.1",
-			fmt.Sprintf("%s=%d", settings.EnvPort, port),
-			settings.EnvDrainWindow + "=200ms",
-			settings.EnvShutdownTimeout + "=5s",
-		}
-		var stdout, stderr telemetry.SyncBuffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		defer func() {
-			if cmd.ProcessState == nil {
-				cmd.Process.Kill()
-			}
-		}()
-
-		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		client := &http.Client{Timeout: 5 * time.Second}
-		for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
-			resp, err := client.Get(url + ingest.PathHealthcheck)
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					break
-				}
-			}
-			if time.Since(start) > 30*time.Second {
-				t.Fatalf("service not healthy after 30 s: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-			}
-		}
-		if status, body := request(t, client, "POST", url, `{"data":"from the binary"}`); status != 200 {
-			t.Fatalf("record: %d %s", status, body)
-		}
-
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Fatalf("exit after SIGTERM: %v\nstderr: %s", err, stderr.String())
-			}
-		case <-time.After(15 * time.Second):
-			t.Fatal("process still running 15 s after SIGTERM with a 5 s stop timeout")
-		}
-		if out := stdout.String(); !strings.Contains(out, `"msg":"stopped"`) {
-			t.Errorf("stdout lacks the stopped log line:\n%s", out)
-		}
-	})
+	case <-time.After(15 * time.Second):
+		t.Fatal("process still running 15 s after SIGTERM with a 5 s shutdown timeout")
+	}
+	if out := stdout.String(); !strings.Contains(out, `"msg":"stopped"`) {
+		t.Errorf("stdout lacks the stopped log line:\n%s", out)
+	}
 }

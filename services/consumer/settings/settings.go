@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/streamproc/streamproc/services/internal/envconfig"
+	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 
@@ -43,6 +43,12 @@ const (
 	// EnvShutdownTimeout bounds the graceful shutdown (Go duration). Default: 25s, under ECS's 30 s stop timeout.
 	// The producer's variable of the same name bounds its shutdown.
 	EnvShutdownTimeout = "SHUTDOWN_TIMEOUT"
+	// EnvLogLevel is debug, info, warn or error. Default: info.
+	EnvLogLevel = envconfig.EnvLogLevel
+	// EnvMetricsNamespace is the CloudWatch namespace of the EMF metrics. Default: telemetry.DefaultNamespace.
+	EnvMetricsNamespace = envconfig.EnvMetricsNamespace
+	// EnvMetricsInterval is how often metrics are written (Go duration). Default: 1m.
+	EnvMetricsInterval = envconfig.EnvMetricsInterval
 	// EnvRegion is the AWS region. Default: the SDK's usual sources (the task's region on ECS), or us-east-1 with
 	// an endpoint override.
 	EnvRegion = envconfig.EnvRegion
@@ -75,6 +81,9 @@ type Settings struct {
 	// AWS holds the region (EnvRegion) and, with an endpoint override and no AWS credentials in the environment,
 	// the use of dummy credentials that emulators accept.
 	envconfig.AWS
+	// Telemetry holds the log level (EnvLogLevel) and the EMF writer's namespace and interval (EnvMetricsNamespace,
+	// EnvMetricsInterval).
+	envconfig.Telemetry
 	// Stream is the Kinesis stream to read (EnvStreamName); Application names the lease table and the fan-out
 	// consumer (EnvApplicationName). Both are required.
 	Stream, Application string
@@ -132,6 +141,7 @@ func Load(lookup func(string) (string, bool)) (Settings, error) {
 		CheckpointInterval: p.Duration(EnvCheckpointInterval, DefaultCheckpointInterval),
 		FailoverTime:       p.Duration(EnvFailoverTime, kcl.DefaultFailoverTime),
 		ShutdownTimeout:    p.Duration(EnvShutdownTimeout, DefaultShutdownTimeout),
+		Telemetry:          p.Telemetry(),
 	}
 	if strings.ContainsAny(s.Application, " /") || len(s.Application) > 128 {
 		p.Invalid(EnvApplicationName, "want a DynamoDB table name: 3-128 of a-z A-Z 0-9 _ - .")

@@ -26,9 +26,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
-	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
@@ -248,7 +246,7 @@ func (p *Pipeline) startEmulators(ctx context.Context) error {
 		return err
 	}
 	p.kinesis = p.emu.KinesisClient()
-	if err := createStream(ctx, p.kinesis, p.cfg.Stream, p.cfg.Shards); err != nil {
+	if err := emulator.CreateStream(ctx, p.kinesis, p.cfg.Stream, p.cfg.Shards); err != nil {
 		return err
 	}
 	leases, err := kcl.NewLeaseTable(p.emu.DynamoDBClient(), ApplicationName)
@@ -262,7 +260,7 @@ func (p *Pipeline) startEmulators(ctx context.Context) error {
 	if p.cfg.ReadMode != ReadModeFanOut {
 		return nil
 	}
-	if p.consumerARN, err = registerStreamConsumer(ctx, p.kinesis, p.cfg.Stream, ApplicationName); err != nil {
+	if p.consumerARN, err = emulator.RegisterStreamConsumer(ctx, p.kinesis, p.cfg.Stream, ApplicationName); err != nil {
 		return err
 	}
 	if p.proxy, err = emulator.StartFanOutProxy(p.emu.KinesisEndpoint); err != nil {
@@ -522,55 +520,6 @@ func (p *Pipeline) Stop() error {
 		p.stopErr = errors.Join(errs...)
 	})
 	return p.stopErr
-}
-
-// createStream creates the stream with shards shards and waits until it is ACTIVE.
-func createStream(ctx context.Context, client *kinesis.Client, stream string, shards int) error {
-	_, err := client.CreateStream(ctx, &kinesis.CreateStreamInput{
-		StreamName:        aws.String(stream),
-		ShardCount:        aws.Int32(int32(shards)),
-		StreamModeDetails: &types.StreamModeDetails{StreamMode: types.StreamModeProvisioned},
-	})
-	if err != nil {
-		return fmt.Errorf("create stream %s: %w", stream, err)
-	}
-	waiter := kinesis.NewStreamExistsWaiter(client, func(o *kinesis.StreamExistsWaiterOptions) {
-		o.MinDelay = 100 * time.Millisecond
-		o.MaxDelay = time.Second
-	})
-	if err := waiter.Wait(ctx, &kinesis.DescribeStreamInput{StreamName: aws.String(stream)}, time.Minute); err != nil {
-		return fmt.Errorf("stream %s did not become active: %w", stream, err)
-	}
-	return nil
-}
-
-// registerStreamConsumer registers the fan-out consumer name on the stream, as the stack does in AWS, and waits
-// until it is ACTIVE.
-func registerStreamConsumer(ctx context.Context, client *kinesis.Client, stream, name string) (string, error) {
-	sum, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(stream)})
-	if err != nil {
-		return "", fmt.Errorf("describe stream %s: %w", stream, err)
-	}
-	reg, err := client.RegisterStreamConsumer(ctx, &kinesis.RegisterStreamConsumerInput{
-		StreamARN: sum.StreamDescriptionSummary.StreamARN, ConsumerName: aws.String(name),
-	})
-	if err != nil {
-		return "", fmt.Errorf("register stream consumer %s: %w", name, err)
-	}
-	arn := aws.ToString(reg.Consumer.ConsumerARN)
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for {
-		d, err := client.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: aws.String(arn)})
-		if err == nil && d.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive {
-			return arn, nil
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("stream consumer %s did not become active: %w", name, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // waitHealthy polls url until it answers 200, the service exits, or a minute passes.

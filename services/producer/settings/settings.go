@@ -3,12 +3,10 @@
 package settings
 
 import (
-	"log/slog"
 	"time"
 
-	"github.com/streamproc/streamproc/services/internal/envconfig"
+	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kpl"
-	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // Environment variables the producer service reads.
@@ -60,12 +58,12 @@ const (
 	EnvStopTimeoutDeprecated = "STOP_TIMEOUT"
 
 	// EnvLogLevel is debug, info, warn or error. Default: info.
-	EnvLogLevel = "LOG_LEVEL"
+	EnvLogLevel = envconfig.EnvLogLevel
 	// EnvMetricsNamespace is the CloudWatch namespace of the EMF metrics.
 	// Default: telemetry.DefaultNamespace.
-	EnvMetricsNamespace = "METRICS_NAMESPACE"
+	EnvMetricsNamespace = envconfig.EnvMetricsNamespace
 	// EnvMetricsInterval is how often metrics are written. Default: 1m.
-	EnvMetricsInterval = "METRICS_INTERVAL"
+	EnvMetricsInterval = envconfig.EnvMetricsInterval
 )
 
 // Defaults of the settings that are not the producer engine's.
@@ -102,10 +100,9 @@ type Settings struct {
 	// ShutdownTimeout bounds the whole shutdown after SIGTERM
 	// (EnvShutdownTimeout). Default: DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	// LogLevel filters the JSON logs.
-	LogLevel slog.Level
-	// Metrics configures the EMF writer.
-	Metrics telemetry.MetricsConfig
+	// Telemetry holds the log level (EnvLogLevel) and the EMF writer's
+	// namespace and interval (EnvMetricsNamespace, EnvMetricsInterval).
+	envconfig.Telemetry
 	// Warnings are settings that were accepted but deserve a log line,
 	// such as a deprecated variable name.
 	Warnings []string
@@ -123,11 +120,7 @@ func Load(lookup func(string) (string, bool)) (Settings, error) {
 		Port:            p.Int(EnvPort, DefaultPort, 1, 65535),
 		DrainWindow:     p.DurationOrZero(EnvDrainWindow, DefaultDrainWindow),
 		ShutdownTimeout: p.Duration(EnvShutdownTimeout, DefaultShutdownTimeout),
-		LogLevel:        p.Level(EnvLogLevel),
-		Metrics: telemetry.MetricsConfig{
-			Namespace:     p.String(EnvMetricsNamespace),
-			FlushInterval: p.Duration(EnvMetricsInterval, telemetry.DefaultFlushInterval),
-		},
+		Telemetry:       p.Telemetry(),
 		Producer: kpl.ProducerConfig{
 			StreamName:        p.Required(EnvStreamName, "the Kinesis stream to put to"),
 			MaxBufferedTime:   p.Duration(EnvMaxBufferedTime, kpl.DefaultMaxBufferedTime),

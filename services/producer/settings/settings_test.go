@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamproc/streamproc/services/internal/envconfig"
+	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/services/kpl"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -21,8 +21,10 @@ func TestLoadDefaults(t *testing.T) {
 		Port:            DefaultPort,
 		DrainWindow:     DefaultDrainWindow,
 		ShutdownTimeout: DefaultShutdownTimeout,
-		LogLevel:        slog.LevelInfo,
-		Metrics:         telemetry.MetricsConfig{FlushInterval: telemetry.DefaultFlushInterval},
+		Telemetry: envconfig.Telemetry{
+			LogLevel: slog.LevelInfo,
+			Metrics:  telemetry.MetricsConfig{FlushInterval: telemetry.DefaultFlushInterval},
+		},
 		Producer: kpl.ProducerConfig{
 			StreamName:        "orders",
 			MaxBufferedTime:   kpl.DefaultMaxBufferedTime,
@@ -36,7 +38,7 @@ func TestLoadDefaults(t *testing.T) {
 	if s.Port != want.Port || s.DrainWindow != want.DrainWindow || s.ShutdownTimeout != want.ShutdownTimeout ||
 		s.LogLevel != want.LogLevel || s.Metrics.FlushInterval != want.Metrics.FlushInterval ||
 		s.Producer != want.Producer || s.KinesisEndpoint != "" || s.LocalCredentials || s.Region != "" {
-		t.Errorf("FromEnv = %+v\nwant     %+v", s, want)
+		t.Errorf("Load = %+v\nwant     %+v", s, want)
 	}
 }
 
@@ -68,7 +70,7 @@ func TestLoadParsesEverything(t *testing.T) {
 		p.MaxBufferedBytes != 2<<20 || p.RateLimitPercent != 80 || p.MaxInFlight != 8 ||
 		s.DrainWindow != 0 || s.ShutdownTimeout != 20*time.Second || s.LogLevel != slog.LevelDebug ||
 		s.Metrics.Namespace != "Test" || s.Metrics.FlushInterval != 10*time.Second {
-		t.Errorf("FromEnv = %+v", s)
+		t.Errorf("Load = %+v", s)
 	}
 }
 
