@@ -151,34 +151,14 @@ func TestLoadReportsEveryError(t *testing.T) {
 }
 
 func TestLoadAcceptsTheDeprecatedStopTimeoutWithAWarning(t *testing.T) {
-	tests := map[string]struct {
-		env         map[string]string
-		want        time.Duration
-		wantWarning bool
-	}{
-		"old name alone":      {map[string]string{EnvStopTimeoutDeprecated: "12s"}, 12 * time.Second, true},
-		"new name alone":      {map[string]string{EnvShutdownTimeout: "14s"}, 14 * time.Second, false},
-		"both: new name wins": {map[string]string{EnvStopTimeoutDeprecated: "12s", EnvShutdownTimeout: "14s"}, 14 * time.Second, false},
+	// GIVEN the shutdown timeout under its former name
+	s, err := Load(envconfig.Lookup(map[string]string{EnvStreamName: "s", EnvStopTimeoutDeprecated: "12s"}))
+	// THEN its value is used, with a warning that names the new name (envconfig's tests cover the precedence)
+	if err != nil || s.ShutdownTimeout != 12*time.Second {
+		t.Fatalf("Load = %v, %v; want ShutdownTimeout 12s", s.ShutdownTimeout, err)
 	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			// GIVEN the shutdown timeout under its old or new name
-			tc.env[EnvStreamName] = "s"
-			// WHEN loaded
-			s, err := Load(envconfig.Lookup(tc.env))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// THEN the value is used, and the old name draws a warning that names the new one
-			if s.ShutdownTimeout != tc.want {
-				t.Errorf("ShutdownTimeout = %v, want %v", s.ShutdownTimeout, tc.want)
-			}
-			warned := len(s.Warnings) == 1 && strings.Contains(s.Warnings[0], EnvStopTimeoutDeprecated) &&
-				strings.Contains(s.Warnings[0], EnvShutdownTimeout)
-			if warned != tc.wantWarning || (!tc.wantWarning && len(s.Warnings) > 0) {
-				t.Errorf("warnings %q, want a deprecation warning: %v", s.Warnings, tc.wantWarning)
-			}
-		})
+	if len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], EnvShutdownTimeout) {
+		t.Errorf("warnings %q, want one naming %s", s.Warnings, EnvShutdownTimeout)
 	}
 }
 
