@@ -137,36 +137,22 @@ type Policy struct {
 
 // New fills in defaults and validates cfg.
 func New(cfg Config) (*Policy, error) {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	deff := func(v *float64, d float64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defd := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&cfg.MinShards, 1)
-	def(&cfg.MaxShards, 16)
-	deff(&cfg.ScaleUpUtilisation, 0.70)
-	def(&cfg.ScaleUpMinutes, 2)
-	deff(&cfg.TargetUtilisation, 0.65)
-	deff(&cfg.ScaleDownUtilisation, 0.35)
-	deff(&cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
-	def(&cfg.ScaleDownMinutes, 15)
-	defd(&cfg.ScaleDownCooldown, 15*time.Minute)
-	def(&cfg.MaxMissingMinutes, 2)
-	defd(&cfg.MaxDataAge, 5*time.Minute)
-	defd(&cfg.GrowthHorizon, 10*time.Minute)
-	def(&cfg.UpdateShardCountLimit, 10)
-	def(&cfg.ScaleUpReserve, 3)
-	deff(&cfg.HotShardUtilisation, 0.90)
+	cfg.MinShards = cmp.Or(cfg.MinShards, 1)
+	cfg.MaxShards = cmp.Or(cfg.MaxShards, 16)
+	cfg.ScaleUpUtilisation = cmp.Or(cfg.ScaleUpUtilisation, 0.70)
+	cfg.ScaleUpMinutes = cmp.Or(cfg.ScaleUpMinutes, 2)
+	cfg.TargetUtilisation = cmp.Or(cfg.TargetUtilisation, 0.65)
+	cfg.ScaleDownUtilisation = cmp.Or(cfg.ScaleDownUtilisation, 0.35)
+	// After TargetUtilisation: its default follows the target's.
+	cfg.ScarceCallsTargetUtilisation = cmp.Or(cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
+	cfg.ScaleDownMinutes = cmp.Or(cfg.ScaleDownMinutes, 15)
+	cfg.ScaleDownCooldown = cmp.Or(cfg.ScaleDownCooldown, 15*time.Minute)
+	cfg.MaxMissingMinutes = cmp.Or(cfg.MaxMissingMinutes, 2)
+	cfg.MaxDataAge = cmp.Or(cfg.MaxDataAge, 5*time.Minute)
+	cfg.GrowthHorizon = cmp.Or(cfg.GrowthHorizon, 10*time.Minute)
+	cfg.UpdateShardCountLimit = cmp.Or(cfg.UpdateShardCountLimit, 10)
+	cfg.ScaleUpReserve = cmp.Or(cfg.ScaleUpReserve, 3)
+	cfg.HotShardUtilisation = cmp.Or(cfg.HotShardUtilisation, 0.90)
 
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
