@@ -389,6 +389,7 @@ func (p *Policy) Decide(in Input) Decision {
 
 // situation is what the rules read, worked out once per decision.
 type situation struct {
+	// in is the input being decided on.
 	in Input
 	// n is the number of open shards.
 	n int
