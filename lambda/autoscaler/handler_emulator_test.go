@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/lambda/autoscaler/internal/streamtest"
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 	"github.com/streamproc/streamproc/services/emulator"
@@ -37,26 +38,41 @@ func TestHandlerOnEmulatorsScalesUpOnTheAlarmAndSkipsWhileUpdating(t *testing.T)
 	defer cancel()
 	emu := testEmulators.Get(t)
 	kin, cw := emu.KinesisClient(), emu.CloudWatchClient()
+	// GIVEN a stream of 2 shards whose last minutes, an hour back so that every datapoint is in the past for moto,
+	// show 60 % of capacity with records throttled (a hot moment the minute sums smooth out), which the alarm reports
 	name := fmt.Sprintf("handler-%d", time.Now().UnixNano())
-	if _, err := kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(2)}); err != nil {
+	streamtest.Create(ctx, t, kin, name, 2)
+	now := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour + 30*time.Second)
+	putThrottledMinutes(ctx, t, cw, name, now)
+	var out telemetry.SyncBuffer
+	h, err := newHandler(scaler.Config{StreamName: name}, kin, cw, &out, func() time.Time { return now })
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitActive := func() {
-		for {
-			out, err := kin.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
-			if err != nil {
-				t.Fatalf("describe stream (not ACTIVE in time?): %v", err)
-			}
-			if out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-				return
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+
+	// WHEN the alarm invokes the function, and then the schedule
+	invoke(ctx, t, h, "alarm", `{"source":"aws.cloudwatch","detail-type":"CloudWatch Alarm State Change","detail":{"alarmName":"stream-throttling","state":{"value":"ALARM"}}}`)
+	invoke(ctx, t, h, "schedule", `{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`)
+
+	// THEN the alarm's invocation scaled up and the schedule's skipped, each with one decision line and one EMF line
+	decisions, emf := splitOutput(t, out.String())
+	checkDecisionLines(t, decisions, name)
+	checkEMFLines(t, emf, name)
+	// AND the stream has the 3 shards of the scale-up once it is ACTIVE again
+	streamtest.WaitActive(ctx, t, kin, name)
+	shards, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name), ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}})
+	if err != nil {
+		t.Fatal(err)
 	}
-	waitActive()
-	// An hour back, so every datapoint is in the past for moto: 60 % of capacity with records throttled (a hot
-	// moment the minute sums smooth out), which the alarm reports.
-	now := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour + 30*time.Second)
+	if len(shards.Shards) != 3 {
+		t.Fatalf("open shards = %d, want 3", len(shards.Shards))
+	}
+}
+
+// putThrottledMinutes writes the stream's metrics of the three minutes before now: 60 % of the write capacity of 2
+// shards, with 500 records throttled in each.
+func putThrottledMinutes(ctx context.Context, t *testing.T, cw *cloudwatch.Client, name string, now time.Time) {
+	t.Helper()
 	dims := []cwtypes.Dimension{{Name: aws.String("StreamName"), Value: aws.String(name)}}
 	for k := 3; k >= 1; k-- {
 		minute := now.Truncate(time.Minute).Add(-time.Duration(k) * time.Minute)
@@ -69,23 +85,20 @@ func TestHandlerOnEmulatorsScalesUpOnTheAlarmAndSkipsWhileUpdating(t *testing.T)
 			t.Fatal(err)
 		}
 	}
+}
 
-	var out telemetry.SyncBuffer
-	h, err := newHandler(scaler.Config{StreamName: name}, kin, cw, &out, func() time.Time { return now })
-	if err != nil {
-		t.Fatal(err)
+// invoke hands the handler one event, as the Lambda runtime does, and fails t when it returns an error.
+func invoke(ctx context.Context, t *testing.T, h *handler, what, event string) {
+	t.Helper()
+	if err := h.handle(ctx, json.RawMessage(event)); err != nil {
+		t.Fatalf("%s invocation: %v", what, err)
 	}
-	alarm := `{"source":"aws.cloudwatch","detail-type":"CloudWatch Alarm State Change","detail":{"alarmName":"stream-throttling","state":{"value":"ALARM"}}}`
-	if err := h.handle(ctx, json.RawMessage(alarm)); err != nil {
-		t.Fatalf("alarm invocation: %v", err)
-	}
-	schedule := `{"source":"aws.events","detail-type":"Scheduled Event","detail":{}}`
-	if err := h.handle(ctx, json.RawMessage(schedule)); err != nil {
-		t.Fatalf("schedule invocation: %v", err)
-	}
+}
 
-	var decisions, emf []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+// splitOutput parses the function's output, one JSON document a line, into decision lines and EMF lines.
+func splitOutput(t *testing.T, out string) (decisions, emf []map[string]any) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var doc map[string]any
 		if err := json.Unmarshal([]byte(line), &doc); err != nil {
 			t.Fatalf("output line is not JSON: %q", line)
@@ -97,8 +110,14 @@ func TestHandlerOnEmulatorsScalesUpOnTheAlarmAndSkipsWhileUpdating(t *testing.T)
 		}
 	}
 	if len(decisions) != 2 || len(emf) != 2 {
-		t.Fatalf("got %d decision lines and %d EMF lines, want 2 and 2:\n%s", len(decisions), len(emf), out.String())
+		t.Fatalf("got %d decision lines and %d EMF lines, want 2 and 2:\n%s", len(decisions), len(emf), out)
 	}
+	return decisions, emf
+}
+
+// checkDecisionLines checks the alarm's scale-up of stream name to 3 shards and the schedule's skip while UPDATING.
+func checkDecisionLines(t *testing.T, decisions []map[string]any, name string) {
+	t.Helper()
 	up, skip := decisions[0], decisions[1]
 	if up["trigger"] != "alarm stream-throttling ALARM" || up["action"] != "UpdateShardCount" || up["rule"] != string(policy.RuleThrottled) ||
 		up["target_shard_count"] != 3.0 || up["executed"] != true || up["stream"] != name {
@@ -107,18 +126,15 @@ func TestHandlerOnEmulatorsScalesUpOnTheAlarmAndSkipsWhileUpdating(t *testing.T)
 	if skip["trigger"] != "schedule" || skip["action"] != "none" || !strings.Contains(fmt.Sprint(skip["skipped"]), "UPDATING") {
 		t.Errorf("schedule decision line while UPDATING: %v", skip)
 	}
+}
+
+// checkEMFLines checks that the first invocation counted one scaling action of stream name and the second none.
+func checkEMFLines(t *testing.T, emf []map[string]any, name string) {
+	t.Helper()
 	for i, want := range []float64{1, 0} {
 		if got := first(emf[i][scaler.MetricScalingActions]); got != want || emf[i][scaler.MetricsDimensionStream] != name {
 			t.Errorf("EMF line %d: %s = %v, want %v; stream %v", i, scaler.MetricScalingActions, got, want, emf[i][scaler.MetricsDimensionStream])
 		}
-	}
-	waitActive()
-	shards, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name), ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(shards.Shards) != 3 {
-		t.Fatalf("open shards = %d, want 3", len(shards.Shards))
 	}
 }
 

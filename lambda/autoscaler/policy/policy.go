@@ -137,36 +137,22 @@ type Policy struct {
 
 // New fills in defaults and validates cfg.
 func New(cfg Config) (*Policy, error) {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	deff := func(v *float64, d float64) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	defd := func(v *time.Duration, d time.Duration) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&cfg.MinShards, 1)
-	def(&cfg.MaxShards, 16)
-	deff(&cfg.ScaleUpUtilisation, 0.70)
-	def(&cfg.ScaleUpMinutes, 2)
-	deff(&cfg.TargetUtilisation, 0.65)
-	deff(&cfg.ScaleDownUtilisation, 0.35)
-	deff(&cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
-	def(&cfg.ScaleDownMinutes, 15)
-	defd(&cfg.ScaleDownCooldown, 15*time.Minute)
-	def(&cfg.MaxMissingMinutes, 2)
-	defd(&cfg.MaxDataAge, 5*time.Minute)
-	defd(&cfg.GrowthHorizon, 10*time.Minute)
-	def(&cfg.UpdateShardCountLimit, 10)
-	def(&cfg.ScaleUpReserve, 3)
-	deff(&cfg.HotShardUtilisation, 0.90)
+	cfg.MinShards = cmp.Or(cfg.MinShards, 1)
+	cfg.MaxShards = cmp.Or(cfg.MaxShards, 16)
+	cfg.ScaleUpUtilisation = cmp.Or(cfg.ScaleUpUtilisation, 0.70)
+	cfg.ScaleUpMinutes = cmp.Or(cfg.ScaleUpMinutes, 2)
+	cfg.TargetUtilisation = cmp.Or(cfg.TargetUtilisation, 0.65)
+	cfg.ScaleDownUtilisation = cmp.Or(cfg.ScaleDownUtilisation, 0.35)
+	// After TargetUtilisation: its default follows the target's.
+	cfg.ScarceCallsTargetUtilisation = cmp.Or(cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
+	cfg.ScaleDownMinutes = cmp.Or(cfg.ScaleDownMinutes, 15)
+	cfg.ScaleDownCooldown = cmp.Or(cfg.ScaleDownCooldown, 15*time.Minute)
+	cfg.MaxMissingMinutes = cmp.Or(cfg.MaxMissingMinutes, 2)
+	cfg.MaxDataAge = cmp.Or(cfg.MaxDataAge, 5*time.Minute)
+	cfg.GrowthHorizon = cmp.Or(cfg.GrowthHorizon, 10*time.Minute)
+	cfg.UpdateShardCountLimit = cmp.Or(cfg.UpdateShardCountLimit, 10)
+	cfg.ScaleUpReserve = cmp.Or(cfg.ScaleUpReserve, 3)
+	cfg.HotShardUtilisation = cmp.Or(cfg.HotShardUtilisation, 0.90)
 
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -325,6 +311,24 @@ func (s series) lastConsecutive(k int) series {
 	return tail
 }
 
+// lowestLoad is the lowest load of the minutes of s; s must not be empty.
+func (s series) lowestLoad() float64 {
+	low := math.Inf(1)
+	for _, m := range s {
+		low = min(low, load(m))
+	}
+	return low
+}
+
+// peakLoad is the highest load of the minutes of s, 0 when s is empty.
+func (s series) peakLoad() float64 {
+	peak := 0.0
+	for _, m := range s {
+		peak = max(peak, load(m))
+	}
+	return peak
+}
+
 // throttledSince reports the largest throttled record count in minutes starting at or after since.
 func (s series) throttledSince(since time.Time) float64 {
 	var worst float64
@@ -353,135 +357,279 @@ func (s series) window(minutes int) (series, int) {
 	return w, minutes - len(w)
 }
 
-// Decide applies the rules to in. It never fails: bad or missing input gives ActionNone with the reason.
+// Decide applies the rules of the package doc to in, in that order; the first that applies decides, and when none
+// does the stream is steady. It never fails: bad or missing input gives ActionNone with the reason.
+//
+// Each rule is one function that returns nil when it does not apply. The load a scale-up is sized for is
+// projectedLoad's estimate, and where a hot shard is split is splitPoint's choice.
 func (p *Policy) Decide(in Input) Decision {
-	c := p.cfg
-	n := len(in.Shards)
-	used := in.History.CallsWithin(in.Now)
-	d := Decision{Action: ActionNone, CurrentShardCount: n, TargetShardCount: n, UpdateCallsUsed: used}
-	update := func(rule Rule, target int, reason string, args ...any) Decision {
-		d.Action, d.Rule, d.TargetShardCount = ActionUpdateShardCount, rule, target
-		d.Reason = fmt.Sprintf(reason, args...)
-		return d
+	s := p.newSituation(in)
+	if d := p.moveIntoBounds(s); d != nil { // rule 1
+		return *d
 	}
-	none := func(rule Rule, reason string, args ...any) Decision {
-		d.Rule, d.Reason = rule, fmt.Sprintf(reason, args...)
-		return d
+	if d := p.holdWithoutData(s); d != nil { // rule 2
+		return *d
 	}
-
-	if n == 0 {
-		return none(RuleNoShards, "the stream has no open shards")
+	// From here on the newest known minute is recent, so the rules act on the measured load.
+	p.measureLoad(s)
+	if d := p.scaleUp(s); d != nil { // rule 3
+		return *d
 	}
-	if n < c.MinShards {
-		if used >= c.UpdateShardCountLimit {
-			return none(RuleCallLimit, "%d open shards is below the minimum of %d, but all %d UpdateShardCount calls of the last 24 h are used", n, c.MinShards, used)
-		}
-		t := min(c.MinShards, 2*n)
-		return update(RuleBelowMin, t, "%d open shards is below the minimum of %d; scaling to %d (at most double per call)", n, c.MinShards, t)
+	if d := p.splitHotShard(s); d != nil { // rule 4
+		return *d
 	}
-	if n > c.MaxShards {
-		if used >= c.UpdateShardCountLimit-c.ScaleUpReserve {
-			return none(RuleReserve, "%d open shards is above the maximum of %d, but only the %d calls reserved for scale-ups remain", n, c.MaxShards, c.UpdateShardCountLimit-used)
-		}
-		t := max(c.MaxShards, (n+1)/2)
-		return update(RuleAboveMax, t, "%d open shards is above the maximum of %d; scaling to %d (at least half per call)", n, c.MaxShards, t)
+	if d := p.scaleDown(s); d != nil { // rule 5
+		return *d
 	}
-
-	stream := known(in.Stream)
-	if len(stream) == 0 || in.Now.Sub(stream[len(stream)-1].Start) > c.MaxDataAge {
-		return none(RuleNoData, "no IncomingBytes/IncomingRecords datapoint in the last %v: load unknown, keeping %d shards", c.MaxDataAge, n)
+	if d := p.mergeColdNeighbours(s); d != nil { // rule 6
+		return *d
 	}
-	latest := stream[len(stream)-1]
-	d.Utilisation = load(latest) / float64(n)
-	since := in.History.throttleSince(in.Now)
-	if recent := in.Now.Add(-c.MaxDataAge); since.Before(recent) {
-		since = recent
-	}
-	throttled := stream.throttledSince(since)
-	hot, hotReason := p.hotShard(in, since)
-
-	// Rule 3: scale up.
-	upReason := ""
-	// Only minutes measured on the current layout count: right after a scale-up the minutes before it settled still
-	// show the old pressure, and acting on them again overshoots a short spike.
-	if tail := stream.lastConsecutive(c.ScaleUpMinutes); tail != nil && !tail[0].Start.Before(in.History.throttleSince(in.Now)) {
-		low := math.Inf(1)
-		for _, m := range tail {
-			low = min(low, load(m)/float64(n))
-		}
-		if low > c.ScaleUpUtilisation {
-			upReason = fmt.Sprintf("utilisation above %.0f%% for %d minutes (lowest %.0f%%)", 100*c.ScaleUpUtilisation, c.ScaleUpMinutes, 100*low)
-		}
-	}
-	rule := RuleScaleUp
-	if upReason == "" && throttled > 0 && (hot == nil || d.Utilisation > c.ScaleUpUtilisation) {
-		rule = RuleThrottled
-		upReason = fmt.Sprintf("%.0f records throttled in a minute at %.0f%% stream utilisation", throttled, 100*d.Utilisation)
-	}
-	if upReason != "" {
-		if n >= c.MaxShards {
-			return none(RuleAtMax, "%s, but already at the maximum of %d shards", upReason, c.MaxShards)
-		}
-		if used >= c.UpdateShardCountLimit {
-			if hot != nil {
-				return p.split(d, *hot, fmt.Sprintf("%s, all %d UpdateShardCount calls of the last 24 h are used, so splitting the busiest shard instead: %s", upReason, used, hotReason))
-			}
-			return none(RuleCallLimit, "%s, but all %d UpdateShardCount calls of the last 24 h are used", upReason, used)
-		}
-		need := p.projectedLoad(stream)
-		target, scarce := c.TargetUtilisation, ""
-		if left := c.UpdateShardCountLimit - used - 1; left < c.ScaleUpReserve {
-			target = c.ScarceCallsTargetUtilisation
-			scarce = fmt.Sprintf(", sized with more headroom as only %d UpdateShardCount calls will be left in 24 h", left)
-		}
-		t := min(max(int(math.Ceil(need/target)), n+1), 2*n, c.MaxShards)
-		return update(rule, t, "%s; projected load %.2f shards at %.0f%% target gives %d shards (was %d)%s", upReason, need, 100*target, t, n, scarce)
-	}
-
-	// Rule 4: hot shard.
-	if hot != nil && n < c.MaxShards {
-		return p.split(d, *hot, hotReason)
-	}
-
-	// Rule 5: scale down.
-	if n > c.MinShards {
-		w, missing := stream.window(c.ScaleDownMinutes)
-		peak := 0.0
-		for _, m := range w {
-			peak = max(peak, load(m))
-		}
-		low := peak/float64(n) < c.ScaleDownUtilisation && w.throttledSince(time.Time{}) == 0
-		sinceAction := in.Now.Sub(in.History.LastAction)
-		target := max(c.MinShards, (n+1)/2, int(math.Ceil(peak/c.TargetUtilisation)))
-		switch {
-		case !low || target >= n:
-		case missing > c.MaxMissingMinutes:
-			return none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
-		case !in.History.LastAction.IsZero() && sinceAction < c.ScaleDownCooldown:
-			if m := p.coldPair(in); m != nil && in.History.LastActionKind == ActionMergeShards {
-				return p.merge(d, m, "continuing a scale-down by merges (the cool-down does not apply between merges)")
-			}
-			return none(RuleCooldown, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but the last action was %v ago (cool-down %v)", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, sinceAction.Round(time.Second), c.ScaleDownCooldown)
-		case used >= c.UpdateShardCountLimit-c.ScaleUpReserve:
-			if m := p.coldPair(in); m != nil {
-				return p.merge(d, m, fmt.Sprintf("stream is below %.0f%% but only the %d UpdateShardCount calls reserved for scale-ups remain, so merging instead", 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-used))
-			}
-			return none(RuleReserve, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but only the %d UpdateShardCount calls reserved for scale-ups remain", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-used)
-		default:
-			return update(RuleScaleDown, target, "peak utilisation %.0f%% over the last %d minutes is below %.0f%%; peak load %.2f shards at %.0f%% target gives %d shards (was %d)", 100*peak/float64(n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, peak, 100*c.TargetUtilisation, target, n)
-		}
-		// Rule 6: merge cold neighbours.
-		if in.History.LastAction.IsZero() || sinceAction >= c.ScaleDownCooldown || in.History.LastActionKind == ActionMergeShards {
-			if m := p.coldPair(in); m != nil {
-				return p.merge(d, m, "two adjacent shards are cold")
-			}
-		}
-	}
-	return none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*d.Utilisation, n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
+	return p.steady(s)
 }
 
-// projectedLoad is the highest load of the last five minutes, plus GrowthHorizon times the per-minute rise when the
-// load has been rising steadily (a step or noise is not a ramp).
+// situation is what the rules read, worked out once per decision.
+type situation struct {
+	// in is the input being decided on.
+	in Input
+	// n is the number of open shards.
+	n int
+	// used is the number of UpdateShardCount calls in the rolling 24 hours before now.
+	used int
+	// stream is the known stream-level minutes, oldest first.
+	stream series
+
+	// The fields below are set by measureLoad, once rule 2 has found a recent minute; until then they are zero.
+
+	// utilisation is the newest known minute's load over the open shards.
+	utilisation float64
+	// layoutSince is the first minute measured on the current shard layout: minutes before the last action settled
+	// show the old layout's pressure.
+	layoutSince time.Time
+	// throttleSince is where the throttle window starts: layoutSince, but no earlier than MaxDataAge ago.
+	throttleSince time.Time
+	// hot is the shard rule 4 splits, nil when none is hot; hotReason says why it is hot.
+	hot       *Shard
+	hotReason string
+}
+
+// newSituation works out what every rule reads; the load is measured later, by measureLoad.
+func (p *Policy) newSituation(in Input) *situation {
+	return &situation{in: in, n: len(in.Shards), used: in.History.CallsWithin(in.Now), stream: known(in.Stream)}
+}
+
+// measureLoad sets the fields of s the rules from rule 3 on read. The stream must have a known minute.
+func (p *Policy) measureLoad(s *situation) {
+	s.utilisation = load(s.stream[len(s.stream)-1]) / float64(s.n)
+	s.layoutSince = s.in.History.throttleSince(s.in.Now)
+	s.throttleSince = s.layoutSince
+	if recent := s.in.Now.Add(-p.cfg.MaxDataAge); s.throttleSince.Before(recent) {
+		s.throttleSince = recent
+	}
+	s.hot, s.hotReason = p.hotShard(s.in, s.throttleSince)
+}
+
+// decision is the decision every rule starts from: no action, the shard and call counts, and the utilisation (0
+// while it is not measured).
+func (s *situation) decision() Decision {
+	return Decision{
+		Action: ActionNone, CurrentShardCount: s.n, TargetShardCount: s.n,
+		Utilisation: s.utilisation, UpdateCallsUsed: s.used,
+	}
+}
+
+// none is a decision to leave the stream as it is, for the given rule and reason.
+func (s *situation) none(rule Rule, format string, args ...any) *Decision {
+	d := s.decision()
+	d.Rule, d.Reason = rule, fmt.Sprintf(format, args...)
+	return &d
+}
+
+// update is a decision to resize the stream to target shards with UpdateShardCount.
+func (s *situation) update(rule Rule, target int, format string, args ...any) *Decision {
+	d := s.decision()
+	d.Action, d.Rule, d.TargetShardCount = ActionUpdateShardCount, rule, target
+	d.Reason = fmt.Sprintf(format, args...)
+	return &d
+}
+
+// coolingDown reports whether the last action of any kind is less than ScaleDownCooldown ago.
+func (p *Policy) coolingDown(s *situation) bool {
+	h := s.in.History
+	return !h.LastAction.IsZero() && s.in.Now.Sub(h.LastAction) < p.cfg.ScaleDownCooldown
+}
+
+// moveIntoBounds is rule 1: a stream with no open shard is left alone; one below MinShards or above MaxShards moves
+// towards the bound with UpdateShardCount, at most doubling or halving per call (Kinesis' limits). Moving down to
+// MaxShards keeps the calls reserved for scale-ups.
+func (p *Policy) moveIntoBounds(s *situation) *Decision {
+	c := p.cfg
+	switch {
+	case s.n == 0:
+		return s.none(RuleNoShards, "the stream has no open shards")
+	case s.n < c.MinShards:
+		if s.used >= c.UpdateShardCountLimit {
+			return s.none(RuleCallLimit, "%d open shards is below the minimum of %d, but all %d UpdateShardCount calls of the last 24 h are used", s.n, c.MinShards, s.used)
+		}
+		t := min(c.MinShards, 2*s.n)
+		return s.update(RuleBelowMin, t, "%d open shards is below the minimum of %d; scaling to %d (at most double per call)", s.n, c.MinShards, t)
+	case s.n > c.MaxShards:
+		if s.used >= c.UpdateShardCountLimit-c.ScaleUpReserve {
+			return s.none(RuleReserve, "%d open shards is above the maximum of %d, but only the %d calls reserved for scale-ups remain", s.n, c.MaxShards, c.UpdateShardCountLimit-s.used)
+		}
+		t := max(c.MaxShards, (s.n+1)/2)
+		return s.update(RuleAboveMax, t, "%d open shards is above the maximum of %d; scaling to %d (at least half per call)", s.n, c.MaxShards, t)
+	}
+	return nil
+}
+
+// holdWithoutData is rule 2: without a known write datapoint within MaxDataAge the load is unknown, and unknown load
+// is never taken for zero load, so the stream stays as it is.
+func (p *Policy) holdWithoutData(s *situation) *Decision {
+	if len(s.stream) > 0 && s.in.Now.Sub(s.stream[len(s.stream)-1].Start) <= p.cfg.MaxDataAge {
+		return nil
+	}
+	return s.none(RuleNoData, "no IncomingBytes/IncomingRecords datapoint in the last %v: load unknown, keeping %d shards", p.cfg.MaxDataAge, s.n)
+}
+
+// scaleUp is rule 3: when scaleUpCause finds a cause, UpdateShardCount to the size scaleUpTarget gives; at
+// MaxShards nothing, and with every call of the last 24 hours used a hot shard is split instead, if there is one.
+func (p *Policy) scaleUp(s *situation) *Decision {
+	c := p.cfg
+	rule, cause := p.scaleUpCause(s)
+	switch {
+	case cause == "":
+		return nil
+	case s.n >= c.MaxShards:
+		return s.none(RuleAtMax, "%s, but already at the maximum of %d shards", cause, c.MaxShards)
+	case s.used >= c.UpdateShardCountLimit && s.hot != nil:
+		return p.split(s, *s.hot, fmt.Sprintf("%s, all %d UpdateShardCount calls of the last 24 h are used, so splitting the busiest shard instead: %s", cause, s.used, s.hotReason))
+	case s.used >= c.UpdateShardCountLimit:
+		return s.none(RuleCallLimit, "%s, but all %d UpdateShardCount calls of the last 24 h are used", cause, s.used)
+	}
+	target, sizing := p.scaleUpTarget(s)
+	return s.update(rule, target, "%s; %s", cause, sizing)
+}
+
+// scaleUpCause says why the stream must grow, or returns an empty cause when it need not: utilisation above
+// ScaleUpUtilisation for ScaleUpMinutes consecutive minutes of the current layout (RuleScaleUp), or else throttling
+// in the throttle window, unless a hot shard explains it while the stream as a whole is below the threshold
+// (RuleThrottled; rule 4 splits the hot shard then).
+func (p *Policy) scaleUpCause(s *situation) (Rule, string) {
+	c := p.cfg
+	// Only minutes measured on the current layout count: right after a scale-up the minutes before it settled still
+	// show the old pressure, and acting on them again overshoots a short spike.
+	if tail := s.stream.lastConsecutive(c.ScaleUpMinutes); tail != nil && !tail[0].Start.Before(s.layoutSince) {
+		if low := tail.lowestLoad() / float64(s.n); low > c.ScaleUpUtilisation {
+			return RuleScaleUp, fmt.Sprintf("utilisation above %.0f%% for %d minutes (lowest %.0f%%)", 100*c.ScaleUpUtilisation, c.ScaleUpMinutes, 100*low)
+		}
+	}
+	throttled := s.stream.throttledSince(s.throttleSince)
+	if throttled > 0 && (s.hot == nil || s.utilisation > c.ScaleUpUtilisation) {
+		return RuleThrottled, fmt.Sprintf("%.0f records throttled in a minute at %.0f%% stream utilisation", throttled, 100*s.utilisation)
+	}
+	return "", ""
+}
+
+// scaleUpTarget sizes a scale-up and says how: the projected load (projectedLoad) at TargetUtilisation, or at
+// ScarceCallsTargetUtilisation when the call leaves fewer than ScaleUpReserve calls; at least one shard more, at
+// most double the shards and MaxShards.
+func (p *Policy) scaleUpTarget(s *situation) (int, string) {
+	c := p.cfg
+	need := p.projectedLoad(s.stream)
+	target, scarce := c.TargetUtilisation, ""
+	if left := c.UpdateShardCountLimit - s.used - 1; left < c.ScaleUpReserve {
+		target = c.ScarceCallsTargetUtilisation
+		scarce = fmt.Sprintf(", sized with more headroom as only %d UpdateShardCount calls will be left in 24 h", left)
+	}
+	t := min(max(int(math.Ceil(need/target)), s.n+1), 2*s.n, c.MaxShards)
+	return t, fmt.Sprintf("projected load %.2f shards at %.0f%% target gives %d shards (was %d)%s", need, 100*target, t, s.n, scarce)
+}
+
+// splitHotShard is rule 4: a hot shard (see hotShard) is split while the stream is below MaxShards.
+func (p *Policy) splitHotShard(s *situation) *Decision {
+	if s.hot == nil || s.n >= p.cfg.MaxShards {
+		return nil
+	}
+	return p.split(s, *s.hot, s.hotReason)
+}
+
+// holdWindow is the stream's load over the scale-down hold window (the last ScaleDownMinutes minutes).
+type holdWindow struct {
+	// peak is the highest load of a known minute, in shards.
+	peak float64
+	// missing is how many minutes of the window have no datapoint.
+	missing int
+	// low is true when the peak is below ScaleDownUtilisation and no minute was throttled.
+	low bool
+	// target is the shard count a scale-down goes to: the peak at TargetUtilisation, at least half the shards and
+	// MinShards.
+	target int
+}
+
+func (p *Policy) holdWindow(s *situation) holdWindow {
+	c := p.cfg
+	w, missing := s.stream.window(c.ScaleDownMinutes)
+	peak := w.peakLoad()
+	return holdWindow{
+		peak:    peak,
+		missing: missing,
+		low:     peak/float64(s.n) < c.ScaleDownUtilisation && w.throttledSince(time.Time{}) == 0,
+		target:  max(c.MinShards, (s.n+1)/2, int(math.Ceil(peak/c.TargetUtilisation))),
+	}
+}
+
+// scaleDown is rule 5: after a hold window of known minutes below ScaleDownUtilisation, UpdateShardCount down to
+// the window's peak at TargetUtilisation, unless too many minutes lack data, the last action is within the
+// cool-down, or only the calls reserved for scale-ups remain. Held back by the cool-down after a merge, or by the
+// reserve, it merges a cold pair instead when there is one (merges cost no UpdateShardCount call).
+func (p *Policy) scaleDown(s *situation) *Decision {
+	c := p.cfg
+	if s.n <= c.MinShards {
+		return nil
+	}
+	h := p.holdWindow(s)
+	if !h.low || h.target >= s.n {
+		return nil
+	}
+	switch {
+	case h.missing > c.MaxMissingMinutes:
+		return s.none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", h.missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
+	case p.coolingDown(s):
+		if m := p.coldPair(s.in); m != nil && s.in.History.LastActionKind == ActionMergeShards {
+			return p.merge(s, m, "continuing a scale-down by merges (the cool-down does not apply between merges)")
+		}
+		sinceAction := s.in.Now.Sub(s.in.History.LastAction)
+		return s.none(RuleCooldown, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but the last action was %v ago (cool-down %v)", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, sinceAction.Round(time.Second), c.ScaleDownCooldown)
+	case s.used >= c.UpdateShardCountLimit-c.ScaleUpReserve:
+		if m := p.coldPair(s.in); m != nil {
+			return p.merge(s, m, fmt.Sprintf("stream is below %.0f%% but only the %d UpdateShardCount calls reserved for scale-ups remain, so merging instead", 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-s.used))
+		}
+		return s.none(RuleReserve, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but only the %d UpdateShardCount calls reserved for scale-ups remain", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-s.used)
+	}
+	return s.update(RuleScaleDown, h.target, "peak utilisation %.0f%% over the last %d minutes is below %.0f%%; peak load %.2f shards at %.0f%% target gives %d shards (was %d)", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, h.peak, 100*c.TargetUtilisation, h.target, s.n)
+}
+
+// mergeColdNeighbours is rule 6: merge the coldest adjacent pair (see coldPair) once the cool-down is over, or right
+// after a merge (one scale-down carried out a pair at a time).
+func (p *Policy) mergeColdNeighbours(s *situation) *Decision {
+	if p.coolingDown(s) && s.in.History.LastActionKind != ActionMergeShards {
+		return nil
+	}
+	m := p.coldPair(s.in)
+	if m == nil {
+		return nil
+	}
+	return p.merge(s, m, "two adjacent shards are cold")
+}
+
+// steady is the decision when no rule applies: the load is within the thresholds, or what is off cannot be acted on.
+func (p *Policy) steady(s *situation) Decision {
+	c := p.cfg
+	return *s.none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*s.utilisation, s.n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
+}
+
+// projectedLoad is the load a scale-up is sized for: the highest load of the last five minutes, plus GrowthHorizon
+// times the per-minute rise when the load has been rising steadily (a step or noise is not a ramp).
 func (p *Policy) projectedLoad(s series) float64 {
 	tail := s
 	if len(tail) > 5 {
@@ -542,11 +690,7 @@ func (p *Policy) hotShard(in Input, since time.Time) (*Shard, string) {
 		if th := s.throttledSince(since); th > 0 {
 			why = fmt.Sprintf("shard %s throttled %.0f records in a minute (load %.0f%% of one shard)", sh.ID, th, 100*l)
 		} else if tail := s.lastConsecutive(c.ScaleUpMinutes); tail != nil {
-			low := math.Inf(1)
-			for _, m := range tail {
-				low = min(low, load(m))
-			}
-			if low > c.HotShardUtilisation {
+			if low := tail.lowestLoad(); low > c.HotShardUtilisation {
 				why = fmt.Sprintf("shard %s above %.0f%% of one shard for %d minutes (lowest %.0f%%)", sh.ID, 100*c.HotShardUtilisation, c.ScaleUpMinutes, 100*low)
 			}
 		}
@@ -577,13 +721,21 @@ func Midpoint(start, end *big.Int) *big.Int {
 	return w.Add(w, start)
 }
 
-func (p *Policy) split(d Decision, sh Shard, reason string) Decision {
+// splitPoint is where a hot shard is split: the midpoint of its hash range, which halves the load of keys spread
+// evenly over it. A split point chosen from the shard's load is decided here.
+func splitPoint(sh Shard) *big.Int {
+	return Midpoint(sh.StartingHashKey, sh.EndingHashKey)
+}
+
+// split is a decision to split shard sh at its splitPoint.
+func (p *Policy) split(s *situation, sh Shard, reason string) *Decision {
+	d := s.decision()
 	d.Action, d.Rule = ActionSplitShard, RuleHotShard
 	d.ShardID = sh.ID
-	d.NewStartingHashKey = Midpoint(sh.StartingHashKey, sh.EndingHashKey).String()
-	d.TargetShardCount = d.CurrentShardCount + 1
+	d.NewStartingHashKey = splitPoint(sh).String()
+	d.TargetShardCount = s.n + 1
 	d.Reason = fmt.Sprintf("%s; splitting it at its hash-range midpoint", reason)
-	return d
+	return &d
 }
 
 type pair struct {
@@ -641,13 +793,15 @@ func (p *Policy) coldPair(in Input) *pair {
 	return best
 }
 
-func (p *Policy) merge(d Decision, m *pair, reason string) Decision {
+// merge is a decision to merge the pair m.
+func (p *Policy) merge(s *situation, m *pair, reason string) *Decision {
+	d := s.decision()
 	d.Action, d.Rule = ActionMergeShards, RuleColdShardsMerge
 	d.ShardID, d.AdjacentShardID = m.a.ID, m.b.ID
-	d.TargetShardCount = d.CurrentShardCount - 1
+	d.TargetShardCount = s.n - 1
 	d.Reason = fmt.Sprintf("%s: %s and %s peaked at %.0f%% of one shard together over %d minutes (below %.0f%%); merging them",
 		reason, m.a.ID, m.b.ID, 100*m.peak, p.cfg.ScaleDownMinutes, 100*p.cfg.TargetUtilisation)
-	return d
+	return &d
 }
 
 func cmpKey(a, b *big.Int) int {

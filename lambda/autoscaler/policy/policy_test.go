@@ -102,17 +102,52 @@ func withThrottle(ms []Minute, k int, records float64) []Minute {
 	return ms
 }
 
-func TestDecide(t *testing.T) {
-	tests := map[string]struct {
-		cfg        Config
-		shards     int
-		stream     []Minute
-		shardMins  func([]Shard) map[string][]Minute
-		history    History
-		wantAction Action
-		wantRule   Rule
-		wantTarget int
-	}{
+// decideCase is one decision the policy must make: the input it gets and the decision it must give.
+type decideCase struct {
+	cfg        Config
+	shards     int
+	stream     []Minute
+	shardMins  func([]Shard) map[string][]Minute
+	history    History
+	wantAction Action
+	wantRule   Rule
+	wantTarget int
+}
+
+// runDecideCases runs each case as a subtest.
+func runDecideCases(t *testing.T, tests map[string]decideCase) {
+	t.Helper()
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			// GIVEN a policy with the case's config and the case's shards, minutes and history
+			p, err := New(tc.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shards := uniformShards(tc.shards)
+			in := Input{Now: now, Shards: shards, Stream: tc.stream, History: tc.history}
+			if tc.shardMins != nil {
+				in.ShardMinutes = tc.shardMins(shards)
+			}
+			// WHEN it decides
+			d := p.Decide(in)
+			// THEN it takes the expected action by the expected rule, says why, and stays within [n/2, 2n]
+			if d.Action != tc.wantAction || d.Rule != tc.wantRule || d.TargetShardCount != tc.wantTarget {
+				t.Fatalf("got %s/%s target %d, want %s/%s target %d; reason: %s", d.Action, d.Rule, d.TargetShardCount, tc.wantAction, tc.wantRule, tc.wantTarget, d.Reason)
+			}
+			if d.Reason == "" {
+				t.Error("empty reason")
+			}
+			if d.Action == ActionUpdateShardCount && (d.TargetShardCount > 2*tc.shards || 2*d.TargetShardCount < tc.shards) {
+				t.Errorf("target %d outside [n/2, 2n] for n=%d", d.TargetShardCount, tc.shards)
+			}
+		})
+	}
+}
+
+// Rule 1: below MinShards or above MaxShards the stream moves towards the bound, within Kinesis' per-call limits.
+func TestRuleBounds(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
 		"no open shards": {
 			shards: 0, wantAction: ActionNone, wantRule: RuleNoShards, wantTarget: 0,
 		},
@@ -131,6 +166,12 @@ func TestDecide(t *testing.T) {
 			shards: 6, stream: utilMinutes(6, 0.5), history: calls(hoursAgo(7)...),
 			wantAction: ActionNone, wantRule: RuleReserve, wantTarget: 6,
 		},
+	})
+}
+
+// Rule 2: without a recent known minute the load is unknown, never zero.
+func TestRuleNoData(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
 		"no datapoints is unknown, not idle": {
 			shards: 8, stream: nil,
 			wantAction: ActionNone, wantRule: RuleNoData, wantTarget: 8,
@@ -139,19 +180,17 @@ func TestDecide(t *testing.T) {
 			shards: 8, stream: utilMinutes(8, append(repeat(0.05, 20), repeat(-1, 6)...)...),
 			wantAction: ActionNone, wantRule: RuleNoData, wantTarget: 8,
 		},
+	})
+}
+
+// Rule 3, when: utilisation above the threshold for consecutive minutes, or throttling, both measured on the current
+// shard layout only.
+func TestRuleScaleUpCause(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
 		"two minutes above target scale up": {
 			shards: 4, stream: utilMinutes(4, 0.5, 0.8, 0.8),
 			// a jump is not a ramp: 3.2/0.65 = 4.9.
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
-		},
-		"a ramp is extrapolated over the growth horizon": {
-			shards: 8, stream: utilMinutes(8, 0.5, 0.55, 0.6, 0.65, 0.71, 0.76),
-			// load 6.08 shards rising 0.4 per minute: 6.08+4 = 10.08 at 65% -> capped at 2n.
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 16,
-		},
-		"steady load above target sizes for the target utilisation": {
-			shards: 4, stream: utilMinutes(4, 0.8, 0.8, 0.8),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5, // 3.2/0.65 = 4.9
 		},
 		"one minute above target waits": {
 			shards: 4, stream: utilMinutes(4, 0.5, 0.5, 0.8),
@@ -194,6 +233,27 @@ func TestDecide(t *testing.T) {
 			history:    History{LastAction: minuteAt(5), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(1), UpdateShardCountCalls: []time.Time{minuteAt(5)}},
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 12,
 		},
+	})
+}
+
+// Rule 3, how far: sized for the target utilisation (with more headroom when calls are scarce), within MaxShards and
+// the daily UpdateShardCount limit.
+func TestRuleScaleUpSize(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
+		"a ramp is extrapolated over the growth horizon": {
+			shards: 8, stream: utilMinutes(8, 0.5, 0.55, 0.6, 0.65, 0.71, 0.76),
+			// load 6.08 shards rising 0.4 per minute: 6.08+4 = 10.08 at 65% -> capped at 2n.
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 16,
+		},
+		"steady load above target sizes for the target utilisation": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8, 0.8),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5, // 3.2/0.65 = 4.9
+		},
+		"a scale-up lands below the threshold, so it is not repeated": {
+			// 4 shards at 80% scaled to 5 (3.2/0.65 = 4.9): the same load is 64% of 5 shards.
+			shards: 5, stream: utilMinutes(5, repeat(0.64, 5)...),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 5,
+		},
 		"scale-up capped at max shards": {
 			cfg:    Config{MaxShards: 6},
 			shards: 4, stream: utilMinutes(4, 0.9, 0.9),
@@ -226,6 +286,92 @@ func TestDecide(t *testing.T) {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(append(hoursAgo(9), 25*time.Hour)...),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 7,
 		},
+	})
+}
+
+// The utilisation the rules act on is the largest of the write bytes, write records, shared GetRecords and busiest
+// fan-out consumer ratios.
+func TestLoadCountsEveryLimit(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
+		"records limit counts like bytes": {
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 3,
+		},
+		"polling reads share 2 MiB/s per shard": {
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, GetRecordsBytes: 3.5 * ReadBytesPerShard * 60},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, GetRecordsBytes: 3.5 * ReadBytesPerShard * 60},
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
+		},
+		"each fan-out consumer has its own 2 MiB/s per shard": {
+			// Three fan-out consumers each reading all 1 MiB/s: the busiest uses 25% of its pipe, so no scale-up,
+			// although their sum would look like 75%.
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1 * ReadBytesPerShard * 60 / 2},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1 * ReadBytesPerShard * 60 / 2},
+			},
+			wantAction: ActionNone, wantRule: RuleNotEnoughData, wantTarget: 2,
+		},
+		"a fan-out consumer at its pipe's limit scales up": {
+			shards: 2, stream: []Minute{
+				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
+				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 3,
+		},
+	})
+}
+
+// Rule 4: a hot shard on a stream that is not hot is split; throttling on a hot stream, or without shard-level
+// metrics, scales the stream instead (rule 3).
+func TestRuleHotShard(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
+		"hot shard is split while the stream is not hot": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, 0.2, 0.2), sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30),
+					sh[2].ID: utilMinutes(1, 0.3, 0.3), sh[3].ID: utilMinutes(1, 0.3, 0.3),
+				}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
+		},
+		"shard above the hot threshold for two minutes is split": {
+			shards: 4, stream: utilMinutes(4, 0.4, 0.45),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{sh[2].ID: utilMinutes(1, 0.95, 0.95), sh[0].ID: utilMinutes(1, 0.2, 0.2)}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
+		},
+		"throttling on a hot stream scales the stream, not the shard": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.5, 0.9), 0, 30),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
+			},
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 6,
+		},
+		"hot shard split when every UpdateShardCount call is used": {
+			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
+		},
+		"throttling without shard-level metrics scales the stream": {
+			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
+			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 5,
+		},
+	})
+}
+
+// Rule 5: a scale-down after a hold window of known low minutes, sized on its peak, held back by missing data, the
+// cool-down and the calls reserved for scale-ups.
+func TestRuleScaleDown(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
 		"scale down after the hold time": {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4, // 1.6/0.65 = 2.5, but >= n/2
@@ -233,11 +379,6 @@ func TestDecide(t *testing.T) {
 		"scale down sized on the window's peak": {
 			shards: 10, stream: utilMinutes(10, append(repeat(0.2, 14), 0.33)...),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 6, // 3.3/0.65 = 5.1, not 2.0/0.65
-		},
-		"a scale-up lands below the threshold, so it is not repeated": {
-			// 4 shards at 80% scaled to 5 (3.2/0.65 = 4.9): the same load is 64% of 5 shards.
-			shards: 5, stream: utilMinutes(5, repeat(0.64, 5)...),
-			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 5,
 		},
 		"a scale-down lands below the threshold": {
 			// 10 shards at 34%: 3.4/0.65 = 5.2 gives 6 shards at 57%, below 70% with room for 8% growth.
@@ -285,71 +426,17 @@ func TestDecide(t *testing.T) {
 			shards: 8, stream: withThrottle(utilMinutes(8, repeat(0.2, 15)...), 10, 5),
 			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
 		},
-		"records limit counts like bytes": {
-			shards: 2, stream: []Minute{
-				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
-				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 1000, IncomingRecords: 1800 * 60},
-			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 3,
+		"the cool-down after a merge still holds back UpdateShardCount": {
+			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(History{}, 2*time.Minute),
+			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
 		},
-		"polling reads share 2 MiB/s per shard": {
-			shards: 2, stream: []Minute{
-				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, GetRecordsBytes: 3.5 * ReadBytesPerShard * 60},
-				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, GetRecordsBytes: 3.5 * ReadBytesPerShard * 60},
-			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 4,
-		},
-		"each fan-out consumer has its own 2 MiB/s per shard": {
-			// Three fan-out consumers each reading all 1 MiB/s: the busiest uses 25% of its pipe, so no scale-up,
-			// although their sum would look like 75%.
-			shards: 2, stream: []Minute{
-				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1 * ReadBytesPerShard * 60 / 2},
-				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1 * ReadBytesPerShard * 60 / 2},
-			},
-			wantAction: ActionNone, wantRule: RuleNotEnoughData, wantTarget: 2,
-		},
-		"a fan-out consumer at its pipe's limit scales up": {
-			shards: 2, stream: []Minute{
-				{Start: minuteAt(1), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
-				{Start: minuteAt(0), WriteKnown: true, IncomingBytes: 0.5 * WriteBytesPerShard * 60, IncomingRecords: 10, FanOutBytes: 1.8 * ReadBytesPerShard * 60},
-			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 3,
-		},
-		"hot shard is split while the stream is not hot": {
-			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, 0.2, 0.2), sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30),
-					sh[2].ID: utilMinutes(1, 0.3, 0.3), sh[3].ID: utilMinutes(1, 0.3, 0.3),
-				}
-			},
-			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
-		},
-		"shard above the hot threshold for two minutes is split": {
-			shards: 4, stream: utilMinutes(4, 0.4, 0.45),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{sh[2].ID: utilMinutes(1, 0.95, 0.95), sh[0].ID: utilMinutes(1, 0.2, 0.2)}
-			},
-			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
-		},
-		"throttling on a hot stream scales the stream, not the shard": {
-			shards: 4, stream: withThrottle(utilMinutes(4, 0.5, 0.9), 0, 30),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
-			},
-			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 6,
-		},
-		"hot shard split when every UpdateShardCount call is used": {
-			shards: 4, stream: utilMinutes(4, 0.8, 0.8), history: calls(hoursAgo(10)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{sh[1].ID: withThrottle(utilMinutes(1, 1.0, 1.0), 0, 30)}
-			},
-			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
-		},
-		"throttling without shard-level metrics scales the stream": {
-			shards: 4, stream: withThrottle(utilMinutes(4, 0.4, 0.45), 0, 30),
-			wantAction: ActionUpdateShardCount, wantRule: RuleThrottled, wantTarget: 5,
-		},
+	})
+}
+
+// Rule 6: two adjacent shards cold for the whole hold window are merged; merges continue a scale-down without the
+// cool-down and stand in for it when only reserved calls remain.
+func TestRuleMergeColdShards(t *testing.T) {
+	runDecideCases(t, map[string]decideCase{
 		"adjacent cold shards are merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
 			shardMins: func(sh []Shard) map[string][]Minute {
@@ -382,13 +469,7 @@ func TestDecide(t *testing.T) {
 		},
 		"merge instead of scale-down when only reserved calls remain": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(hoursAgo(7)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				m := map[string][]Minute{}
-				for _, s := range sh {
-					m[s.ID] = utilMinutes(1, repeat(0.2, 15)...)
-				}
-				return m
-			},
+			shardMins:  allShards(repeat(0.2, 15)),
 			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
 		},
 		"merges continue without the cool-down": {
@@ -406,40 +487,13 @@ func TestDecide(t *testing.T) {
 			shardMins:  allShards(repeat(0.2, 15)),
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
 		},
-		"the cool-down after a merge still holds back UpdateShardCount": {
-			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(History{}, 2*time.Minute),
-			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
-		},
 		"merges continue only while pairs stay cold": {
 			// each shard at 34%: the stream is low, but a merged pair would carry 68%, above the 65% target.
 			shards: 4, stream: utilMinutes(4, repeat(0.34, 15)...), history: merged(History{}, 2*time.Minute),
 			shardMins:  allShards(repeat(0.34, 15)),
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
 		},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			p, err := New(tc.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			shards := uniformShards(tc.shards)
-			in := Input{Now: now, Shards: shards, Stream: tc.stream, History: tc.history}
-			if tc.shardMins != nil {
-				in.ShardMinutes = tc.shardMins(shards)
-			}
-			d := p.Decide(in)
-			if d.Action != tc.wantAction || d.Rule != tc.wantRule || d.TargetShardCount != tc.wantTarget {
-				t.Fatalf("got %s/%s target %d, want %s/%s target %d; reason: %s", d.Action, d.Rule, d.TargetShardCount, tc.wantAction, tc.wantRule, tc.wantTarget, d.Reason)
-			}
-			if d.Reason == "" {
-				t.Error("empty reason")
-			}
-			if d.Action == ActionUpdateShardCount && (d.TargetShardCount > 2*tc.shards || 2*d.TargetShardCount < tc.shards) {
-				t.Errorf("target %d outside [n/2, 2n] for n=%d", d.TargetShardCount, tc.shards)
-			}
-		})
-	}
+	})
 }
 
 func TestDecideSplitDetails(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"strconv"
 	"time"
 
@@ -148,49 +149,81 @@ func (s *Scaler) Run(ctx context.Context, now time.Time, trigger string) (Outcom
 }
 
 func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
-	name := aws.String(s.cfg.StreamName)
-	sum, err := s.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: name})
+	desc, err := s.describeStream(ctx)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("describe stream %s: %w", s.cfg.StreamName, err)
+		return Outcome{}, err
 	}
-	desc := sum.StreamDescriptionSummary
-	open := int(aws.ToInt32(desc.OpenShardCount))
 	if desc.StreamStatus != types.StreamStatusActive {
+		open := int(aws.ToInt32(desc.OpenShardCount))
 		return Outcome{
 			Decision: policy.Decision{Action: policy.ActionNone, CurrentShardCount: open, TargetShardCount: open},
 			Skipped:  fmt.Sprintf("stream is %s; waiting for the running operation to finish", desc.StreamStatus),
 		}, nil
 	}
+	history, err := s.settledHistory(ctx, now)
+	if err != nil {
+		return Outcome{}, err
+	}
+	in, err := s.policyInput(ctx, now, aws.ToString(desc.StreamARN), history)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return s.carryOut(ctx, now, history, s.policy.Decide(in))
+}
 
+func (s *Scaler) describeStream(ctx context.Context) (*types.StreamDescriptionSummary, error) {
+	sum, err := s.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(s.cfg.StreamName)})
+	if err != nil {
+		return nil, fmt.Errorf("describe stream %s: %w", s.cfg.StreamName, err)
+	}
+	return sum.StreamDescriptionSummary, nil
+}
+
+// settledHistory reads the history from the tags and, the stream being ACTIVE, marks the last action settled at now
+// (storing that, unless this is a dry run) if it was not yet.
+func (s *Scaler) settledHistory(ctx context.Context, now time.Time) (policy.History, error) {
 	history, err := s.readHistory(ctx)
 	if err != nil {
-		return Outcome{}, err
+		return policy.History{}, err
 	}
-	if settled, changed := history.MarkSettled(now); changed {
-		if s.cfg.DryRun {
-			// A dry run never writes the tags, so it cannot remember when it first saw the stream ACTIVE: settling
-			// at now on every run would ignore every minute after a past live action forever. It counts the
-			// minutes from the action on instead.
-			settled, _ = history.MarkSettled(history.LastAction)
-		} else if err := s.writeHistory(ctx, settled); err != nil {
-			return Outcome{}, err
-		}
-		history = settled
+	settled, changed := history.MarkSettled(now)
+	if !changed {
+		return history, nil
 	}
+	if s.cfg.DryRun {
+		// A dry run never writes the tags, so it cannot remember when it first saw the stream ACTIVE: settling at now
+		// on every run would ignore every minute after a past live action forever. It counts the minutes from the
+		// action on instead.
+		settled, _ = history.MarkSettled(history.LastAction)
+		return settled, nil
+	}
+	if err := s.writeHistory(ctx, settled); err != nil {
+		return policy.History{}, err
+	}
+	return settled, nil
+}
+
+// policyInput gathers what the policy decides from: the open shards, the metrics (with those of each active
+// fan-out consumer of the stream with ARN arn), now and the history.
+func (s *Scaler) policyInput(ctx context.Context, now time.Time, arn string, history policy.History) (policy.Input, error) {
 	shards, err := s.openShards(ctx)
 	if err != nil {
-		return Outcome{}, err
+		return policy.Input{}, err
 	}
-	consumers, err := s.consumers(ctx, aws.ToString(desc.StreamARN))
+	consumers, err := s.consumers(ctx, arn)
 	if err != nil {
-		return Outcome{}, err
+		return policy.Input{}, err
 	}
 	in, err := s.metricInput(ctx, now, shards, consumers)
 	if err != nil {
-		return Outcome{}, err
+		return policy.Input{}, err
 	}
 	in.Now, in.History = now, history
-	d := s.policy.Decide(in)
+	return in, nil
+}
+
+// carryOut makes the action of d, unless it is none or this is a dry run, and records it in the history first.
+func (s *Scaler) carryOut(ctx context.Context, now time.Time, history policy.History, d policy.Decision) (Outcome, error) {
 	out := Outcome{Decision: d}
 	if d.Action == policy.ActionNone {
 		return out, nil
@@ -206,29 +239,35 @@ func (s *Scaler) run(ctx context.Context, now time.Time) (Outcome, error) {
 		return out, fmt.Errorf("record %s before making it: %w", d.Action, err)
 	}
 	if err := s.execute(ctx, d); err != nil {
-		if !refusedByKinesis(err) {
-			// A timeout or a server error leaves it unknown whether Kinesis started the operation: keep the record.
-			return out, fmt.Errorf("%w (recorded as made: Kinesis may have started it)", err)
-		}
-		if werr := s.writeHistory(ctx, history); werr != nil {
-			return out, errors.Join(err, fmt.Errorf("take back the record of the refused %s: %w", d.Action, werr))
-		}
-		var inUse *types.ResourceInUseException
-		var limit *types.LimitExceededException
-		switch {
-		case errors.As(err, &inUse):
-			out.Skipped = "Kinesis refused: another resharding operation is running"
-			return out, nil
-		case errors.As(err, &limit):
-			// The history undercounts (calls made outside the autoscaler, or a lost tag write); Kinesis is the
-			// authority, and retrying within this invocation cannot help.
-			out.Skipped = "Kinesis refused: " + err.Error()
-			return out, nil
-		}
-		return out, err
+		return s.afterFailedAction(ctx, out, history, err)
 	}
 	out.Executed = true
 	return out, nil
+}
+
+// afterFailedAction handles err from making out's action. When Kinesis refused it, the record is taken back
+// (history is as it was before) and a refusal that retrying cannot help is reported as skipped, not as an error.
+func (s *Scaler) afterFailedAction(ctx context.Context, out Outcome, history policy.History, err error) (Outcome, error) {
+	if !refusedByKinesis(err) {
+		// A timeout or a server error leaves it unknown whether Kinesis started the operation: keep the record.
+		return out, fmt.Errorf("%w (recorded as made: Kinesis may have started it)", err)
+	}
+	if werr := s.writeHistory(ctx, history); werr != nil {
+		return out, errors.Join(err, fmt.Errorf("take back the record of the refused %s: %w", out.Action, werr))
+	}
+	var inUse *types.ResourceInUseException
+	var limit *types.LimitExceededException
+	switch {
+	case errors.As(err, &inUse):
+		out.Skipped = "Kinesis refused: another resharding operation is running"
+		return out, nil
+	case errors.As(err, &limit):
+		// The history undercounts (calls made outside the autoscaler, or a lost tag write); Kinesis is the
+		// authority, and retrying within this invocation cannot help.
+		out.Skipped = "Kinesis refused: " + err.Error()
+		return out, nil
+	}
+	return out, err
 }
 
 // refusedByKinesis reports whether Kinesis answered a call with a client error (4xx): it refused the operation,
@@ -387,6 +426,7 @@ const (
 	kindFanOut
 )
 
+// query is one GetMetricData query and what its datapoints fill.
 type query struct {
 	kind  metricKind
 	shard string // "" for stream-level
@@ -396,11 +436,35 @@ type query struct {
 // maxQueriesPerCall is GetMetricData's limit on queries per request.
 const maxQueriesPerCall = 500
 
+// metricInput reads the metrics of the stream (and, with ShardLevelMetrics, of each shard) over the minutes the
+// policy looks at, and returns them as the policy's input with shards; Now and History are left to the caller.
 func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy.Shard, consumers []string) (policy.Input, error) {
 	cfg := s.policy.Config()
 	end := now.Truncate(time.Minute)
 	start := end.Add(-time.Duration(cfg.ScaleDownMinutes)*time.Minute - cfg.MaxDataAge - 5*time.Minute)
+	qs := s.metricQueries(shards, consumers)
+	results, err := s.metricData(ctx, qs, start, end)
+	if err != nil {
+		return policy.Input{}, err
+	}
+	in := policy.Input{Shards: shards}
+	if s.cfg.ShardLevelMetrics {
+		in.ShardMinutes = map[string][]policy.Minute{}
+	}
+	for k, e := range foldMinutes(qs, results) {
+		e.m.WriteKnown = e.bytes && e.records
+		if k.shard == "" {
+			in.Stream = append(in.Stream, e.m)
+		} else {
+			in.ShardMinutes[k.shard] = append(in.ShardMinutes[k.shard], e.m)
+		}
+	}
+	return in, nil
+}
 
+// metricQueries are the per-minute sums the policy reads: the stream's writes, throttling, GetRecords bytes and each
+// fan-out consumer's bytes, and with ShardLevelMetrics each shard's writes and throttling.
+func (s *Scaler) metricQueries(shards []policy.Shard, consumers []string) []query {
 	var qs []query
 	add := func(kind metricKind, shard, metric string, dims ...cwtypes.Dimension) {
 		qs = append(qs, query{kind: kind, shard: shard, q: cwtypes.MetricDataQuery{
@@ -428,80 +492,84 @@ func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy
 			add(kindThrottled, sh.ID, "WriteProvisionedThroughputExceeded", stream, dim)
 		}
 	}
+	return qs
+}
 
-	byID := make(map[string]query, len(qs))
-	for _, q := range qs {
-		byID[aws.ToString(q.q.Id)] = q
-	}
-	type key struct {
-		shard  string
-		minute int64
-	}
-	type seen struct {
-		m              policy.Minute
-		bytes, records bool
-	}
-	minutes := map[key]*seen{}
-	for i := 0; i < len(qs); i += maxQueriesPerCall {
-		batch := make([]cwtypes.MetricDataQuery, 0, maxQueriesPerCall)
-		for _, q := range qs[i:min(i+maxQueriesPerCall, len(qs))] {
-			batch = append(batch, q.q)
+// metricData runs the queries from start to end, at most maxQueriesPerCall per request, and returns the results of
+// every page.
+func (s *Scaler) metricData(ctx context.Context, qs []query, start, end time.Time) ([]cwtypes.MetricDataResult, error) {
+	var results []cwtypes.MetricDataResult
+	for batch := range slices.Chunk(qs, maxQueriesPerCall) {
+		in := &cloudwatch.GetMetricDataInput{StartTime: aws.Time(start), EndTime: aws.Time(end), ScanBy: cwtypes.ScanByTimestampAscending}
+		for _, q := range batch {
+			in.MetricDataQueries = append(in.MetricDataQueries, q.q)
 		}
-		in := &cloudwatch.GetMetricDataInput{MetricDataQueries: batch, StartTime: aws.Time(start), EndTime: aws.Time(end), ScanBy: cwtypes.ScanByTimestampAscending}
 		for {
 			out, err := s.cw.GetMetricData(ctx, in)
 			if err != nil {
-				return policy.Input{}, fmt.Errorf("get metric data for %s: %w", s.cfg.StreamName, err)
+				return nil, fmt.Errorf("get metric data for %s: %w", s.cfg.StreamName, err)
 			}
-			for _, r := range out.MetricDataResults {
-				q, ok := byID[aws.ToString(r.Id)]
-				if !ok {
-					continue
-				}
-				for j, ts := range r.Timestamps {
-					if j >= len(r.Values) {
-						break
-					}
-					ts = ts.Truncate(time.Minute)
-					k := key{q.shard, ts.Unix()}
-					e := minutes[k]
-					if e == nil {
-						e = &seen{m: policy.Minute{Start: ts.UTC()}}
-						minutes[k] = e
-					}
-					v := r.Values[j]
-					switch q.kind {
-					case kindBytes:
-						e.m.IncomingBytes, e.bytes = v, true
-					case kindRecords:
-						e.m.IncomingRecords, e.records = v, true
-					case kindThrottled:
-						e.m.ThrottledRecords = v
-					case kindGetRecords:
-						e.m.GetRecordsBytes = v
-					case kindFanOut:
-						e.m.FanOutBytes = max(e.m.FanOutBytes, v)
-					}
-				}
-			}
+			results = append(results, out.MetricDataResults...)
 			if out.NextToken == nil {
 				break
 			}
 			in.NextToken = out.NextToken
 		}
 	}
+	return results, nil
+}
 
-	in := policy.Input{Shards: shards}
-	if s.cfg.ShardLevelMetrics {
-		in.ShardMinutes = map[string][]policy.Minute{}
+// minuteKey is one minute of the stream (shard "") or of one shard.
+type minuteKey struct {
+	shard  string
+	minute int64
+}
+
+// minuteSums is one minute being filled from the results, and which of the two write metrics it had.
+type minuteSums struct {
+	m              policy.Minute
+	bytes, records bool
+}
+
+// foldMinutes files every datapoint of results into the minute of the stream or shard its query is for.
+func foldMinutes(qs []query, results []cwtypes.MetricDataResult) map[minuteKey]*minuteSums {
+	byID := make(map[string]query, len(qs))
+	for _, q := range qs {
+		byID[aws.ToString(q.q.Id)] = q
 	}
-	for k, e := range minutes {
-		e.m.WriteKnown = e.bytes && e.records
-		if k.shard == "" {
-			in.Stream = append(in.Stream, e.m)
-		} else {
-			in.ShardMinutes[k.shard] = append(in.ShardMinutes[k.shard], e.m)
+	minutes := map[minuteKey]*minuteSums{}
+	for _, r := range results {
+		q, ok := byID[aws.ToString(r.Id)]
+		if !ok {
+			continue
+		}
+		for j, ts := range r.Timestamps[:min(len(r.Timestamps), len(r.Values))] {
+			ts = ts.Truncate(time.Minute)
+			k := minuteKey{q.shard, ts.Unix()}
+			e := minutes[k]
+			if e == nil {
+				e = &minuteSums{m: policy.Minute{Start: ts.UTC()}}
+				minutes[k] = e
+			}
+			e.add(q.kind, r.Values[j])
 		}
 	}
-	return in, nil
+	return minutes
+}
+
+// add files value v of a metric of the given kind.
+func (e *minuteSums) add(kind metricKind, v float64) {
+	switch kind {
+	case kindBytes:
+		e.m.IncomingBytes, e.bytes = v, true
+	case kindRecords:
+		e.m.IncomingRecords, e.records = v, true
+	case kindThrottled:
+		e.m.ThrottledRecords = v
+	case kindGetRecords:
+		e.m.GetRecordsBytes = v
+	case kindFanOut:
+		// Each fan-out consumer has its own read limit, so only the busiest one counts.
+		e.m.FanOutBytes = max(e.m.FanOutBytes, v)
+	}
 }

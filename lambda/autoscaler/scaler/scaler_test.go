@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
+	"github.com/streamproc/streamproc/lambda/autoscaler/internal/streamtest"
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
@@ -71,10 +73,7 @@ func newFixture(t *testing.T, shards int, cfg Config) *fixture {
 	t.Cleanup(cancel)
 	emu := testEmulators.Get(t)
 	f := &fixture{t: t, ctx: ctx, name: uniqueName("autoscale"), kin: emu.KinesisClient(), cw: emu.CloudWatchClient(), clock: newClock(), logs: &telemetry.SyncBuffer{}}
-	if _, err := f.kin.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(f.name), ShardCount: aws.Int32(int32(shards))}); err != nil {
-		t.Fatalf("create stream: %v", err)
-	}
-	f.waitActive()
+	streamtest.Create(ctx, t, f.kin, f.name, shards)
 	cfg.StreamName = f.name
 	f.scaler = f.newScaler(cfg)
 	return f
@@ -90,22 +89,10 @@ func (f *fixture) newScaler(cfg Config) *Scaler {
 	return s
 }
 
+// waitActive waits until the stream is ACTIVE again after a resharding operation.
 func (f *fixture) waitActive() {
 	f.t.Helper()
-	for {
-		out, err := f.kin.DescribeStreamSummary(f.ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(f.name)})
-		if err != nil {
-			f.t.Fatalf("describe stream: %v", err)
-		}
-		if out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-			return
-		}
-		select {
-		case <-f.ctx.Done():
-			f.t.Fatalf("stream %s not ACTIVE in time", f.name)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	streamtest.WaitActive(f.ctx, f.t, f.kin, f.name)
 }
 
 func (f *fixture) openShards() []types.Shard {
@@ -487,20 +474,16 @@ func (f *fixture) registerConsumer(name string) {
 	if _, err := f.kin.RegisterStreamConsumer(f.ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)}); err != nil {
 		f.t.Fatalf("register consumer %s: %v", name, err)
 	}
-	for {
+	eventually.Succeeds(f.t, streamtest.ActiveTimeout, func() error {
 		out, err := f.kin.DescribeStreamConsumer(f.ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)})
 		if err != nil {
-			f.t.Fatalf("describe consumer %s: %v", name, err)
+			return fmt.Errorf("describe consumer %s: %w", name, err)
 		}
-		if out.ConsumerDescription.ConsumerStatus == types.ConsumerStatusActive {
-			return
+		if status := out.ConsumerDescription.ConsumerStatus; status != types.ConsumerStatusActive {
+			return fmt.Errorf("consumer %s is %s, want ACTIVE", name, status)
 		}
-		select {
-		case <-f.ctx.Done():
-			f.t.Fatalf("consumer %s not ACTIVE in time", name)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return nil
+	})
 }
 
 // The scaler reads GetRecords.Bytes and each fan-out consumer's SubscribeToShardEvent.Bytes (with its ConsumerName
