@@ -131,6 +131,20 @@ func (p *Parser) Bool(name string, def bool) bool {
 	return b
 }
 
+// Fraction returns name as a number in (0, 1], such as 0.7, or def when unset.
+func (p *Parser) Fraction(name string, def float64) float64 {
+	s := p.get(name)
+	if s.value == "" {
+		return def
+	}
+	f, err := strconv.ParseFloat(s.value, 64)
+	if err != nil || !(f > 0 && f <= 1) {
+		p.fail(s, "want a fraction in (0, 1], such as 0.7")
+		return def
+	}
+	return f
+}
+
 // Duration returns name as a positive Go duration ("250ms", "30s"), or def when unset.
 func (p *Parser) Duration(name string, def time.Duration) time.Duration {
 	return p.duration(name, def, false)

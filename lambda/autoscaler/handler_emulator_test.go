@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/streamproc/streamproc/lambda/autoscaler/internal/streamtest"
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 	"github.com/streamproc/streamproc/services/emulator"
@@ -41,7 +40,7 @@ func TestHandlerOnEmulatorsScalesUpOnTheAlarmAndSkipsWhileUpdating(t *testing.T)
 	// GIVEN a stream of 2 shards whose last minutes, an hour back so that every datapoint is in the past for moto,
 	// show 60 % of capacity with records throttled (a hot moment the minute sums smooth out), which the alarm reports
 	name := fmt.Sprintf("handler-%d", time.Now().UnixNano())
-	streamtest.Create(ctx, t, kin, name, 2)
+	emulatortest.CreateStream(ctx, t, kin, name, 2)
 	now := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour + 30*time.Second)
 	putThrottledMinutes(ctx, t, cw, name, now)
 	var out telemetry.SyncBuffer
@@ -59,7 +58,7 @@ func TestHandlerOnEmulatorsScalesUpOnTheAlarmAndSkipsWhileUpdating(t *testing.T)
 	checkDecisionLines(t, decisions, name)
 	checkEMFLines(t, emf, name)
 	// AND the stream has the 3 shards of the scale-up once it is ACTIVE again
-	streamtest.WaitActive(ctx, t, kin, name)
+	emulatortest.WaitStreamActive(ctx, t, kin, name)
 	shards, err := kin.ListShards(ctx, &kinesis.ListShardsInput{StreamName: aws.String(name), ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}})
 	if err != nil {
 		t.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -24,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
+	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 	"github.com/streamproc/streamproc/services/telemetry"
@@ -124,66 +124,31 @@ func (h *handler) handle(ctx context.Context, raw json.RawMessage) error {
 
 // configFromEnv reads the scaler configuration; every problem is reported with the variable's name.
 func configFromEnv(lookup func(string) (string, bool)) (scaler.Config, error) {
-	var errs []error
-	cfg := scaler.Config{ShardLevelMetrics: true}
-	cfg.StreamName, _ = lookup(scaler.EnvStreamName)
-	if cfg.StreamName == "" {
-		errs = append(errs, fmt.Errorf("%s is required (the name of the stream to scale)", scaler.EnvStreamName))
+	p := envconfig.NewParser(lookup)
+	const most = 1 << 20 // no bound of its own: the policy checks the values against each other
+	cfg := scaler.Config{
+		StreamName: p.Required(scaler.EnvStreamName, "the name of the stream to scale"),
+		Policy: policy.Config{
+			MinShards:                    p.Int(scaler.EnvMinShards, 0, 0, most),
+			MaxShards:                    p.Int(scaler.EnvMaxShards, 0, 0, most),
+			ScaleUpUtilisation:           p.Fraction(scaler.EnvScaleUpUtilisation, 0),
+			ScaleUpMinutes:               p.Int(scaler.EnvScaleUpMinutes, 0, 0, most),
+			TargetUtilisation:            p.Fraction(scaler.EnvTargetUtilisation, 0),
+			ScarceCallsTargetUtilisation: p.Fraction(scaler.EnvScarceCallsTargetUtilisation, 0),
+			ScaleDownUtilisation:         p.Fraction(scaler.EnvScaleDownUtilisation, 0),
+			ScaleDownMinutes:             p.Int(scaler.EnvScaleDownMinutes, 0, 0, most),
+			ScaleDownCooldown:            p.Duration(scaler.EnvScaleDownCooldown, 0),
+			ScaleUpReserve:               p.Int(scaler.EnvScaleUpReserve, 0, 0, most),
+		},
+		ShardLevelMetrics: p.Bool(scaler.EnvShardLevelMetrics, true),
+		DryRun:            p.Bool(scaler.EnvDryRun, false),
 	}
-	intVar := func(name string, dst *int) {
-		if v, ok := lookup(name); ok && v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				errs = append(errs, fmt.Errorf("%s=%q: want a whole number >= 0", name, v))
-				return
-			}
-			*dst = n
-		}
+	if err := p.Err(); err != nil {
+		return cfg, err
 	}
-	floatVar := func(name string, dst *float64) {
-		if v, ok := lookup(name); ok && v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 || f > 1 {
-				errs = append(errs, fmt.Errorf("%s=%q: want a fraction in (0, 1], such as 0.7", name, v))
-				return
-			}
-			*dst = f
-		}
+	// Cross-field checks (min <= max, thresholds in order) live in the policy; its zero values are its defaults.
+	if _, err := policy.New(cfg.Policy); err != nil {
+		return cfg, err
 	}
-	boolVar := func(name string, dst *bool) {
-		if v, ok := lookup(name); ok && v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: want true or false", name, v))
-				return
-			}
-			*dst = b
-		}
-	}
-	p := &cfg.Policy
-	intVar(scaler.EnvMinShards, &p.MinShards)
-	intVar(scaler.EnvMaxShards, &p.MaxShards)
-	floatVar(scaler.EnvScaleUpUtilisation, &p.ScaleUpUtilisation)
-	intVar(scaler.EnvScaleUpMinutes, &p.ScaleUpMinutes)
-	floatVar(scaler.EnvTargetUtilisation, &p.TargetUtilisation)
-	floatVar(scaler.EnvScarceCallsTargetUtilisation, &p.ScarceCallsTargetUtilisation)
-	floatVar(scaler.EnvScaleDownUtilisation, &p.ScaleDownUtilisation)
-	intVar(scaler.EnvScaleDownMinutes, &p.ScaleDownMinutes)
-	intVar(scaler.EnvScaleUpReserve, &p.ScaleUpReserve)
-	if v, ok := lookup(scaler.EnvScaleDownCooldown); ok && v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s=%q: want a duration such as 15m", scaler.EnvScaleDownCooldown, v))
-		}
-		p.ScaleDownCooldown = d
-	}
-	boolVar(scaler.EnvShardLevelMetrics, &cfg.ShardLevelMetrics)
-	boolVar(scaler.EnvDryRun, &cfg.DryRun)
-	if len(errs) == 0 {
-		// Cross-field checks (min <= max, thresholds in order) live in the policy.
-		if _, err := policy.New(cfg.Policy); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return cfg, errors.Join(errs...)
+	return cfg, nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
 )
 
@@ -72,7 +73,7 @@ func TestConfigFromEnv(t *testing.T) {
 				}
 			},
 		},
-		"missing stream":       {env: map[string]string{}, wantErr: scaler.EnvStreamName + " is required"},
+		"missing stream":       {env: map[string]string{}, wantErr: scaler.EnvStreamName + `="": required`},
 		"bad integer":          {env: map[string]string{scaler.EnvStreamName: "s", scaler.EnvMaxShards: "many"}, wantErr: scaler.EnvMaxShards},
 		"percent not fraction": {env: map[string]string{scaler.EnvStreamName: "s", scaler.EnvScaleUpUtilisation: "70"}, wantErr: scaler.EnvScaleUpUtilisation},
 		"bad duration":         {env: map[string]string{scaler.EnvStreamName: "s", scaler.EnvScaleDownCooldown: "15"}, wantErr: scaler.EnvScaleDownCooldown},
@@ -82,7 +83,7 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			c, err := configFromEnv(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			c, err := configFromEnv(envconfig.Lookup(tc.env))
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one mentioning %q", err, tc.wantErr)

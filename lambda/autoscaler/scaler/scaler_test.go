@@ -20,8 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/streamproc/streamproc/internal/eventually"
-	"github.com/streamproc/streamproc/lambda/autoscaler/internal/streamtest"
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
@@ -73,7 +71,7 @@ func newFixture(t *testing.T, shards int, cfg Config) *fixture {
 	t.Cleanup(cancel)
 	emu := testEmulators.Get(t)
 	f := &fixture{t: t, ctx: ctx, name: uniqueName("autoscale"), kin: emu.KinesisClient(), cw: emu.CloudWatchClient(), clock: newClock(), logs: &telemetry.SyncBuffer{}}
-	streamtest.Create(ctx, t, f.kin, f.name, shards)
+	emulatortest.CreateStream(ctx, t, f.kin, f.name, shards)
 	cfg.StreamName = f.name
 	f.scaler = f.newScaler(cfg)
 	return f
@@ -92,7 +90,7 @@ func (f *fixture) newScaler(cfg Config) *Scaler {
 // waitActive waits until the stream is ACTIVE again after a resharding operation.
 func (f *fixture) waitActive() {
 	f.t.Helper()
-	streamtest.WaitActive(f.ctx, f.t, f.kin, f.name)
+	emulatortest.WaitStreamActive(f.ctx, f.t, f.kin, f.name)
 }
 
 func (f *fixture) openShards() []types.Shard {
@@ -466,24 +464,9 @@ func (f *fixture) putMetric(name string, minute time.Time, v float64, dims ...st
 // registerConsumer registers an enhanced fan-out consumer and waits until it is ACTIVE.
 func (f *fixture) registerConsumer(name string) {
 	f.t.Helper()
-	sum, err := f.kin.DescribeStreamSummary(f.ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(f.name)})
-	if err != nil {
+	if _, err := emulator.RegisterStreamConsumer(f.ctx, f.kin, f.name, name); err != nil {
 		f.t.Fatal(err)
 	}
-	arn := sum.StreamDescriptionSummary.StreamARN
-	if _, err := f.kin.RegisterStreamConsumer(f.ctx, &kinesis.RegisterStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)}); err != nil {
-		f.t.Fatalf("register consumer %s: %v", name, err)
-	}
-	eventually.Succeeds(f.t, streamtest.ActiveTimeout, func() error {
-		out, err := f.kin.DescribeStreamConsumer(f.ctx, &kinesis.DescribeStreamConsumerInput{StreamARN: arn, ConsumerName: aws.String(name)})
-		if err != nil {
-			return fmt.Errorf("describe consumer %s: %w", name, err)
-		}
-		if status := out.ConsumerDescription.ConsumerStatus; status != types.ConsumerStatusActive {
-			return fmt.Errorf("consumer %s is %s, want ACTIVE", name, status)
-		}
-		return nil
-	})
 }
 
 // The scaler reads GetRecords.Bytes and each fan-out consumer's SubscribeToShardEvent.Bytes (with its ConsumerName

@@ -7,6 +7,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/streamproc/streamproc/services/emulator"
 )
 
@@ -24,4 +25,20 @@ func StartForTest(tb testing.TB, opts emulator.Options) *emulator.Emulators {
 		}
 	})
 	return e
+}
+
+// CreateStream creates a provisioned stream on kinesis-local and waits until it is ACTIVE; it fails tb otherwise.
+func CreateStream(ctx context.Context, tb testing.TB, client *kinesis.Client, name string, shards int) {
+	tb.Helper()
+	if err := emulator.CreateStream(ctx, client, name, shards); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// WaitStreamActive waits until the stream is ACTIVE (after a resharding operation); it fails tb otherwise.
+func WaitStreamActive(ctx context.Context, tb testing.TB, client *kinesis.Client, name string) {
+	tb.Helper()
+	if err := emulator.WaitStreamActive(ctx, client, name); err != nil {
+		tb.Fatal(err)
+	}
 }
