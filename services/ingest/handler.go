@@ -14,6 +14,7 @@
 package ingest
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,24 +136,12 @@ func New(p recordPutter, cfg Config) (*Handler, error) {
 	case cfg.RetryAfter < 0:
 		return nil, fmt.Errorf("ingest: RetryAfter is %v, want >= 0 (0 means %v)", cfg.RetryAfter, DefaultRetryAfter)
 	}
-	if cfg.MaxRecordBodyBytes == 0 {
-		cfg.MaxRecordBodyBytes = DefaultMaxRecordBodyBytes
-	}
-	if cfg.MaxBatchBodyBytes == 0 {
-		cfg.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
-	}
-	if cfg.MaxBatchRecords == 0 {
-		cfg.MaxBatchRecords = DefaultMaxBatchRecords
-	}
-	if cfg.RetryAfter == 0 {
-		cfg.RetryAfter = DefaultRetryAfter
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = noMetrics{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.MaxRecordBodyBytes = cmp.Or(cfg.MaxRecordBodyBytes, DefaultMaxRecordBodyBytes)
+	cfg.MaxBatchBodyBytes = cmp.Or(cfg.MaxBatchBodyBytes, DefaultMaxBatchBodyBytes)
+	cfg.MaxBatchRecords = cmp.Or(cfg.MaxBatchRecords, DefaultMaxBatchRecords)
+	cfg.RetryAfter = cmp.Or(cfg.RetryAfter, DefaultRetryAfter)
+	cfg.Metrics = cmp.Or[Metrics](cfg.Metrics, noMetrics{})
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	h := &Handler{
 		putter:     p,
 		cfg:        cfg,

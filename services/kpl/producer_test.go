@@ -1,6 +1,7 @@
 package kpl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,9 +32,7 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 func startProducer(t *testing.T, f *fakeKinesis, cfg ProducerConfig) *Producer {
 	t.Helper()
 	cfg.StreamName = "test-stream"
-	if cfg.Logger == nil {
-		cfg.Logger = quietLogger
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, quietLogger)
 	p, err := New(f, cfg)
 	if err != nil {
 		t.Fatal(err)
