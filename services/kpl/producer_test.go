@@ -121,6 +121,16 @@ func keylessRecords(n, size int) []Record {
 	return out
 }
 
+// keyedThenKeyless returns n keyed records (over keys keys) followed by n keyless ones, each
+// with its own payload.
+func keyedThenKeyless(n, keys, size int) []Record {
+	recs := append(keyedRecords(n, keys, size), keylessRecords(n, size)...)
+	for i := n; i < len(recs); i++ {
+		recs[i].Data = payload(i, size)
+	}
+	return recs
+}
+
 // checkStream reads the fake stream back and checks every record is there once, in a shard
 // whose range holds its hash key, and that the records of each key are in put order.
 func checkStream(t *testing.T, f *fakeKinesis, recs []Record) {
@@ -696,10 +706,7 @@ func TestCloseFlushesBeforeLinger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(3)
 		p := startProducer(t, f, ProducerConfig{MaxBufferedTime: time.Hour})
-		recs := append(keyedRecords(500, 20, 50), keylessRecords(500, 50)...)
-		for i := 500; i < len(recs); i++ {
-			recs[i].Data = payload(i, 50)
-		}
+		recs := keyedThenKeyless(500, 20, 50)
 		rs := newResults()
 		putAll(t, p, rs, recs, 0)
 		start := time.Now()
@@ -844,10 +851,7 @@ func TestShardMapRefreshOnReshard(t *testing.T) {
 		f := newFakeKinesis(2)
 		counts := newCountingSink()
 		p := startProducer(t, f, ProducerConfig{ShardMapRefreshInterval: time.Hour, Metrics: counts})
-		recs := append(keyedRecords(3000, 500, 80), keylessRecords(3000, 80)...)
-		for i := 3000; i < len(recs); i++ {
-			recs[i].Data = payload(i, 80)
-		}
+		recs := keyedThenKeyless(3000, 500, 80)
 		rs := newResults()
 		// Wave 1 on the old map.
 		putAll(t, p, rs, recs[:1000], 0)
