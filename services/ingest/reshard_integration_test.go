@@ -188,10 +188,7 @@ func checkReshardOutcome(t *testing.T, s *ingesttest.Stream, load *singleRecordL
 	acked, _ = checkAcknowledged(t, s, load.sent)
 	// Records put into a shard that had meanwhile split are outside their
 	// shard's range there; each must also be in range somewhere else.
-	inRange := map[string]bool{}
-	for _, r := range s.Records {
-		inRange[string(r.Data)] = true
-	}
+	inRange := s.Data()
 	for _, r := range s.OutOfRange {
 		if !inRange[string(r.Data)] {
 			t.Errorf("record %q is only in %s, outside that shard's range: a KCL consumer drops it", r.Data, r.ShardID)

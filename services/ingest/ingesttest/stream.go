@@ -110,6 +110,15 @@ func (s *Stream) At() map[Location]Record {
 	return m
 }
 
+// Data returns the set of the data of the records a KCL consumer keeps (Records).
+func (s *Stream) Data() map[string]bool {
+	m := make(map[string]bool, len(s.Records))
+	for _, r := range s.Records {
+		m[string(r.Data)] = true
+	}
+	return m
+}
+
 // HashKey is the hash key Kinesis and the KCL use for a user record: its
 // explicit hash key, else the MD5 of its partition key as a 128-bit
 // big-endian integer.
