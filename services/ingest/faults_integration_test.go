@@ -114,76 +114,110 @@ func TestRecordPastItsTTLIsNotAcknowledged(t *testing.T) {
 }
 
 func TestStalledKinesisAnswers503AtOnceWithBoundedMemory(t *testing.T) {
+	// GIVEN a producer with a 2 MiB buffer in front of a stalled Kinesis
 	const bound = 2 << 20 // MaxBufferedBytes
 	stall := make(chan struct{})
 	p := newPipeline(t, 2, kpl.ProducerConfig{
 		MaxBufferedTime:  10 * time.Millisecond,
 		MaxBufferedBytes: bound,
 	}, func(f *ingesttest.FaultTransport) { f.Stall = stall })
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(stall)
-		}
-	}
+	release := sync.OnceFunc(func() { close(stall) })
 	defer release()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-
-	payload := strings.Repeat("x", 8<<10)
-	body := func(n int) []byte {
-		b, _ := json.Marshal(map[string]any{"data": fmt.Sprintf("%06d-%s", n, payload)})
-		return b
-	}
-	heap := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		return m.HeapAlloc
-	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
 	defer client.CloseIdleConnections()
-	base := heap()
+	load := stalledLoad{ctx: ctx, client: client, url: p.url, payload: strings.Repeat("x", 8<<10)}
+	base := heapInUse()
 
-	// Fill the buffer: with Kinesis stalled, buffered records pile up until
-	// the producer refuses. Every request must be answered (the stall is
-	// never released meanwhile), and the refusal is a 503 with Retry-After.
-	var accepted []int // request numbers, not bodies: the test must not hold the data it measures
-	sent := 0
-	for ; ; sent++ {
-		status, hdr, answer, err := post(ctx, client, p.url+"/?ack=buffered", "application/json", body(sent))
+	// WHEN clients fill the buffer, then push ten times its bound more
+	accepted := load.fillUntilRefused(t)
+	if len(accepted)*len(load.payload) > 2*bound {
+		t.Fatalf("%d records of %d bytes accepted before the first 503; buffer bound is %d bytes", len(accepted), len(load.payload), bound)
+	}
+	full := heapInUse()
+	statuses := load.pushWhileFull(t, 10*bound/len(load.payload))
+	after := heapInUse()
+
+	// THEN every further answer is an immediate 503, the heap stays bounded,
+	// and once Kinesis recovers every record answered 202 reaches the stream
+	if statuses[http.StatusServiceUnavailable] == 0 || statuses[http.StatusOK] != 0 {
+		t.Errorf("while stalled and full: answers %v, want only 503s (and no 200: nothing reached Kinesis)", statuses)
+	}
+	checkHeapBounded(t, bound, base, full, after)
+	t.Logf("buffer bound %d bytes: %d records of %d bytes buffered before the first 503; heap +%d bytes when full, +%d after %d refused requests (%v)",
+		bound, len(accepted), len(load.payload), full-min(full, base), after-min(after, base), statuses[http.StatusServiceUnavailable], statuses)
+	release()
+	if err := p.producer.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, err := ingesttest.ReadStream(ctx, p.reader, p.stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.Data()
+	for _, n := range accepted {
+		if !in[load.data(n)] {
+			t.Errorf("record %06d answered 202 is not in the stream", n)
+		}
+	}
+}
+
+// stalledLoad sends single records of payload, numbered, to a service whose
+// Kinesis is stalled.
+type stalledLoad struct {
+	ctx     context.Context
+	client  *http.Client
+	url     string
+	payload string
+}
+
+// data is the data of record n.
+func (l *stalledLoad) data(n int) string { return fmt.Sprintf("%06d-%s", n, l.payload) }
+
+func (l *stalledLoad) body(n int) []byte {
+	b, _ := json.Marshal(map[string]any{"data": l.data(n)})
+	return b
+}
+
+// fillUntilRefused sends records with ?ack=buffered until the first refusal,
+// which must be a 503 with Retry-After saying the buffer is full; every
+// request must be answered meanwhile. It returns the numbers of the records
+// accepted (not their bodies: the test must not hold the data it measures).
+func (l *stalledLoad) fillUntilRefused(t *testing.T) (accepted []int) {
+	t.Helper()
+	for n := 0; ; n++ {
+		status, hdr, answer, err := post(l.ctx, l.client, l.url+"/?ack=buffered", "application/json", l.body(n))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if status == http.StatusAccepted {
-			accepted = append(accepted, sent)
+			accepted = append(accepted, n)
 			continue
 		}
 		if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(string(answer), "buffer is full") {
-			t.Fatalf("request %d: %d %v %s, want 503 with Retry-After", sent, status, hdr, answer)
+			t.Fatalf("request %d: %d %v %s, want 503 with Retry-After", n, status, hdr, answer)
 		}
-		break
+		return accepted
 	}
-	if sent*len(payload) > 2*bound {
-		t.Fatalf("%d records of %d bytes accepted before the first 503; buffer bound is %d bytes", sent, len(payload), bound)
-	}
-	full := heap()
+}
 
-	// Keep pushing ten times the bound, buffered and acknowledged, from
-	// concurrent clients: every answer is an immediate 503, and the heap
-	// does not grow.
+// pushWhileFull sends requests more records from 16 concurrent clients, half
+// with ?ack=buffered, and returns how many answers each status had; every
+// 503 must carry Retry-After.
+func (l *stalledLoad) pushWhileFull(t *testing.T, requests int) map[int]int {
+	t.Helper()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	statuses := map[int]int{}
 	for w := range 16 {
 		wg.Go(func() {
-			for i := range 10 * bound / len(payload) / 16 {
-				url := p.url + "/?ack=buffered"
+			for i := range requests / 16 {
+				url := l.url + "/?ack=buffered"
 				if i%2 == 0 {
-					url = p.url
+					url = l.url
 				}
-				status, hdr, _, err := post(ctx, client, url, "application/json", body(1_000_000+w*10_000+i))
+				status, hdr, _, err := post(l.ctx, l.client, url, "application/json", l.body(1_000_000+w*10_000+i))
 				if err != nil {
 					t.Error(err)
 					return
@@ -198,10 +232,22 @@ func TestStalledKinesisAnswers503AtOnceWithBoundedMemory(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	after := heap()
-	if statuses[http.StatusServiceUnavailable] == 0 || statuses[http.StatusOK] != 0 {
-		t.Errorf("while stalled and full: answers %v, want only 503s (and no 200: nothing reached Kinesis)", statuses)
-	}
+	return statuses
+}
+
+// heapInUse is the live heap after a collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// checkHeapBounded checks the heap's growth over base when the buffer was
+// full and after the refused load, for a producer buffer of bound bytes:
+// within what the buffer may hold, and not growing under refusals.
+func checkHeapBounded(t *testing.T, bound int, base, full, after uint64) {
+	t.Helper()
 	// The producer documents a peak near twice its bound (aggregates hold
 	// an encoded copy in flight); the SDK holds the stalled requests'
 	// base64 JSON bodies (4/3 of the aggregates); allow that and a fixed
@@ -212,26 +258,5 @@ func TestStalledKinesisAnswers503AtOnceWithBoundedMemory(t *testing.T) {
 	}
 	if after > full+1<<20 {
 		t.Errorf("heap grew from %d to %d bytes under refused load: refusals must not buffer", full, after)
-	}
-	t.Logf("buffer bound %d bytes: %d records of %d bytes buffered before the first 503; heap +%d bytes when full, +%d after %d refused requests (%v)",
-		bound, len(accepted), len(payload), full-min(full, base), after-min(after, base), statuses[http.StatusServiceUnavailable], statuses)
-
-	// Kinesis recovers: every record acknowledged as buffered reaches the stream.
-	release()
-	if err := p.producer.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	s, err := ingesttest.ReadStream(ctx, p.reader, p.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := map[string]bool{}
-	for _, r := range s.Records {
-		in[string(r.Data)] = true
-	}
-	for _, n := range accepted {
-		if !in[fmt.Sprintf("%06d-%s", n, payload)] {
-			t.Errorf("record %06d answered 202 is not in the stream", n)
-		}
 	}
 }

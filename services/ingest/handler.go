@@ -14,6 +14,7 @@
 package ingest
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -135,24 +136,12 @@ func New(p recordPutter, cfg Config) (*Handler, error) {
 	case cfg.RetryAfter < 0:
 		return nil, fmt.Errorf("ingest: RetryAfter is %v, want >= 0 (0 means %v)", cfg.RetryAfter, DefaultRetryAfter)
 	}
-	if cfg.MaxRecordBodyBytes == 0 {
-		cfg.MaxRecordBodyBytes = DefaultMaxRecordBodyBytes
-	}
-	if cfg.MaxBatchBodyBytes == 0 {
-		cfg.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
-	}
-	if cfg.MaxBatchRecords == 0 {
-		cfg.MaxBatchRecords = DefaultMaxBatchRecords
-	}
-	if cfg.RetryAfter == 0 {
-		cfg.RetryAfter = DefaultRetryAfter
-	}
-	if cfg.Metrics == nil {
-		cfg.Metrics = noMetrics{}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.MaxRecordBodyBytes = cmp.Or(cfg.MaxRecordBodyBytes, DefaultMaxRecordBodyBytes)
+	cfg.MaxBatchBodyBytes = cmp.Or(cfg.MaxBatchBodyBytes, DefaultMaxBatchBodyBytes)
+	cfg.MaxBatchRecords = cmp.Or(cfg.MaxBatchRecords, DefaultMaxBatchRecords)
+	cfg.RetryAfter = cmp.Or(cfg.RetryAfter, DefaultRetryAfter)
+	cfg.Metrics = cmp.Or[Metrics](cfg.Metrics, noMetrics{})
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	h := &Handler{
 		putter:     p,
 		cfg:        cfg,
@@ -273,88 +262,132 @@ const statusClientClosedRequest = 499
 // say which records failed. A body that cannot be read as a batch at all
 // fails as a whole with a 4xx.
 func (h *Handler) serveBatch(w http.ResponseWriter, r *http.Request) int {
+	items, buffered, err := h.readBatch(w, r)
+	if err != nil {
+		return writeError(w, err.status, err.msg)
+	}
+	resp := batchResponse{Records: make([]batchEntry, len(items))}
+	acks := newPendingAcks()
+	for i, item := range items {
+		h.putBatchItem(i, item, &resp.Records[i], buffered, acks)
+	}
+	acks.release() // every record is submitted
+	select {
+	case <-acks.done:
+	case <-r.Context().Done():
+		return statusClientClosedRequest
+	}
+	resp.FailedRecordCount = h.countFailed(w, resp.Records)
+	if buffered {
+		return writeJSON(w, http.StatusAccepted, resp)
+	}
+	return writeJSON(w, http.StatusOK, resp)
+}
+
+// readBatch checks a batch request's Content-Type and acknowledgement mode
+// (buffered is true for ?ack=buffered) and decodes its records, as a JSON
+// array or as NDJSON. Records that are invalid on their own come back as
+// items with an error; an error here fails the whole batch.
+func (h *Handler) readBatch(w http.ResponseWriter, r *http.Request) (items []batchItem, buffered bool, err *requestError) {
 	mt, err := mediaType(r, true)
 	if err != nil {
-		return writeError(w, err.status, err.msg)
+		return nil, false, err
 	}
-	buffered, err := ackMode(r)
-	if err != nil {
-		return writeError(w, err.status, err.msg)
+	if buffered, err = ackMode(r); err != nil {
+		return nil, false, err
 	}
 	body := http.MaxBytesReader(w, r.Body, h.cfg.MaxBatchBodyBytes)
-	var items []batchItem
 	if mt == ContentTypeNDJSON {
 		items, err = decodeNDJSONBatch(body, h.cfg.MaxBatchRecords)
 	} else {
 		items, err = decodeJSONBatch(body, h.cfg.MaxBatchRecords)
 	}
 	if err != nil {
-		return writeError(w, err.status, err.msg)
+		return nil, false, err
 	}
+	return items, buffered, nil
+}
 
-	resp := batchResponse{Records: make([]batchEntry, len(items))}
-	// pending counts outstanding acknowledgements plus one held by this
-	// goroutine while it submits; whoever brings it to zero closes done.
-	var pending atomic.Int64
-	pending.Store(1)
-	done := make(chan struct{})
-	release := func() {
-		if pending.Add(-1) == 0 {
-			close(done)
-		}
-	}
-	for i, item := range items {
-		entry := &resp.Records[i]
-		if item.err != nil {
-			*entry = batchEntry{Status: item.err.status, Error: fmt.Sprintf("record %d: %s", i, item.err.msg)}
-			continue
-		}
-		var perr error
-		if buffered {
-			perr = h.putter.PutAsync(item.rec, h.onBufferedResult)
-			if perr == nil {
-				*entry = batchEntry{Status: http.StatusAccepted}
-			}
-		} else {
-			pending.Add(1)
-			perr = h.putter.PutAsync(item.rec, func(res kpl.Result) {
-				if res.Err != nil {
-					status, msg := h.resultError(res.Err)
-					*entry = batchEntry{Status: status, Error: fmt.Sprintf("record %d: %s", i, msg)}
-				} else {
-					sub := res.SubSequenceNumber
-					*entry = batchEntry{Status: http.StatusOK, ShardID: res.ShardID, SequenceNumber: res.SequenceNumber, SubSequenceNumber: &sub}
-				}
-				release()
-			})
-			if perr != nil {
-				pending.Add(-1) // never zero here: this goroutine still holds its own count
-			}
-		}
-		if perr != nil {
-			status, msg := h.putError(perr)
-			*entry = batchEntry{Status: status, Error: fmt.Sprintf("record %d: %s", i, msg)}
-		}
-	}
-	release()
-	select {
-	case <-done:
-	case <-r.Context().Done():
-		return statusClientClosedRequest
-	}
+// pendingAcks counts the acknowledgements a batch still waits for, plus one
+// held by the goroutine submitting its records until it has submitted them
+// all; whoever brings the count to zero closes done.
+type pendingAcks struct {
+	n    atomic.Int64
+	done chan struct{}
+}
 
-	for _, e := range resp.Records {
+func newPendingAcks() *pendingAcks {
+	a := &pendingAcks{done: make(chan struct{})}
+	a.n.Store(1)
+	return a
+}
+
+func (a *pendingAcks) add() { a.n.Add(1) }
+
+func (a *pendingAcks) release() {
+	if a.n.Add(-1) == 0 {
+		close(a.done)
+	}
+}
+
+// putBatchItem hands record i of a batch to the producer and sets its entry:
+// at once for a record that is invalid, refused or (buffered) accepted into
+// the buffer; otherwise from the producer's callback, which acks waits for.
+func (h *Handler) putBatchItem(i int, item batchItem, entry *batchEntry, buffered bool, acks *pendingAcks) {
+	if item.err != nil {
+		*entry = failedEntry(i, item.err.status, item.err.msg)
+		return
+	}
+	var err error
+	if buffered {
+		if err = h.putter.PutAsync(item.rec, h.onBufferedResult); err == nil {
+			*entry = batchEntry{Status: http.StatusAccepted}
+			return
+		}
+	} else {
+		acks.add()
+		if err = h.putter.PutAsync(item.rec, func(res kpl.Result) {
+			*entry = h.resultEntry(i, res)
+			acks.release()
+		}); err == nil {
+			return
+		}
+		acks.release() // never the last: the submitting goroutine still holds its own count
+	}
+	status, msg := h.putError(err)
+	*entry = failedEntry(i, status, msg)
+}
+
+// resultEntry is the entry of record i of a batch, which the producer
+// finished with res.
+func (h *Handler) resultEntry(i int, res kpl.Result) batchEntry {
+	if res.Err != nil {
+		status, msg := h.resultError(res.Err)
+		return failedEntry(i, status, msg)
+	}
+	sub := res.SubSequenceNumber
+	return batchEntry{Status: http.StatusOK, ShardID: res.ShardID, SequenceNumber: res.SequenceNumber, SubSequenceNumber: &sub}
+}
+
+// failedEntry is the entry of record i of a batch that failed with status
+// and msg.
+func failedEntry(i, status int, msg string) batchEntry {
+	return batchEntry{Status: status, Error: fmt.Sprintf("record %d: %s", i, msg)}
+}
+
+// countFailed returns how many entries failed, and sets Retry-After when
+// one of them is a 503 (worth retrying later).
+func (h *Handler) countFailed(w http.ResponseWriter, entries []batchEntry) int {
+	failed := 0
+	for _, e := range entries {
 		if e.Status >= 300 {
-			resp.FailedRecordCount++
+			failed++
 			if e.Status == http.StatusServiceUnavailable {
 				w.Header().Set("Retry-After", h.retryAfter)
 			}
 		}
 	}
-	if buffered {
-		return writeJSON(w, http.StatusAccepted, resp)
-	}
-	return writeJSON(w, http.StatusOK, resp)
+	return failed
 }
 
 // bufferedResult counts records that failed after they were acknowledged as

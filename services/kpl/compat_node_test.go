@@ -2,6 +2,7 @@ package kpl
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -122,10 +123,7 @@ func TestNodeCompatibility(t *testing.T) {
 			}
 			for j, r := range records {
 				got := decoded.Records[j]
-				wantHashKey := r.ExplicitHashKey
-				if wantHashKey == "" {
-					wantHashKey = firstHashKey
-				}
+				wantHashKey := cmp.Or(r.ExplicitHashKey, firstHashKey)
 				if got.PartitionKey != r.PartitionKey || got.ExplicitHashKey != wantHashKey ||
 					!bytes.Equal(got.Data, r.Data) || got.SubSequenceNumber != int64(j) {
 					t.Fatalf("Node decoded record %d as {%q %q %d bytes #%d}, want {%q %q %d bytes #%d}", j,

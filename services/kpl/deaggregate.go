@@ -77,111 +77,154 @@ func Deaggregate(dst []UserRecord, partitionKey string, data []byte) ([]UserReco
 
 // decodeAggregate parses the AggregatedRecord protobuf body and appends its
 // records to dst. Fields may come in any order and repeat, as protobuf
-// allows, so it makes two passes: the first validates the top-level fields,
-// locates the key tables and counts the records; the second decodes the
-// records.
-//
-// All keys live in one string built per aggregate (its only allocation):
-// the bytes of the region of body holding every key-table entry, followed by
-// a little-endian (start, end) uint32 pair per partition key, then per
-// explicit hash key, locating each key in that region.
+// allows, so it makes two passes: the first (scanAggregate) validates the
+// top-level fields, locates the key tables and counts the records; the second
+// (appendRecords) decodes the records, whose keys it takes from one string
+// built per aggregate (newAggregateKeys).
 func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 	if uint64(len(body)) > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: %d bytes, more than 4 GiB", ErrMalformed, len(body))
 	}
-	lo, hi := len(body), 0 // the smallest region holding every key
-	firstKey, firstRecord := -1, -1
-	var pks, ehks, records int
+	layout, err := scanAggregate(body)
+	if err != nil {
+		return nil, err
+	}
+	if layout.records == 0 {
+		return dst, nil
+	}
+	return appendRecords(dst, body, &layout, newAggregateKeys(body, &layout))
+}
+
+// aggregateLayout is what the first pass learns of an AggregatedRecord body.
+type aggregateLayout struct {
+	// keysLo and keysHi bound the smallest region of the body holding every
+	// key-table entry's bytes.
+	keysLo, keysHi int
+	// firstKey and firstRecord are the offsets of the first key-table field
+	// and of the first records field, -1 when there is none.
+	firstKey, firstRecord int
+	// pks, ehks and records count the partition keys, the explicit hash keys
+	// and the records.
+	pks, ehks, records int
+}
+
+// scanAggregate is the first pass over an AggregatedRecord body: it checks
+// every top-level field's key and length (skipping unknown fields), counts
+// the entries of both key tables and the records, and locates them.
+func scanAggregate(body []byte) (aggregateLayout, error) {
+	l := aggregateLayout{keysLo: len(body), firstKey: -1, firstRecord: -1}
 	for i := 0; i < len(body); {
 		fieldStart := i
 		num, wire, next := readTag(body, i)
 		if next < 0 {
-			return nil, fmt.Errorf("field at byte %d: %w", i, errBadKey)
+			return l, fmt.Errorf("field at byte %d: %w", i, errBadKey)
 		}
 		i = next
 		switch num {
 		case 1, 2: // partition_key_table, explicit_hash_key_table
 			if wire != wireBytes {
-				return nil, fmt.Errorf("%w: key table field %d has wire type %d", ErrMalformed, num, wire)
+				return l, fmt.Errorf("%w: key table field %d has wire type %d", ErrMalformed, num, wire)
 			}
 			start, end := readBytes(body, i)
 			if end < 0 {
-				return nil, fmt.Errorf("key table field %d: %w", num, errTruncated)
+				return l, fmt.Errorf("key table field %d: %w", num, errTruncated)
 			}
 			if num == 1 {
-				pks++
+				l.pks++
 			} else {
-				ehks++
+				l.ehks++
 			}
-			if firstKey < 0 {
-				firstKey = fieldStart
+			if l.firstKey < 0 {
+				l.firstKey = fieldStart
 			}
-			lo, hi = min(lo, start), max(hi, end)
+			l.keysLo, l.keysHi = min(l.keysLo, start), max(l.keysHi, end)
 			i = end
 		case 3: // records
 			if wire != wireBytes {
-				return nil, fmt.Errorf("%w: records field has wire type %d", ErrMalformed, wire)
+				return l, fmt.Errorf("%w: records field has wire type %d", ErrMalformed, wire)
 			}
 			_, end := readBytes(body, i)
 			if end < 0 {
-				return nil, fmt.Errorf("record %d: %w", records, errTruncated)
+				return l, fmt.Errorf("record %d: %w", l.records, errTruncated)
 			}
-			if firstRecord < 0 {
-				firstRecord = fieldStart
+			if l.firstRecord < 0 {
+				l.firstRecord = fieldStart
 			}
-			records++
+			l.records++
 			i = end
 		default:
 			var err error
 			if i, err = skipField(body, i, num, wire, 0); err != nil {
-				return nil, err
+				return l, err
 			}
 		}
 	}
-	if records == 0 {
-		return dst, nil
-	}
+	return l, nil
+}
 
-	var keys string
-	if firstKey >= 0 {
-		var b strings.Builder
-		b.Grow(hi - lo + 8*(pks+ehks))
-		b.Write(body[lo:hi])
-		for _, table := range [2]struct {
-			num   uint64
-			count int
-		}{{1, pks}, {2, ehks}} {
-			if table.count == 0 {
+// aggregateKeys holds every key of one aggregate in one string, its only
+// allocation: the bytes of the region of the body holding every key-table
+// entry, followed by a little-endian (start, end) uint32 pair per partition
+// key, then per explicit hash key, locating each key in that region.
+type aggregateKeys struct {
+	s string
+	// pkSpans and ehkSpans are where the pairs of each table start in s.
+	pkSpans, ehkSpans int
+}
+
+// newAggregateKeys builds the keys of the aggregate body laid out as l.
+func newAggregateKeys(body []byte, l *aggregateLayout) aggregateKeys {
+	lo, hi := l.keysLo, l.keysHi
+	k := aggregateKeys{pkSpans: hi - lo, ehkSpans: hi - lo + 8*l.pks}
+	if l.firstKey < 0 {
+		return k
+	}
+	var b strings.Builder
+	b.Grow(hi - lo + 8*(l.pks+l.ehks))
+	b.Write(body[lo:hi])
+	for _, table := range [2]struct {
+		num   uint64
+		count int
+	}{{1, l.pks}, {2, l.ehks}} {
+		if table.count == 0 {
+			continue
+		}
+		// Every key entry lies in body[firstKey:hi]; the fields there were
+		// validated by scanAggregate.
+		for i := l.firstKey; i < hi; {
+			num, wire, next := readTag(body, i)
+			if num != 1 && num != 2 {
+				i, _ = skipField(body, next, num, wire, 0)
 				continue
 			}
-			// Every key entry lies in body[firstKey:hi]; the fields there
-			// were validated above.
-			for i := firstKey; i < hi; {
-				num, wire, next := readTag(body, i)
-				if num == 1 || num == 2 {
-					start, end := readBytes(body, next)
-					if num == table.num {
-						var span [8]byte
-						binary.LittleEndian.PutUint32(span[:4], uint32(start-lo))
-						binary.LittleEndian.PutUint32(span[4:], uint32(end-lo))
-						b.Write(span[:])
-					}
-					i = end
-					continue
-				}
-				i, _ = skipField(body, next, num, wire, 0)
+			start, end := readBytes(body, next)
+			if num == table.num {
+				var span [8]byte
+				binary.LittleEndian.PutUint32(span[:4], uint32(start-lo))
+				binary.LittleEndian.PutUint32(span[4:], uint32(end-lo))
+				b.Write(span[:])
 			}
+			i = end
 		}
-		keys = b.String()
 	}
-	pkSpans, ehkSpans := hi-lo, hi-lo+8*pks
+	k.s = b.String()
+	return k
+}
+
+// appendRecords is the second pass over an aggregate body laid out as l: it
+// decodes every records field, from the first on, checks its key indexes
+// and appends it to dst with its keys and its data (a sub-slice of body).
+func appendRecords(dst []UserRecord, body []byte, l *aggregateLayout, keys aggregateKeys) ([]UserRecord, error) {
+	pks, ehks := uint64(l.pks), uint64(l.ehks)
+	// key returns the key whose pair is the index-th of the table whose pairs
+	// start at spans. A closure, not a method: the compiler inlines it (a
+	// method of the same cost is over its budget).
 	key := func(spans int, index uint64) string {
 		at := spans + 8*int(index)
-		return keys[le32(keys, at):le32(keys, at+4)]
+		return keys.s[le32(keys.s, at):le32(keys.s, at+4)]
 	}
-
-	dst = slices.Grow(dst, records)
-	for i, n := firstRecord, int64(0); i < len(body); {
+	dst = slices.Grow(dst, l.records)
+	for i, n := l.firstRecord, int64(0); i < len(body); {
 		var start, end int
 		if body[i] == tagRecord {
 			start, end = readBytes(body, i+1)
@@ -201,18 +244,15 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 				return nil, fmt.Errorf("record %d: %w", n, err)
 			}
 		}
-		if r.partitionKey >= uint64(pks) {
-			return nil, fmt.Errorf("%w: record %d: partition key index %d, table has %d keys", ErrMalformed, n, r.partitionKey, pks)
-		}
-		if r.hasExplicitHashKey && r.explicitHashKey >= uint64(ehks) {
-			return nil, fmt.Errorf("%w: record %d: explicit hash key index %d, table has %d keys", ErrMalformed, n, r.explicitHashKey, ehks)
+		if r.partitionKey >= pks || r.hasExplicitHashKey && r.explicitHashKey >= ehks {
+			return nil, keyIndexError(n, r, pks, ehks)
 		}
 		dst = dst[:len(dst)+1] // capacity reserved above
 		u := &dst[len(dst)-1]
-		u.PartitionKey = key(pkSpans, r.partitionKey)
+		u.PartitionKey = key(keys.pkSpans, r.partitionKey)
 		u.ExplicitHashKey = ""
 		if r.hasExplicitHashKey {
-			u.ExplicitHashKey = key(ehkSpans, r.explicitHashKey)
+			u.ExplicitHashKey = key(keys.ehkSpans, r.explicitHashKey)
 		}
 		u.Data = body[start+r.dataStart : start+r.dataEnd : start+r.dataEnd]
 		u.SubSequenceNumber = n
@@ -220,6 +260,14 @@ func decodeAggregate(dst []UserRecord, body []byte) ([]UserRecord, error) {
 		n++
 	}
 	return dst, nil
+}
+
+// keyIndexError says which key index of record n lies outside its table.
+func keyIndexError(n int64, r recordFields, pks, ehks uint64) error {
+	if r.partitionKey >= pks {
+		return fmt.Errorf("%w: record %d: partition key index %d, table has %d keys", ErrMalformed, n, r.partitionKey, pks)
+	}
+	return fmt.Errorf("%w: record %d: explicit hash key index %d, table has %d keys", ErrMalformed, n, r.explicitHashKey, ehks)
 }
 
 // recordFields are the decoded fields of one Record message; data is

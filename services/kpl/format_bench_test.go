@@ -46,6 +46,17 @@ func benchRecords(key func(int) string) (keys []string, data []byte) {
 	return keys, data
 }
 
+// benchAggregate returns the keys and payload of one full aggregate, and the aggregate
+// encoded.
+func benchAggregate(key func(int) string) (keys []string, data, encoded []byte) {
+	keys, data = benchRecords(key)
+	var a Aggregator
+	for _, k := range keys {
+		a.Add(k, "", data)
+	}
+	return keys, data, a.AppendEncoded(nil)
+}
+
 // reportAggregate reports the records per aggregate and the throughput in
 // aggregate bytes.
 func reportAggregate(b *testing.B, records, aggregateSize int) {
@@ -79,12 +90,7 @@ func BenchmarkAggregate(b *testing.B) {
 func BenchmarkDeaggregate(b *testing.B) {
 	for name, key := range benchKeys {
 		b.Run(name, func(b *testing.B) {
-			keys, data := benchRecords(key)
-			var a Aggregator
-			for _, k := range keys {
-				a.Add(k, "", data)
-			}
-			enc := a.AppendEncoded(nil)
+			keys, data, enc := benchAggregate(key)
 			dst := make([]UserRecord, 0, len(keys))
 			b.SetBytes(int64(len(keys) * len(data)))
 			b.ReportAllocs()
@@ -99,17 +105,34 @@ func BenchmarkDeaggregate(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeAggregate is BenchmarkDeaggregate without the MD5 digest check (see
+// BenchmarkMD5): the protobuf decoding alone, where a change of the decoder shows.
+func BenchmarkDecodeAggregate(b *testing.B) {
+	for name, key := range benchKeys {
+		b.Run(name, func(b *testing.B) {
+			keys, data, enc := benchAggregate(key)
+			body := enc[MagicSize : len(enc)-DigestSize]
+			dst := make([]UserRecord, 0, len(keys))
+			b.SetBytes(int64(len(keys) * len(data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if dst, err = decodeAggregate(dst[:0], body); err != nil || len(dst) != len(keys) {
+					b.Fatalf("decodeAggregate: %d records, %v", len(dst), err)
+				}
+			}
+			reportAggregate(b, len(keys), len(enc))
+		})
+	}
+}
+
 // BenchmarkDeaggregateAwslabsGo is the baseline: awslabs' Go deaggregator
 // (golang/protobuf) on the same aggregates.
 func BenchmarkDeaggregateAwslabsGo(b *testing.B) {
 	for name, key := range benchKeys {
 		b.Run(name, func(b *testing.B) {
-			keys, data := benchRecords(key)
-			var a Aggregator
-			for _, k := range keys {
-				a.Add(k, "", data)
-			}
-			in := []types.Record{{PartitionKey: aws.String("outer"), SequenceNumber: aws.String("1"), Data: a.AppendEncoded(nil)}}
+			keys, data, enc := benchAggregate(key)
+			in := []types.Record{{PartitionKey: aws.String("outer"), SequenceNumber: aws.String("1"), Data: enc}}
 			b.SetBytes(int64(len(keys) * len(data)))
 			b.ReportAllocs()
 			for b.Loop() {

@@ -1,6 +1,7 @@
 package kpl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -66,9 +67,11 @@ type ProducerConfig struct {
 	// MaxInFlight caps concurrent PutRecords requests. Default: 24 (the KPL's MaxConnections).
 	MaxInFlight int
 	// MaxBufferedBytes bounds the bytes (data and keys) of the records accepted and not yet
-	// finished; past it PutAsync refuses with ErrBufferFull. Aggregates hold a second,
-	// encoded copy while in flight, so memory use peaks near twice this. Default: 64 MiB:
-	// at most a quarter of a 0.5 GiB task, and 13 s of the 5 MiB/s five shards take.
+	// finished; past it PutAsync refuses at once with ErrBufferFull, so an overload or a
+	// stalled stream becomes back-pressure on the caller instead of unbounded memory.
+	// Aggregates hold a second, encoded copy while in flight, so the producer's memory peaks
+	// near twice this bound: give it at most half of what the process can spare.
+	// Default: 64 MiB (a peak near 128 MiB; 64 s of one shard's 1 MiB/s write limit).
 	MaxBufferedBytes int64
 	// ShardMapRefreshInterval is how often the shard map is re-listed even when no put
 	// revealed a change. Default: 1 minute.
@@ -92,36 +95,20 @@ func (c *ProducerConfig) withDefaults() (ProducerConfig, error) {
 	if out.StreamName == "" {
 		return out, errors.New("kpl: ProducerConfig.StreamName is required")
 	}
-	setDefault := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setDefaultDuration := func(v *time.Duration, def time.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setDefault(&out.MaxAggregateBytes, DefaultMaxAggregateBytes)
-	setDefault(&out.MaxBatchRecords, DefaultMaxBatchRecords)
-	setDefault(&out.MaxBatchBytes, DefaultMaxBatchBytes)
-	setDefault(&out.RateLimitPercent, DefaultRateLimitPercent)
-	setDefault(&out.MaxInFlight, DefaultMaxInFlight)
-	if out.MaxBufferedBytes == 0 {
-		out.MaxBufferedBytes = DefaultMaxBufferedBytes
-	}
-	setDefaultDuration(&out.MaxBufferedTime, DefaultMaxBufferedTime)
-	setDefaultDuration(&out.RecordTTL, DefaultRecordTTL)
-	setDefaultDuration(&out.ShardMapRefreshInterval, DefaultShardMapRefreshInterval)
-	setDefaultDuration(&out.RetryBaseDelay, DefaultRetryBaseDelay)
-	setDefaultDuration(&out.RetryMaxDelay, DefaultRetryMaxDelay)
-	setDefaultDuration(&out.PutTimeout, DefaultPutTimeout)
-	if out.Logger == nil {
-		out.Logger = slog.Default()
-	}
-	if out.Metrics == nil {
-		out.Metrics = noMetrics{}
-	}
+	out.MaxAggregateBytes = cmp.Or(out.MaxAggregateBytes, DefaultMaxAggregateBytes)
+	out.MaxBatchRecords = cmp.Or(out.MaxBatchRecords, DefaultMaxBatchRecords)
+	out.MaxBatchBytes = cmp.Or(out.MaxBatchBytes, DefaultMaxBatchBytes)
+	out.RateLimitPercent = cmp.Or(out.RateLimitPercent, DefaultRateLimitPercent)
+	out.MaxInFlight = cmp.Or(out.MaxInFlight, DefaultMaxInFlight)
+	out.MaxBufferedBytes = cmp.Or(out.MaxBufferedBytes, DefaultMaxBufferedBytes)
+	out.MaxBufferedTime = cmp.Or(out.MaxBufferedTime, DefaultMaxBufferedTime)
+	out.RecordTTL = cmp.Or(out.RecordTTL, DefaultRecordTTL)
+	out.ShardMapRefreshInterval = cmp.Or(out.ShardMapRefreshInterval, DefaultShardMapRefreshInterval)
+	out.RetryBaseDelay = cmp.Or(out.RetryBaseDelay, DefaultRetryBaseDelay)
+	out.RetryMaxDelay = cmp.Or(out.RetryMaxDelay, DefaultRetryMaxDelay)
+	out.PutTimeout = cmp.Or(out.PutTimeout, DefaultPutTimeout)
+	out.Logger = cmp.Or(out.Logger, slog.Default())
+	out.Metrics = cmp.Or[MetricsSink](out.Metrics, noMetrics{})
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
 		if !ok {

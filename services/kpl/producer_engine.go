@@ -380,94 +380,157 @@ func (p *Producer) dispatchLoop(ctx context.Context) {
 }
 
 // planLocked does the dispatcher's work for one instant and returns the requests to start
-// and when it must run again (zero: only when signalled).
+// and when it must run again (zero: only when signalled). It closes lingering aggregates,
+// expires the queued ones past their RecordTTL, then fills requests from the shards' queues,
+// starting at a shard that moves round-robin so no shard always comes first.
 func (p *Producer) planLocked(now time.Time) ([]*putBatch, time.Time, deliveries) {
 	var out deliveries
-	var next time.Time
-	consider := func(t time.Time) {
-		if next.IsZero() || t.Before(next) {
-			next = t
-		}
-	}
+	var next earliest
 	for _, s := range p.shards {
-		if a := s.open; a != nil {
-			if lingerEnd := a.openedAt.Add(p.cfg.MaxBufferedTime); a.gen < p.flushGen || !now.Before(lingerEnd) {
-				p.closeLocked(s, now)
-			} else {
-				consider(lingerEnd)
-			}
-		}
-		q := s.queue[:0]
-		for _, a := range s.queue {
-			if !now.Before(a.deadline) {
-				p.expireLocked(a, &out)
-				continue
-			}
-			consider(a.deadline)
-			q = append(q, a)
-		}
-		clear(s.queue[len(q):])
-		s.queue = q
+		p.closeLingeringLocked(s, now, &next)
+		p.expireQueuedLocked(s, now, &next, &out)
 	}
 	if p.stopping || len(p.shards) == 0 {
-		return nil, next, out
+		return nil, next.t, out
 	}
-
-	var batches []*putBatch
-	var cur *putBatch
+	b := batcher{p: p}
 	n := len(p.shards)
 	for i := range n {
-		s := p.shards[(p.rr+i)%n]
-		orderedBlocked := s.orderedInFlight
-		q := s.queue[:0]
-		for _, a := range s.queue {
-			send := false
-			size := a.entrySize()
-			switch {
-			case a.ordered && orderedBlocked:
-			case now.Before(a.notBefore):
-				consider(a.notBefore)
-			default:
-				if wait := s.limiter.wait(now, size); wait > 0 {
-					consider(now.Add(wait))
-					break
-				}
-				if cur != nil && (len(cur.aggs) >= p.cfg.MaxBatchRecords || cur.bytes+size > p.cfg.MaxBatchBytes) {
-					batches = append(batches, cur)
-					cur = nil
-				}
-				if cur == nil && p.inFlight < p.cfg.MaxInFlight {
-					cur = &putBatch{aggs: make([]*aggregate, 0, min(p.cfg.MaxBatchRecords, 64))}
-					p.inFlight++
-				}
-				send = cur != nil
-			}
-			if a.ordered {
-				orderedBlocked = true
-			}
-			if !send {
-				q = append(q, a)
-				continue
-			}
-			s.limiter.take(now, size)
-			if a.ordered {
-				s.orderedInFlight = true
-			}
-			if a.attempts == 0 {
-				p.stats.bufferingTimes = append(p.stats.bufferingTimes, millis(now.Sub(a.openedAt)))
-			}
-			a.attempts++
-			cur.aggs = append(cur.aggs, a)
-			cur.bytes += size
-		}
-		clear(s.queue[len(q):])
-		s.queue = q
-	}
-	if cur != nil {
-		batches = append(batches, cur)
+		p.planShardLocked(p.shards[(p.rr+i)%n], now, &b, &next)
 	}
 	p.rr = (p.rr + 1) % n
-	return batches, next, out
+	return b.finish(), next.t, out
+}
+
+// earliest keeps the earliest of the instants offered to it: when the dispatcher must run
+// again. Zero until one is offered.
+type earliest struct{ t time.Time }
+
+func (e *earliest) offer(t time.Time) {
+	if e.t.IsZero() || t.Before(e.t) {
+		e.t = t
+	}
+}
+
+// closeLingeringLocked closes s's open aggregate once it has waited MaxBufferedTime for
+// more records, or at once when a Flush waits for it; otherwise the end of its linger is
+// offered to next.
+func (p *Producer) closeLingeringLocked(s *shardState, now time.Time, next *earliest) {
+	a := s.open
+	if a == nil {
+		return
+	}
+	if lingerEnd := a.openedAt.Add(p.cfg.MaxBufferedTime); a.gen < p.flushGen || !now.Before(lingerEnd) {
+		p.closeLocked(s, now)
+	} else {
+		next.offer(lingerEnd)
+	}
+}
+
+// expireQueuedLocked fails the aggregates queued in s whose RecordTTL deadline passed (into
+// out) and offers the deadlines of the others to next.
+func (p *Producer) expireQueuedLocked(s *shardState, now time.Time, next *earliest, out *deliveries) {
+	q := s.queue[:0]
+	for _, a := range s.queue {
+		if !now.Before(a.deadline) {
+			p.expireLocked(a, out)
+			continue
+		}
+		next.offer(a.deadline)
+		q = append(q, a)
+	}
+	clear(s.queue[len(q):])
+	s.queue = q
+}
+
+// planShardLocked moves the aggregates of s's queue that may be sent now, oldest first, into
+// requests, and keeps the others queued in their order.
+func (p *Producer) planShardLocked(s *shardState, now time.Time, b *batcher, next *earliest) {
+	// A keyed aggregate waits while an older keyed one of its shard is in flight or waiting:
+	// a retry must not reorder a key's records.
+	orderedBlocked := s.orderedInFlight
+	q := s.queue[:0]
+	for _, a := range s.queue {
+		size := a.entrySize()
+		req := p.requestForLocked(s, a, size, orderedBlocked, now, b, next)
+		if a.ordered {
+			orderedBlocked = true
+		}
+		if req == nil {
+			q = append(q, a)
+			continue
+		}
+		p.startAttemptLocked(s, a, size, now, req)
+	}
+	clear(s.queue[len(q):])
+	s.queue = q
+}
+
+// requestForLocked returns the request aggregate a (of size bytes, queued in s) joins now,
+// or nil when it must wait: behind an older keyed aggregate (orderedBlocked), for its retry
+// backoff, for its shard's rate limit, or for a free request (MaxInFlight). A wait that ends
+// at a known time is offered to next.
+func (p *Producer) requestForLocked(s *shardState, a *aggregate, size int, orderedBlocked bool, now time.Time, b *batcher, next *earliest) *putBatch {
+	switch {
+	case a.ordered && orderedBlocked:
+		return nil
+	case now.Before(a.notBefore):
+		next.offer(a.notBefore)
+		return nil
+	}
+	if wait := s.limiter.wait(now, size); wait > 0 {
+		next.offer(now.Add(wait))
+		return nil
+	}
+	return b.requestFor(size)
+}
+
+// startAttemptLocked puts aggregate a (of size bytes, queued in s) into request req: it
+// takes its bytes from the shard's rate limit, holds the shard's keyed order while a is in
+// flight, and counts the attempt (and, for the first, how long a was buffered).
+func (p *Producer) startAttemptLocked(s *shardState, a *aggregate, size int, now time.Time, req *putBatch) {
+	s.limiter.take(now, size)
+	if a.ordered {
+		s.orderedInFlight = true
+	}
+	if a.attempts == 0 {
+		p.stats.bufferingTimes = append(p.stats.bufferingTimes, millis(now.Sub(a.openedAt)))
+	}
+	a.attempts++
+	req.aggs = append(req.aggs, a)
+	req.bytes += size
+}
+
+// batcher fills the PutRecords requests of one planning round, one at a time, within
+// MaxBatchRecords and MaxBatchBytes each and MaxInFlight in all.
+type batcher struct {
+	p       *Producer
+	batches []*putBatch // full requests
+	cur     *putBatch   // the request being filled
+}
+
+// requestFor returns the request an entry of size bytes joins: the current one, or a new one
+// when it is full; nil when MaxInFlight requests already run. A new request counts as in
+// flight at once.
+func (b *batcher) requestFor(size int) *putBatch {
+	cfg := &b.p.cfg
+	if b.cur != nil && (len(b.cur.aggs) >= cfg.MaxBatchRecords || b.cur.bytes+size > cfg.MaxBatchBytes) {
+		b.batches = append(b.batches, b.cur)
+		b.cur = nil
+	}
+	if b.cur == nil && b.p.inFlight < cfg.MaxInFlight {
+		b.cur = &putBatch{aggs: make([]*aggregate, 0, min(cfg.MaxBatchRecords, 64))}
+		b.p.inFlight++
+	}
+	return b.cur
+}
+
+// finish returns the requests filled, the last one included.
+func (b *batcher) finish() []*putBatch {
+	if b.cur != nil {
+		b.batches = append(b.batches, b.cur)
+	}
+	return b.batches
 }
 
 // send runs one PutRecords request and hands its outcome to complete.

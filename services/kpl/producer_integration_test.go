@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 )
@@ -27,157 +28,184 @@ import (
 // one stream each) and reads every record back with GetRecords.
 func TestKinesisLocal(t *testing.T) {
 	emu := emulatortest.StartForTest(t, emulator.Options{Kinesis: true, KinesisEnv: []string{"UPDATE_SHARD_COUNT_DURATION=300ms"}})
+	t.Run("put and read back", func(t *testing.T) { testPutAndReadBack(t, emu) })
+	t.Run("reshard during load", func(t *testing.T) { testReshardDuringLoad(t, emu) })
+	t.Run("faults", func(t *testing.T) { testFaults(t, emu) })
+	t.Run("record past its TTL fails", func(t *testing.T) { testRecordPastTTLFails(t, emu) })
+}
 
-	t.Run("put and read back", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-		defer cancel()
-		rec := &putRecorder{next: http.DefaultTransport}
-		client := emu.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: rec} })
-		stream := createStream(ctx, t, client, "put-read", 3)
-		recs := append(keyedRecords(10_000, 500, 100), keylessRecords(10_000, 100)...)
-		for i := 10_000; i < len(recs); i++ {
-			recs[i].Data = payload(i, 100)
+// testPutAndReadBack puts keyed and keyless records and finds each in the stream where its
+// Result says, in its shard's range and in per-key order.
+func testPutAndReadBack(t *testing.T, emu *emulator.Emulators) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	rec := &putRecorder{next: http.DefaultTransport}
+	client := emu.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: rec} })
+	stream := createStream(ctx, t, client, "put-read", 3)
+	recs := keyedThenKeyless(10_000, 500, 100)
+	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream})
+	rs := newResults()
+	putAll(t, p, rs, recs, 0)
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range recs {
+		if err := rs.get(i).Err; err != nil {
+			t.Fatalf("record %d: %v", i, err)
 		}
-		p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream})
-		rs := newResults()
-		putAll(t, p, rs, recs, 0)
-		if err := p.Close(ctx); err != nil {
-			t.Fatal(err)
+	}
+	got := readStream(ctx, t, client, stream)
+	checkReadBack(t, got, recs, rs, nil)
+	rec.checkExplicitHashKeys(t, got.shards)
+	t.Logf("%d records in %d Kinesis records over %d shards, %d PutRecords calls",
+		len(recs), got.kinesisRecords, len(got.shards), rec.calls())
+}
+
+// testReshardDuringLoad reshards the stream from 2 to 4 shards while records arrive: every
+// record is read back once in range, and the records put after the producer saw the new map
+// are acknowledged in the open children.
+func testReshardDuringLoad(t *testing.T, emu *emulator.Emulators) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	client := emu.KinesisClient()
+	stream := createStream(ctx, t, client, "reshard", 2)
+	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, ShardMapRefreshInterval: 500 * time.Millisecond})
+	recs := keyedThenKeyless(6000, 300, 100)
+	order := rand.New(rand.NewPCG(3, 4)).Perm(len(recs))
+	rs := newResults()
+	lateWave := putInWavesAcrossReshard(ctx, t, p, client, stream, recs, order, rs)
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := readStream(ctx, t, client, stream)
+	checkReadBack(t, got, recs, rs, order)
+	open := 0
+	for _, s := range got.shards {
+		if !s.closed {
+			open++
 		}
-		for i := range recs {
-			if err := rs.get(i).Err; err != nil {
+	}
+	if open != 4 {
+		t.Fatalf("%d open shards after UpdateShardCount to 4", open)
+	}
+	for _, i := range lateWave {
+		if s := got.shards[rs.get(i).ShardID]; s == nil || s.closed {
+			t.Fatalf("record %d of the last wave acknowledged in shard %s, not an open child", i, rs.get(i).ShardID)
+		}
+	}
+}
+
+// putInWavesAcrossReshard puts recs in the given order, interleaving keyed and keyless
+// records, in 30 waves 50 ms apart; after wave 10 it reshards the stream from 2 to 4
+// shards, and after wave 20 it waits until the producer's shard map holds the 4 children.
+// It returns the indexes of the records of the last wave.
+func putInWavesAcrossReshard(ctx context.Context, t *testing.T, p *Producer, client *kinesis.Client, stream string, recs []Record, order []int, rs *results) (lastWave []int) {
+	t.Helper()
+	const waves = 30
+	per := len(recs) / waves
+	for w := range waves {
+		for _, i := range order[w*per : (w+1)*per] {
+			if err := p.PutAsync(recs[i], rs.done(i)); err != nil {
 				t.Fatalf("record %d: %v", i, err)
 			}
+			if w == waves-1 {
+				lastWave = append(lastWave, i)
+			}
 		}
-		got := readStream(ctx, t, client, stream)
-		checkReadBack(t, got, recs, rs, nil)
-		rec.checkExplicitHashKeys(t, got.shards)
-		t.Logf("%d records in %d Kinesis records over %d shards, %d PutRecords calls",
-			len(recs), got.kinesisRecords, len(got.shards), rec.calls())
-	})
+		switch w {
+		case 10:
+			if _, err := client.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{
+				StreamName: &stream, TargetShardCount: aws.Int32(4), ScalingType: types.ScalingTypeUniformScaling,
+			}); err != nil {
+				t.Fatal(err)
+			}
+		case 20:
+			waitActive(ctx, t, client, stream)
+			waitShardMap(t, p, 4) // a periodic refresh has seen the new map
+		}
+		time.Sleep(50 * time.Millisecond) // records arrive over time, across the reshard
+	}
+	return lastWave
+}
 
-	t.Run("reshard during load", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-		defer cancel()
-		client := emu.KinesisClient()
-		stream := createStream(ctx, t, client, "reshard", 2)
-		p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, ShardMapRefreshInterval: 500 * time.Millisecond})
-		recs := append(keyedRecords(6000, 300, 100), keylessRecords(6000, 100)...)
-		for i := 6000; i < len(recs); i++ {
-			recs[i].Data = payload(i, 100)
+// waitShardMap waits until the producer's shard map lists n shards.
+func waitShardMap(t *testing.T, p *Producer, n int) {
+	t.Helper()
+	eventually.Succeeds(t, 30*time.Second, func() error {
+		p.mu.Lock()
+		got := len(p.smap.shards)
+		p.mu.Unlock()
+		if got != n {
+			return fmt.Errorf("producer's shard map lists %d shards, want %d", got, n)
 		}
-		// Interleave keyed and keyless records in 30 waves; reshard 2 -> 4 after wave 10.
-		order := rand.New(rand.NewPCG(3, 4)).Perm(len(recs))
-		rs := newResults()
-		const waves = 30
-		per := len(recs) / waves
-		var lateWave []int
-		for w := range waves {
-			for _, i := range order[w*per : (w+1)*per] {
-				if err := p.PutAsync(recs[i], rs.done(i)); err != nil {
-					t.Fatalf("record %d: %v", i, err)
-				}
-				if w == waves-1 {
-					lateWave = append(lateWave, i)
-				}
-			}
-			if w == 10 {
-				if _, err := client.UpdateShardCount(ctx, &kinesis.UpdateShardCountInput{
-					StreamName: &stream, TargetShardCount: aws.Int32(4), ScalingType: types.ScalingTypeUniformScaling,
-				}); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if w == 20 {
-				waitActive(ctx, t, client, stream)
-				time.Sleep(time.Second) // a periodic refresh has seen the new map
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if err := p.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		got := readStream(ctx, t, client, stream)
-		checkReadBack(t, got, recs, rs, order)
-		open := 0
-		for _, s := range got.shards {
-			if !s.closed {
-				open++
-			}
-		}
-		if open != 4 {
-			t.Fatalf("%d open shards after UpdateShardCount to 4", open)
-		}
-		for _, i := range lateWave {
-			if s := got.shards[rs.get(i).ShardID]; s == nil || s.closed {
-				t.Fatalf("record %d of the last wave acknowledged in shard %s, not an open child", i, rs.get(i).ShardID)
-			}
-		}
+		return nil
 	})
+}
 
-	t.Run("faults", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-		defer cancel()
-		faults := &faultInjector{next: http.DefaultTransport, rng: rand.New(rand.NewPCG(5, 6)),
-			entryFailure: 0.30, resetBefore: 0.05, resetAfter: 0.05, http500: 0.05}
-		client := emu.KinesisClient(func(o *kinesis.Options) {
-			o.HTTPClient = &http.Client{Transport: faults}
-			o.RetryMaxAttempts = 1 // the producer's own retries face the faults
-		})
-		stream := createStream(ctx, t, client, "faults", 2)
-		p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, MaxAggregateBytes: 8192,
-			RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 200 * time.Millisecond})
-		recs := append(keyedRecords(3000, 100, 100), keylessRecords(3000, 100)...)
-		for i := 3000; i < len(recs); i++ {
-			recs[i].Data = payload(i, 100)
-		}
-		rs := newResults()
-		putAll(t, p, rs, recs, 0)
-		if err := p.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		var acked []Record
-		retried := 0
-		for i, r := range recs {
-			res := rs.get(i)
-			if res.Err == nil {
-				acked = append(acked, r)
-			}
-			if res.Attempts > 1 {
-				retried++
-			}
-		}
-		got := readStream(ctx, t, client, stream)
-		checkAcknowledgedPresent(t, got, acked)
-		t.Logf("faults injected: %s; %d of %d records acknowledged, %d needed retries",
-			faults.summary(), len(acked), len(recs), retried)
-		if retried == 0 || faults.total() == 0 {
-			t.Fatal("no fault reached the producer: the injector is not in the path")
-		}
-		if len(acked) != len(recs) {
-			t.Errorf("%d records failed within the default TTL despite retries", len(recs)-len(acked))
-		}
+// testFaults puts records through injected faults (throttled entries, connection resets
+// before and after the write, HTTP 500): every record is acknowledged within the default
+// TTL, and every acknowledged one is in the stream.
+func testFaults(t *testing.T, emu *emulator.Emulators) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	faults := &faultInjector{next: http.DefaultTransport, rng: rand.New(rand.NewPCG(5, 6)),
+		entryFailure: 0.30, resetBefore: 0.05, resetAfter: 0.05, http500: 0.05}
+	client := emu.KinesisClient(func(o *kinesis.Options) {
+		o.HTTPClient = &http.Client{Transport: faults}
+		o.RetryMaxAttempts = 1 // the producer's own retries face the faults
 	})
+	stream := createStream(ctx, t, client, "faults", 2)
+	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, MaxAggregateBytes: 8192,
+		RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 200 * time.Millisecond})
+	recs := keyedThenKeyless(3000, 100, 100)
+	rs := newResults()
+	putAll(t, p, rs, recs, 0)
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var acked []Record
+	retried := 0
+	for i, r := range recs {
+		res := rs.get(i)
+		if res.Err == nil {
+			acked = append(acked, r)
+		}
+		if res.Attempts > 1 {
+			retried++
+		}
+	}
+	got := readStream(ctx, t, client, stream)
+	checkAcknowledgedPresent(t, got, acked)
+	t.Logf("faults injected: %s; %d of %d records acknowledged, %d needed retries",
+		faults.summary(), len(acked), len(recs), retried)
+	if retried == 0 || faults.total() == 0 {
+		t.Fatal("no fault reached the producer: the injector is not in the path")
+	}
+	if len(acked) != len(recs) {
+		t.Errorf("%d records failed within the default TTL despite retries", len(recs)-len(acked))
+	}
+}
 
-	t.Run("record past its TTL fails", func(t *testing.T) {
-		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-		defer cancel()
-		faults := &faultInjector{next: http.DefaultTransport, rng: rand.New(rand.NewPCG(1, 1)), entryFailure: 1}
-		client := emu.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: faults} })
-		stream := createStream(ctx, t, client, "ttl", 1)
-		p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, RecordTTL: time.Second})
-		res, err := p.Put(ctx, Record{PartitionKey: "k", Data: []byte("never stored")})
-		if !errors.Is(err, ErrRecordExpired) || res.Err == nil {
-			t.Fatalf("Put = %+v, %v; want ErrRecordExpired", res, err)
-		}
-		var pre *PutRecordError
-		if !errors.As(err, &pre) || pre.Code != "ProvisionedThroughputExceededException" {
-			t.Errorf("error %v does not carry the last put error", err)
-		}
-		if err := p.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-	})
+// testRecordPastTTLFails throttles every entry: the record fails with ErrRecordExpired,
+// carrying the last put error.
+func testRecordPastTTLFails(t *testing.T, emu *emulator.Emulators) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	faults := &faultInjector{next: http.DefaultTransport, rng: rand.New(rand.NewPCG(1, 1)), entryFailure: 1}
+	client := emu.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: faults} })
+	stream := createStream(ctx, t, client, "ttl", 1)
+	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, RecordTTL: time.Second})
+	res, err := p.Put(ctx, Record{PartitionKey: "k", Data: []byte("never stored")})
+	if !errors.Is(err, ErrRecordExpired) || res.Err == nil {
+		t.Fatalf("Put = %+v, %v; want ErrRecordExpired", res, err)
+	}
+	var pre *PutRecordError
+	if !errors.As(err, &pre) || pre.Code != "ProvisionedThroughputExceededException" {
+		t.Errorf("error %v does not carry the last put error", err)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startLocalProducer(ctx context.Context, t *testing.T, client *kinesis.Client, cfg ProducerConfig) *Producer {
@@ -208,19 +236,19 @@ func createStream(ctx context.Context, t *testing.T, client *kinesis.Client, nam
 	return name
 }
 
+// waitActive waits until the stream is ACTIVE.
 func waitActive(ctx context.Context, t *testing.T, client *kinesis.Client, name string) {
 	t.Helper()
-	for {
+	eventually.Succeeds(t, time.Minute, func() error {
 		out, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &name})
-		if err == nil && out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-			return
+		if err != nil {
+			return fmt.Errorf("describe stream %s: %w", name, err)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("stream %s not ACTIVE: %v", name, err)
-		case <-time.After(100 * time.Millisecond):
+		if status := out.StreamDescriptionSummary.StreamStatus; status != types.StreamStatusActive {
+			return fmt.Errorf("stream %s is %s, not ACTIVE", name, status)
 		}
-	}
+		return nil
+	})
 }
 
 type localShard struct {

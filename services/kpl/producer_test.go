@@ -1,6 +1,7 @@
 package kpl
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,9 +32,7 @@ var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 func startProducer(t *testing.T, f *fakeKinesis, cfg ProducerConfig) *Producer {
 	t.Helper()
 	cfg.StreamName = "test-stream"
-	if cfg.Logger == nil {
-		cfg.Logger = quietLogger
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, quietLogger)
 	p, err := New(f, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -120,6 +119,16 @@ func keylessRecords(n, size int) []Record {
 		out[i] = Record{Data: payload(i, size)}
 	}
 	return out
+}
+
+// keyedThenKeyless returns n keyed records (over keys keys) followed by n keyless ones, each
+// with its own payload.
+func keyedThenKeyless(n, keys, size int) []Record {
+	recs := append(keyedRecords(n, keys, size), keylessRecords(n, size)...)
+	for i := n; i < len(recs); i++ {
+		recs[i].Data = payload(i, size)
+	}
+	return recs
 }
 
 // checkStream reads the fake stream back and checks every record is there once, in a shard
@@ -697,10 +706,7 @@ func TestCloseFlushesBeforeLinger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(3)
 		p := startProducer(t, f, ProducerConfig{MaxBufferedTime: time.Hour})
-		recs := append(keyedRecords(500, 20, 50), keylessRecords(500, 50)...)
-		for i := 500; i < len(recs); i++ {
-			recs[i].Data = payload(i, 50)
-		}
+		recs := keyedThenKeyless(500, 20, 50)
 		rs := newResults()
 		putAll(t, p, rs, recs, 0)
 		start := time.Now()
@@ -845,10 +851,7 @@ func TestShardMapRefreshOnReshard(t *testing.T) {
 		f := newFakeKinesis(2)
 		counts := newCountingSink()
 		p := startProducer(t, f, ProducerConfig{ShardMapRefreshInterval: time.Hour, Metrics: counts})
-		recs := append(keyedRecords(3000, 500, 80), keylessRecords(3000, 80)...)
-		for i := 3000; i < len(recs); i++ {
-			recs[i].Data = payload(i, 80)
-		}
+		recs := keyedThenKeyless(3000, 500, 80)
 		rs := newResults()
 		// Wave 1 on the old map.
 		putAll(t, p, rs, recs[:1000], 0)

@@ -2,6 +2,7 @@ package ingesttest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -125,12 +126,8 @@ func (f *FaultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return f.next.RoundTrip(req)
 	}
 	f.count(func(c *FaultCounts) { c.Calls++ })
-	if f.Stall != nil {
-		select {
-		case <-f.Stall:
-		case <-req.Context().Done():
-			return nil, req.Context().Err()
-		}
+	if err := f.waitStall(req.Context()); err != nil {
+		return nil, err
 	}
 	body, err := io.ReadAll(req.Body)
 	req.Body.Close()
@@ -145,60 +142,100 @@ func (f *FaultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		f.count(func(c *FaultCounts) { c.ResetsBefore++ })
 		return nil, connReset()
 	}
-
 	var in putRecordsRequest
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, fmt.Errorf("fault transport: decode PutRecords: %w", err)
 	}
-	// Choose the entries that fail; forward the others.
-	failed := make([]bool, len(in.Records))
-	var forward []json.RawMessage
-	for i := range in.Records {
-		failed[i] = f.ThrottleAll || f.roll(f.EntryFailRate)
-		if !failed[i] {
-			forward = append(forward, in.Records[i])
-		}
-	}
+	failed, forward := f.chooseFailedEntries(in.Records)
 	var real putRecordsResponse
 	if len(forward) > 0 {
-		fwd := in
-		fwd.Records = forward
-		fwdBody, err := json.Marshal(fwd)
-		if err != nil {
-			return nil, err
-		}
-		out := req.Clone(req.Context())
-		out.Body = io.NopCloser(bytes.NewReader(fwdBody))
-		out.ContentLength = int64(len(fwdBody))
-		out.Header.Set("Content-Length", strconv.Itoa(len(fwdBody)))
-		resp, err := f.next.RoundTrip(out)
-		if err != nil {
-			return nil, err
-		}
-		respBody, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return nil, err
-		}
-		if resp.StatusCode != http.StatusOK {
-			// A whole-call error from the emulator passes through as it is.
-			resp.Body = io.NopCloser(bytes.NewReader(respBody))
-			return resp, nil
-		}
-		if err := json.Unmarshal(respBody, &real); err != nil || len(real.Records) != len(forward) {
-			return nil, fmt.Errorf("fault transport: PutRecords answer %q: %v", respBody, err)
-		}
-		if f.roll(f.ResetRate / 2) {
-			// Written, but the client never hears of it: it must retry
-			// (and the stream holds duplicates, as Kinesis would).
-			f.count(func(c *FaultCounts) { c.ResetsAfter++ })
-			return nil, connReset()
+		var passThrough *http.Response
+		if real, passThrough, err = f.forward(req, in, forward); passThrough != nil || err != nil {
+			return passThrough, err
 		}
 	}
+	merged, err := f.mergeAnswers(in.Records, failed, real)
+	if err != nil {
+		return nil, err
+	}
+	return jsonResponse(req, http.StatusOK, merged), nil
+}
 
+// waitStall blocks while Stall is set and open: until it is closed or ctx ends.
+func (f *FaultTransport) waitStall(ctx context.Context) error {
+	if f.Stall == nil {
+		return nil
+	}
+	select {
+	case <-f.Stall:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// chooseFailedEntries decides which entries fail (all with ThrottleAll, else
+// each with EntryFailRate) and returns that choice with the other entries,
+// the ones to forward, in order.
+func (f *FaultTransport) chooseFailedEntries(entries []json.RawMessage) (failed []bool, forward []json.RawMessage) {
+	failed = make([]bool, len(entries))
+	for i := range entries {
+		failed[i] = f.ThrottleAll || f.roll(f.EntryFailRate)
+		if !failed[i] {
+			forward = append(forward, entries[i])
+		}
+	}
+	return failed, forward
+}
+
+// forward sends the call on to the emulator with only the entries in
+// forward and returns its answer, one result per forwarded entry. A
+// whole-call error answer of the emulator comes back as passThrough, to be
+// returned as it is; a connection reset injected after the emulator wrote
+// (half of ResetRate) comes back as err.
+func (f *FaultTransport) forward(req *http.Request, in putRecordsRequest, forward []json.RawMessage) (answer putRecordsResponse, passThrough *http.Response, err error) {
+	in.Records = forward
+	body, err := json.Marshal(in)
+	if err != nil {
+		return answer, nil, err
+	}
+	out := req.Clone(req.Context())
+	out.Body = io.NopCloser(bytes.NewReader(body))
+	out.ContentLength = int64(len(body))
+	out.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	resp, err := f.next.RoundTrip(out)
+	if err != nil {
+		return answer, nil, err
+	}
+	respBody, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return answer, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body = io.NopCloser(bytes.NewReader(respBody))
+		return answer, resp, nil
+	}
+	if err := json.Unmarshal(respBody, &answer); err != nil || len(answer.Records) != len(forward) {
+		return answer, nil, fmt.Errorf("fault transport: PutRecords answer %q: %v", respBody, err)
+	}
+	if f.roll(f.ResetRate / 2) {
+		// Written, but the client never hears of it: it must retry (and the
+		// stream holds duplicates, as Kinesis would).
+		f.count(func(c *FaultCounts) { c.ResetsAfter++ })
+		return answer, nil, connReset()
+	}
+	return answer, nil, nil
+}
+
+// mergeAnswers builds the answer to the whole call: for each entry, in order,
+// an injected ProvisionedThroughputExceededException if it failed, else the
+// emulator's result (the next one of real). It records the entries the
+// emulator accepted and counts the failed ones.
+func (f *FaultTransport) mergeAnswers(entries []json.RawMessage, failed []bool, real putRecordsResponse) (putRecordsResponse, error) {
 	merged := putRecordsResponse{EncryptionType: real.EncryptionType}
 	next := 0
-	for i := range in.Records {
+	for i := range entries {
 		if failed[i] {
 			merged.FailedRecordCount++
 			merged.Records = append(merged.Records, putRecordsResultEntry{
@@ -215,15 +252,15 @@ func (f *FaultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		var e putRecordsEntry
-		if err := json.Unmarshal(in.Records[i], &e); err != nil {
-			return nil, err
+		if err := json.Unmarshal(entries[i], &e); err != nil {
+			return merged, err
 		}
 		f.mu.Lock()
 		f.accepted = append(f.accepted, AcceptedEntry{ExplicitHashKey: e.ExplicitHashKey, PartitionKey: e.PartitionKey, ShardID: r.ShardID})
 		f.mu.Unlock()
 	}
 	f.count(func(c *FaultCounts) { c.FailedEntries += merged.FailedRecordCount })
-	return jsonResponse(req, http.StatusOK, merged), nil
+	return merged, nil
 }
 
 func jsonResponse(req *http.Request, status int, v any) *http.Response {

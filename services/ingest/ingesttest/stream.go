@@ -18,28 +18,33 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/kpl"
 )
 
-// CreateStream creates a provisioned stream and waits until it is ACTIVE.
+// streamActiveTimeout bounds CreateStream's wait for ACTIVE when ctx has no earlier deadline.
+const streamActiveTimeout = time.Minute
+
+// CreateStream creates a provisioned stream and waits until it is ACTIVE: until ctx's
+// deadline, or for at most streamActiveTimeout.
 func CreateStream(ctx context.Context, client *kinesis.Client, name string, shards int32) error {
 	if _, err := client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(shards)}); err != nil {
 		return fmt.Errorf("create stream %s: %w", name, err)
 	}
-	for {
+	timeout := streamActiveTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(deadline))
+	}
+	return eventually.Within(timeout, func() error {
 		out, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
 		if err != nil {
 			return fmt.Errorf("describe stream %s: %w", name, err)
 		}
-		if out.StreamDescriptionSummary.StreamStatus == types.StreamStatusActive {
-			return nil
+		if status := out.StreamDescriptionSummary.StreamStatus; status != types.StreamStatusActive {
+			return fmt.Errorf("stream %s is %s, not ACTIVE", name, status)
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("stream %s not active: %w", name, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return nil
+	})
 }
 
 // Shard is one shard of the stream and its hash key range.
@@ -101,6 +106,15 @@ func (s *Stream) At() map[Location]Record {
 	m := make(map[Location]Record, len(s.Records))
 	for _, r := range s.Records {
 		m[Location{r.ShardID, r.SequenceNumber, r.SubSequenceNumber}] = r
+	}
+	return m
+}
+
+// Data returns the set of the data of the records a KCL consumer keeps (Records).
+func (s *Stream) Data() map[string]bool {
+	m := make(map[string]bool, len(s.Records))
+	for _, r := range s.Records {
+		m[string(r.Data)] = true
 	}
 	return m
 }

@@ -10,6 +10,7 @@
 package kinesisfake
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"fmt"
@@ -69,15 +70,11 @@ type Stats struct {
 
 // New returns a fake stream.
 func New(cfg Config) (*Stream, error) {
-	if cfg.StreamName == "" {
-		cfg.StreamName = "stream"
-	}
+	cfg.StreamName = cmp.Or(cfg.StreamName, "stream")
 	if cfg.Shards < 0 || cfg.Latency < 0 {
 		return nil, fmt.Errorf("kinesisfake: shards %d and latency %v must not be negative", cfg.Shards, cfg.Latency)
 	}
-	if cfg.Shards == 0 {
-		cfg.Shards = 1
-	}
+	cfg.Shards = cmp.Or(cfg.Shards, 1)
 	space := new(big.Int).Lsh(big.NewInt(1), 128)
 	width := new(big.Int).Div(space, big.NewInt(int64(cfg.Shards)))
 	s := &Stream{cfg: cfg, nextSeq: make([]uint64, cfg.Shards)}
