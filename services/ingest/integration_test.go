@@ -54,7 +54,7 @@ func newPipeline(t *testing.T, shards int32, cfg kpl.ProducerConfig, configure f
 	defer cancel()
 	p := &pipeline{stream: fmt.Sprintf("ingest-test-%d-%d", os.Getpid(), streamN.Add(1))}
 	p.reader = e.KinesisClient()
-	if err := ingesttest.CreateStream(ctx, p.reader, p.stream, shards); err != nil {
+	if err := emulator.CreateStream(ctx, p.reader, p.stream, int(shards)); err != nil {
 		t.Fatal(err)
 	}
 	p.faults = ingesttest.NewFaultTransport(http.DefaultTransport, uint64(streamN.Load()))

@@ -120,7 +120,7 @@ func putInWavesAcrossReshard(ctx context.Context, t *testing.T, p *Producer, cli
 				t.Fatal(err)
 			}
 		case 20:
-			waitActive(ctx, t, client, stream)
+			emulatortest.WaitStreamActive(ctx, t, client, stream)
 			waitShardMap(t, p, 4) // a periodic refresh has seen the new map
 		}
 		time.Sleep(50 * time.Millisecond) // records arrive over time, across the reshard
@@ -229,26 +229,8 @@ func startLocalProducer(ctx context.Context, t *testing.T, client *kinesis.Clien
 func createStream(ctx context.Context, t *testing.T, client *kinesis.Client, name string, shards int32) string {
 	t.Helper()
 	name = fmt.Sprintf("%s-%d", name, time.Now().UnixNano())
-	if _, err := client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: &name, ShardCount: &shards}); err != nil {
-		t.Fatal(err)
-	}
-	waitActive(ctx, t, client, name)
+	emulatortest.CreateStream(ctx, t, client, name, int(shards))
 	return name
-}
-
-// waitActive waits until the stream is ACTIVE.
-func waitActive(ctx context.Context, t *testing.T, client *kinesis.Client, name string) {
-	t.Helper()
-	eventually.Succeeds(t, time.Minute, func() error {
-		out, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &name})
-		if err != nil {
-			return fmt.Errorf("describe stream %s: %w", name, err)
-		}
-		if status := out.StreamDescriptionSummary.StreamStatus; status != types.StreamStatusActive {
-			return fmt.Errorf("stream %s is %s, not ACTIVE", name, status)
-		}
-		return nil
-	})
 }
 
 type localShard struct {

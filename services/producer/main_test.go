@@ -44,7 +44,7 @@ func newStream(t *testing.T, shards int32) (*emulator.Emulators, string) {
 	name := fmt.Sprintf("producer-test-%d-%d", os.Getpid(), streamN.Add(1))
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	if err := ingesttest.CreateStream(ctx, emu.KinesisClient(), name, shards); err != nil {
+	if err := emulator.CreateStream(ctx, emu.KinesisClient(), name, int(shards)); err != nil {
 		t.Fatal(err)
 	}
 	return emu, name
@@ -178,10 +178,7 @@ func TestRunDrainsThenFlushesOnStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := map[string]bool{}
-	for _, r := range s.Records {
-		in[string(r.Data)] = true
-	}
+	in := s.Data()
 	for _, d := range want {
 		if !in[d] {
 			t.Errorf("record %q answered 202 is not in the stream after the shutdown", d)

@@ -1,6 +1,6 @@
 // Package ingesttest helps test the ingest service against kinesis-local:
-// FaultTransport injects the faults no emulator produces, CreateStream and
-// ReadStream create a stream and read it back, every shard from TRIM_HORIZON,
+// FaultTransport injects the faults no emulator produces, ReadStream reads a
+// stream back, every shard from TRIM_HORIZON,
 // every record deaggregated with kpl.Deaggregate and every user record's
 // hash key checked against the range of its shard (the check a KCL consumer
 // makes before it keeps a record).
@@ -12,40 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
-	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/kpl"
 )
-
-// streamActiveTimeout bounds CreateStream's wait for ACTIVE when ctx has no earlier deadline.
-const streamActiveTimeout = time.Minute
-
-// CreateStream creates a provisioned stream and waits until it is ACTIVE: until ctx's
-// deadline, or for at most streamActiveTimeout.
-func CreateStream(ctx context.Context, client *kinesis.Client, name string, shards int32) error {
-	if _, err := client.CreateStream(ctx, &kinesis.CreateStreamInput{StreamName: aws.String(name), ShardCount: aws.Int32(shards)}); err != nil {
-		return fmt.Errorf("create stream %s: %w", name, err)
-	}
-	timeout := streamActiveTimeout
-	if deadline, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(deadline))
-	}
-	return eventually.Within(timeout, func() error {
-		out, err := client.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(name)})
-		if err != nil {
-			return fmt.Errorf("describe stream %s: %w", name, err)
-		}
-		if status := out.StreamDescriptionSummary.StreamStatus; status != types.StreamStatusActive {
-			return fmt.Errorf("stream %s is %s, not ACTIVE", name, status)
-		}
-		return nil
-	})
-}
 
 // Shard is one shard of the stream and its hash key range.
 type Shard struct {
