@@ -300,10 +300,16 @@ func (w *Worker) renew(ctx context.Context, h *heldLease) {
 
 // lose marks a lease lost and stops its consumer at once. It does not need h.mu, which a hung write may hold.
 func (w *Worker) lose(h *heldLease, why string) {
+	h.expiry.Stop()
+	w.expire(h, why)
+}
+
+// expire is lose without stopping the expiry timer; the timer itself calls it. It must not read h.expiry: a timer
+// that fires at once (a take slower than FailoverTime) runs before takeOne has stored it.
+func (w *Worker) expire(h *heldLease, why string) {
 	if h.lost.Swap(true) {
 		return
 	}
-	h.expiry.Stop()
 	h.cancel()
 	w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
 	w.log.Info("lease lost", telemetry.LogKeyShardID, h.key, "reason", why)
@@ -505,7 +511,7 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	shardCtx, cancel := context.WithCancel(ctx)
 	h := &heldLease{key: l.Key, lease: l, cancel: cancel, stopReading: make(chan struct{})}
 	h.expiry = time.AfterFunc(w.cfg.FailoverTime-time.Since(start), func() {
-		w.lose(h, "not renewed within the failover time")
+		w.expire(h, "not renewed within the failover time")
 	})
 	w.mu.Lock()
 	if w.stopping { // shutdown began while taking: hand the lease back
