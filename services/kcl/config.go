@@ -1,6 +1,7 @@
 package kcl
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -98,8 +99,14 @@ type Config struct {
 	// MaxProcessAttempts is how many times a batch is given to the processor before the worker gives up the lease
 	// so another worker retries. Default: 10.
 	MaxProcessAttempts int
-	// RetryBackoff is the first pause between attempts; it doubles up to MaxRetryBackoff. Defaults: 200 ms, 10 s.
-	RetryBackoff, MaxRetryBackoff time.Duration
+	// RetryBackoff paces every retry of the worker: of a failed processor call, of a failed read of a shard, of a
+	// failed ListShards for the children of an ended shard, and of a failed first shard sync at start. After the
+	// n-th failure in a row the pause is drawn at random from [d/2, d], where d is RetryBackoff doubled n-1 times
+	// and at most MaxRetryBackoff; the jitter keeps workers that failed together from retrying together.
+	// Default: 200 ms.
+	RetryBackoff time.Duration
+	// MaxRetryBackoff caps the doubling of RetryBackoff: no retry pause is longer. Default: 10 s.
+	MaxRetryBackoff time.Duration
 
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
@@ -109,38 +116,71 @@ type Config struct {
 
 // withDefaults returns cfg with defaults applied, or an error naming the first invalid field.
 func (cfg Config) withDefaults() (Config, error) {
+	steps := []func() error{
+		cfg.checkRequired,
+		cfg.defaultReadMode,
+		cfg.defaultInitialPosition,
+		cfg.defaultDurations,
+		cfg.defaultLeaseIntervals,
+		cfg.defaultReadLimits,
+		cfg.defaultProcessAttempts,
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	return cfg, nil
+}
+
+// checkRequired fails on the first required field left empty.
+func (cfg *Config) checkRequired() error {
 	switch {
 	case cfg.StreamName == "":
-		return cfg, errors.New("kcl: StreamName is required")
+		return errors.New("kcl: StreamName is required")
 	case cfg.LeaseTableName == "":
-		return cfg, errors.New("kcl: LeaseTableName is required")
+		return errors.New("kcl: LeaseTableName is required")
 	case cfg.WorkerID == "":
-		return cfg, errors.New("kcl: WorkerID is required")
+		return errors.New("kcl: WorkerID is required")
 	case cfg.NewProcessor == nil:
-		return cfg, errors.New("kcl: NewProcessor is required")
+		return errors.New("kcl: NewProcessor is required")
 	}
+	return nil
+}
+
+// defaultReadMode defaults ReadMode to polling and checks that fan-out has its consumer.
+func (cfg *Config) defaultReadMode() error {
+	cfg.ReadMode = cmp.Or(cfg.ReadMode, ReadModePolling)
 	switch cfg.ReadMode {
-	case "":
-		cfg.ReadMode = ReadModePolling
 	case ReadModePolling:
 	case ReadModeFanOut:
 		if cfg.ConsumerARN == "" {
-			return cfg, errors.New("kcl: ConsumerARN is required with ReadModeFanOut")
+			return errors.New("kcl: ConsumerARN is required with ReadModeFanOut")
 		}
 	default:
-		return cfg, fmt.Errorf("kcl: ReadMode %q: want %q or %q", cfg.ReadMode, ReadModePolling, ReadModeFanOut)
+		return fmt.Errorf("kcl: ReadMode %q: want %q or %q", cfg.ReadMode, ReadModePolling, ReadModeFanOut)
 	}
+	return nil
+}
+
+// defaultInitialPosition defaults InitialPosition to TRIM_HORIZON and checks that AT_TIMESTAMP has its timestamp.
+func (cfg *Config) defaultInitialPosition() error {
+	cfg.InitialPosition = cmp.Or(cfg.InitialPosition, CheckpointTrimHorizon)
 	switch cfg.InitialPosition {
-	case "":
-		cfg.InitialPosition = CheckpointTrimHorizon
 	case CheckpointTrimHorizon, CheckpointLatest:
 	case CheckpointAtTimestamp:
 		if cfg.InitialTimestamp.IsZero() {
-			return cfg, errors.New("kcl: InitialTimestamp is required with AT_TIMESTAMP")
+			return errors.New("kcl: InitialTimestamp is required with AT_TIMESTAMP")
 		}
 	default:
-		return cfg, fmt.Errorf("kcl: InitialPosition %q: want TRIM_HORIZON, LATEST or AT_TIMESTAMP", cfg.InitialPosition)
+		return fmt.Errorf("kcl: InitialPosition %q: want TRIM_HORIZON, LATEST or AT_TIMESTAMP", cfg.InitialPosition)
 	}
+	return nil
+}
+
+// defaultDurations applies the default of every duration that has a fixed one, and rejects negative ones.
+func (cfg *Config) defaultDurations() error {
 	durations := []struct {
 		name string
 		v    *time.Duration
@@ -157,44 +197,47 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	for _, d := range durations {
 		if *d.v < 0 {
-			return cfg, fmt.Errorf("kcl: %s %v: want > 0 (or 0 for the default %v)", d.name, *d.v, d.def)
+			return fmt.Errorf("kcl: %s %v: want > 0 (or 0 for the default %v)", d.name, *d.v, d.def)
 		}
-		if *d.v == 0 {
-			*d.v = d.def
-		}
+		*d.v = cmp.Or(*d.v, d.def)
 	}
+	return nil
+}
+
+// defaultLeaseIntervals derives RenewInterval and TakeInterval from FailoverTime (defaulted before), and checks that
+// a lease is renewed within its failover time.
+func (cfg *Config) defaultLeaseIntervals() error {
 	if cfg.RenewInterval < 0 || cfg.TakeInterval < 0 {
-		return cfg, errors.New("kcl: RenewInterval and TakeInterval must not be negative")
+		return errors.New("kcl: RenewInterval and TakeInterval must not be negative")
 	}
-	if cfg.RenewInterval == 0 {
-		cfg.RenewInterval = cfg.FailoverTime / 3
-		if cfg.RenewInterval == 0 { // a ticker needs a positive period
-			return cfg, fmt.Errorf("kcl: FailoverTime %v: too short to renew leases within it", cfg.FailoverTime)
-		}
+	cfg.RenewInterval = cmp.Or(cfg.RenewInterval, cfg.FailoverTime/3)
+	if cfg.RenewInterval == 0 { // a ticker needs a positive period
+		return fmt.Errorf("kcl: FailoverTime %v: too short to renew leases within it", cfg.FailoverTime)
 	}
 	if cfg.RenewInterval >= cfg.FailoverTime {
-		return cfg, fmt.Errorf("kcl: RenewInterval %v: want less than FailoverTime %v", cfg.RenewInterval, cfg.FailoverTime)
+		return fmt.Errorf("kcl: RenewInterval %v: want less than FailoverTime %v", cfg.RenewInterval, cfg.FailoverTime)
 	}
-	if cfg.TakeInterval == 0 {
-		cfg.TakeInterval = cfg.RenewInterval
-	}
+	cfg.TakeInterval = cmp.Or(cfg.TakeInterval, cfg.RenewInterval)
+	return nil
+}
+
+// defaultReadLimits checks the limits Kinesis sets on reads, and defaults MaxRecordsPerCall.
+func (cfg *Config) defaultReadLimits() error {
 	if cfg.ResubscribeInterval >= 5*time.Minute {
-		return cfg, fmt.Errorf("kcl: ResubscribeInterval %v: want less than 5 minutes (the subscription limit)", cfg.ResubscribeInterval)
+		return fmt.Errorf("kcl: ResubscribeInterval %v: want less than 5 minutes (the subscription limit)", cfg.ResubscribeInterval)
 	}
 	if cfg.MaxRecordsPerCall < 0 || cfg.MaxRecordsPerCall > 10000 {
-		return cfg, fmt.Errorf("kcl: MaxRecordsPerCall %d: want 1-10000 (or 0 for the default)", cfg.MaxRecordsPerCall)
+		return fmt.Errorf("kcl: MaxRecordsPerCall %d: want 1-10000 (or 0 for the default)", cfg.MaxRecordsPerCall)
 	}
-	if cfg.MaxRecordsPerCall == 0 {
-		cfg.MaxRecordsPerCall = DefaultMaxRecordsPerCall
-	}
+	cfg.MaxRecordsPerCall = cmp.Or(cfg.MaxRecordsPerCall, DefaultMaxRecordsPerCall)
+	return nil
+}
+
+// defaultProcessAttempts defaults MaxProcessAttempts and rejects a negative one.
+func (cfg *Config) defaultProcessAttempts() error {
 	if cfg.MaxProcessAttempts < 0 {
-		return cfg, fmt.Errorf("kcl: MaxProcessAttempts %d: want >= 1 (or 0 for the default)", cfg.MaxProcessAttempts)
+		return fmt.Errorf("kcl: MaxProcessAttempts %d: want >= 1 (or 0 for the default)", cfg.MaxProcessAttempts)
 	}
-	if cfg.MaxProcessAttempts == 0 {
-		cfg.MaxProcessAttempts = DefaultMaxProcessAttempts
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return cfg, nil
+	cfg.MaxProcessAttempts = cmp.Or(cfg.MaxProcessAttempts, DefaultMaxProcessAttempts)
+	return nil
 }

@@ -14,179 +14,269 @@ import (
 // errGaveUp means the processor failed MaxProcessAttempts times in a row on the same call.
 var errGaveUp = errors.New("processor kept failing")
 
-// ErrCheckpointOutOfRange is returned by CheckpointAt for a position that was not delivered yet, or that lies before
-// the current checkpoint.
-var ErrCheckpointOutOfRange = errors.New("checkpoint position out of range")
+// shardConsumer is the per-shard loop: it reads one held shard and drives one Processor through its lifecycle,
+// Initialize, then ProcessRecords for each batch, then exactly one of ShardEnded (the shard was read to its end),
+// ShutdownRequested (graceful stop) or LeaseLost (the lease was lost or given up). One runs per held lease, in its
+// own goroutine (see Worker.takeOne).
+//
+// Every processor call goes through Worker.callProcessor, which retries errors and panics and gives up after
+// Config.MaxProcessAttempts. What happens to the records is the Processor's business: a new one (a MultiLang
+// child-process host, an S3 sink) comes from Config.NewProcessor and needs no change here.
+type shardConsumer struct {
+	w       *Worker
+	h       *heldLease
+	lease   Lease // as taken: the shard and the checkpoint reading starts from
+	proc    Processor
+	cp      *checkpointer
+	log     *slog.Logger
+	reader  shardReader
+	builder *recordBuilder
+	// afterSeq, afterSub is the position the next batch starts after: the last record delivered, or at first the
+	// checkpoint inside the aggregate that is read again. Empty: the reader's first record.
+	afterSeq string
+	afterSub int64
+}
 
-// consume reads one held shard and drives its processor until the shard ends, the lease is lost or given up, the
-// worker shuts down (stopReading), or runCtx is cancelled (abrupt stop: nothing more is called).
+// consume runs the shard consumer of a lease this worker took, until the shard ends, the lease is lost or given up,
+// the worker shuts down (h.stopReading), or runCtx is cancelled (abrupt stop: nothing more is called). shardCtx, a
+// child of runCtx, ends when the lease is lost.
 func (w *Worker) consume(runCtx, shardCtx context.Context, h *heldLease) {
+	c := w.newShardConsumer(h)
+	if err := c.run(runCtx, shardCtx); err != nil {
+		c.endEarly(runCtx, err)
+	}
+}
+
+func (w *Worker) newShardConsumer(h *heldLease) *shardConsumer {
 	h.mu.Lock()
 	l := h.lease
 	h.mu.Unlock()
-	log := w.log.With(telemetry.LogKeyShardID, l.Key)
-	proc := w.cfg.NewProcessor()
-	cp := &checkpointer{w: w, h: h}
-
-	end := func(err error) {
-		switch {
-		case runCtx.Err() != nil:
-			// Abrupt stop: behave like a crash.
-		case errors.Is(err, errGaveUp):
-			w.mu.Lock()
-			w.cooldown[l.Key] = time.Now().Add(2 * w.cfg.FailoverTime)
-			w.mu.Unlock()
-			w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
-			log.Error("giving the lease up so another worker retries", telemetry.LogKeyError, err.Error())
-			w.release(runCtx, h)
-			proc.LeaseLost(runCtx)
-		default: // lost: another worker holds the lease now
-			proc.LeaseLost(runCtx)
-		}
+	return &shardConsumer{
+		w:       w,
+		h:       h,
+		lease:   l,
+		log:     w.log.With(telemetry.LogKeyShardID, l.Key),
+		proc:    w.cfg.NewProcessor(),
+		cp:      &checkpointer{w: w, h: h},
+		builder: &recordBuilder{shardID: l.Key, rng: newHashRange(l.StartingHashKey, l.EndingHashKey)},
 	}
+}
 
-	err := w.callProcessor(shardCtx, log, "initialize", func(ctx context.Context) error {
-		return proc.Initialize(ctx, InitializeInput{ShardID: l.Key, Checkpoint: l.Checkpoint, CheckpointSubSequenceNumber: l.CheckpointSubSequenceNumber})
+// run initializes the processor, processes the shard's batches until the shard ends or the worker shuts down, and
+// ends the matching way (shardEnded or shutdown). An error means that the consumer was cut short: see endEarly.
+func (c *shardConsumer) run(runCtx, shardCtx context.Context) error {
+	if err := c.initialize(shardCtx); err != nil {
+		return err
+	}
+	c.openReader()
+	defer c.reader.close()
+	last, err := c.processBatches(shardCtx)
+	switch {
+	case err != nil:
+		return err
+	case last.ended:
+		return c.shardEnded(shardCtx, last.children)
+	default:
+		return c.shutdown(runCtx, shardCtx)
+	}
+}
+
+// initialize tells the processor its shard and the checkpoint reading starts from.
+func (c *shardConsumer) initialize(ctx context.Context) error {
+	return c.w.callProcessor(ctx, c.log, "initialize", func(ctx context.Context) error {
+		return c.proc.Initialize(ctx, InitializeInput{
+			ShardID: c.lease.Key, Checkpoint: c.lease.Checkpoint, CheckpointSubSequenceNumber: c.lease.CheckpointSubSequenceNumber,
+		})
 	})
-	if err != nil {
-		end(err)
+}
+
+// openReader opens the shard at the lease's checkpoint, by fan-out or polling (Config.ReadMode). It reads nothing.
+func (c *shardConsumer) openReader() {
+	cfg, l := c.w.cfg, c.lease
+	start := positionFromLease(l, cfg.InitialTimestamp)
+	if start.seq != "" {
+		// The checkpointed aggregate is read again: its user records up to the checkpoint are skipped.
+		c.afterSeq, c.afterSub = l.Checkpoint, l.CheckpointSubSequenceNumber
+	}
+	if cfg.ReadMode == ReadModeFanOut {
+		c.reader = &fanOutReader{api: c.w.kinesis, stream: cfg.StreamName, shardID: l.Key, consumerARN: cfg.ConsumerARN,
+			start: start, resubscribeAfter: cfg.ResubscribeInterval, probeInterval: cfg.FanOutEndProbeInterval}
 		return
 	}
+	c.reader = &pollingReader{api: c.w.kinesis, stream: cfg.StreamName, shardID: l.Key, limit: cfg.MaxRecordsPerCall,
+		idleInterval: cfg.PollIdleInterval, start: start}
+}
 
-	var reader shardReader
-	start := positionFromLease(l, w.cfg.InitialTimestamp)
-	if w.cfg.ReadMode == ReadModeFanOut {
-		reader = &fanOutReader{api: w.kinesis, stream: w.cfg.StreamName, shardID: l.Key, consumerARN: w.cfg.ConsumerARN,
-			start: start, resubscribeAfter: w.cfg.ResubscribeInterval, probeInterval: w.cfg.FanOutEndProbeInterval}
-	} else {
-		reader = &pollingReader{api: w.kinesis, stream: w.cfg.StreamName, shardID: l.Key, limit: w.cfg.MaxRecordsPerCall,
-			idleInterval: w.cfg.PollIdleInterval, start: start}
-	}
-	defer reader.close()
-
-	// Reads stop on shutdown; processing of the batch in hand does not.
+// processBatches reads the shard and processes batch after batch until the shard ends (it returns the read that
+// said so) or the worker shuts down (it returns a read that did not end the shard). Reads stop at once on shutdown;
+// the processing of the batch in hand does not.
+func (c *shardConsumer) processBatches(shardCtx context.Context) (readResult, error) {
 	readCtx, cancelRead := context.WithCancel(shardCtx)
 	defer cancelRead()
 	go func() {
 		select {
-		case <-h.stopReading:
+		case <-c.h.stopReading:
 			cancelRead()
 		case <-readCtx.Done():
 		}
 	}()
-
-	builder := &recordBuilder{shardID: l.Key, rng: newHashRange(l.StartingHashKey, l.EndingHashKey)}
-	afterSeq, afterSub := "", int64(0)
-	if start.seq != "" {
-		afterSeq, afterSub = l.Checkpoint, l.CheckpointSubSequenceNumber
-	}
-	corrupt := func(c corruptRecord) {
-		log.Error("corrupt aggregated record delivered undecoded", "sequence_number", c.sequenceNumber, telemetry.LogKeyError, c.err.Error())
-	}
-	readFailures := 0
 	for {
-		if isClosed(h.stopReading) {
-			break
+		res, reading, err := c.read(shardCtx, readCtx)
+		if err != nil || !reading {
+			return readResult{}, err
 		}
-		res, err := reader.next(readCtx)
-		if err != nil {
-			if shardCtx.Err() != nil {
-				end(shardCtx.Err())
-				return
-			}
-			if isClosed(h.stopReading) {
-				break
-			}
-			readFailures++
-			log.Warn("read failed", telemetry.LogKeyError, err.Error(), "attempt", readFailures)
-			sleepCtx(readCtx, w.backoff(readFailures))
-			continue
-		}
-		readFailures = 0
-		records, st := builder.build(res.records, afterSeq, afterSub, corrupt)
-		w.metrics.count(MetricRecordsOutsideShardRange, telemetry.UnitCount, float64(st.outsideRange))
-		w.metrics.count(MetricProcessingErrors, telemetry.UnitCount, float64(st.corrupt))
-		if len(res.records) > 0 || res.millisBehindLatest > 0 {
-			w.metrics.observe(MetricMillisBehindLatest, telemetry.UnitMilliseconds, float64(res.millisBehindLatest))
-		}
-		if len(records) > 0 {
-			last := records[len(records)-1]
-			cp.delivered(last.SequenceNumber, last.SubSequenceNumber)
-			err := w.callProcessor(shardCtx, log, "process records", func(ctx context.Context) error {
-				return proc.ProcessRecords(ctx, ProcessRecordsInput{Records: records, MillisBehindLatest: res.millisBehindLatest, Checkpointer: cp})
-			})
-			if err != nil {
-				end(err)
-				return
-			}
-			w.metrics.count(MetricRecordsProcessed, telemetry.UnitCount, float64(len(records)))
-			w.metrics.count(MetricBytesProcessed, telemetry.UnitBytes, float64(st.bytes))
-			afterSeq, afterSub = last.SequenceNumber, last.SubSequenceNumber
-		} else if w.cfg.ProcessEmptyBatches && !res.ended {
-			err := w.callProcessor(shardCtx, log, "process records", func(ctx context.Context) error {
-				return proc.ProcessRecords(ctx, ProcessRecordsInput{MillisBehindLatest: res.millisBehindLatest, Checkpointer: cp})
-			})
-			if err != nil {
-				end(err)
-				return
-			}
+		if err := c.processBatch(shardCtx, res); err != nil {
+			return readResult{}, err
 		}
 		if res.ended {
-			w.shardEnded(shardCtx, log, l.Key, h, proc, cp, res.children, end)
-			return
+			return res, nil
 		}
 	}
-
-	// Graceful shutdown: the batch in hand is processed; let the processor checkpoint, then release the lease.
-	err = w.callProcessor(shardCtx, log, "shutdown requested", func(ctx context.Context) error {
-		return proc.ShutdownRequested(ctx, ShutdownRequestedInput{Checkpointer: cp})
-	})
-	if err != nil && (runCtx.Err() != nil || errors.Is(err, ErrLeaseLost) || shardCtx.Err() != nil) {
-		end(err)
-		return
-	}
-	if err != nil {
-		log.Error("processor failed to shut down; releasing the lease at its last checkpoint", telemetry.LogKeyError, err.Error())
-	}
-	w.release(runCtx, h)
-	log.Info("lease released")
 }
 
-// shardEnded lets the processor checkpoint SHARD_END, which unblocks the shard's children.
-func (w *Worker) shardEnded(shardCtx context.Context, log *slog.Logger, shardID string, h *heldLease, proc Processor, cp *checkpointer, children []string, end func(error)) {
-	if len(children) == 0 {
-		var err error
-		for attempt := 1; ; attempt++ {
-			if children, err = w.childrenOf(shardCtx, shardID); err == nil || shardCtx.Err() != nil {
-				break
-			}
-			log.Warn("list child shards failed", telemetry.LogKeyError, err.Error())
-			sleepCtx(shardCtx, w.backoff(attempt))
+// read returns the shard's next read, retrying failed reads with backoff. It returns reading false once the worker
+// shuts down, or shardCtx's error when the lease is lost or the worker stops abruptly.
+func (c *shardConsumer) read(shardCtx, readCtx context.Context) (readResult, bool, error) {
+	for failures := 1; !isClosed(c.h.stopReading); failures++ {
+		res, err := c.reader.next(readCtx)
+		if err == nil {
+			return res, true, nil
 		}
+		if shardCtx.Err() != nil {
+			return readResult{}, false, shardCtx.Err()
+		}
+		if isClosed(c.h.stopReading) {
+			break
+		}
+		c.log.Warn("read failed", telemetry.LogKeyError, err.Error(), "attempt", failures)
+		sleepCtx(readCtx, c.w.backoff(failures))
 	}
-	cp.shardEnded(children)
-	err := w.callProcessor(shardCtx, log, "shard ended", func(ctx context.Context) error {
-		if err := proc.ShardEnded(ctx, ShardEndedInput{Checkpointer: cp}); err != nil {
+	return readResult{}, false, nil
+}
+
+// processBatch turns one read into user records (deaggregated, after afterSeq/afterSub) and gives them to the
+// processor, with callProcessor's retries. A batch without records is given only with Config.ProcessEmptyBatches,
+// and not at the shard's end.
+func (c *shardConsumer) processBatch(ctx context.Context, res readResult) error {
+	records, st := c.builder.build(res.records, c.afterSeq, c.afterSub, c.reportCorrupt)
+	c.w.metrics.count(MetricRecordsOutsideShardRange, telemetry.UnitCount, float64(st.outsideRange))
+	c.w.metrics.count(MetricProcessingErrors, telemetry.UnitCount, float64(st.corrupt))
+	if len(res.records) > 0 || res.millisBehindLatest > 0 {
+		c.w.metrics.observe(MetricMillisBehindLatest, telemetry.UnitMilliseconds, float64(res.millisBehindLatest))
+	}
+	if len(records) == 0 {
+		if !c.w.cfg.ProcessEmptyBatches || res.ended {
+			return nil
+		}
+		return c.processRecords(ctx, ProcessRecordsInput{MillisBehindLatest: res.millisBehindLatest, Checkpointer: c.cp})
+	}
+	last := records[len(records)-1]
+	c.cp.delivered(last.SequenceNumber, last.SubSequenceNumber)
+	err := c.processRecords(ctx, ProcessRecordsInput{Records: records, MillisBehindLatest: res.millisBehindLatest, Checkpointer: c.cp})
+	if err != nil {
+		return err
+	}
+	c.w.metrics.count(MetricRecordsProcessed, telemetry.UnitCount, float64(len(records)))
+	c.w.metrics.count(MetricBytesProcessed, telemetry.UnitBytes, float64(st.bytes))
+	c.afterSeq, c.afterSub = last.SequenceNumber, last.SubSequenceNumber
+	return nil
+}
+
+func (c *shardConsumer) processRecords(ctx context.Context, in ProcessRecordsInput) error {
+	return c.w.callProcessor(ctx, c.log, "process records", func(ctx context.Context) error {
+		return c.proc.ProcessRecords(ctx, in)
+	})
+}
+
+func (c *shardConsumer) reportCorrupt(r corruptRecord) {
+	c.log.Error("corrupt aggregated record delivered undecoded", "sequence_number", r.sequenceNumber, telemetry.LogKeyError, r.err.Error())
+}
+
+// shardEnded ends the consumer of a shard read to its end: the processor checkpoints SHARD_END in ShardEnded, which
+// unblocks the shard's children. The lease is then no longer renewed; it stays in the table, at SHARD_END, until the
+// clean-up pass deletes it. children are the shards that continue this one, when the last read named them.
+func (c *shardConsumer) shardEnded(ctx context.Context, children []string) error {
+	if len(children) == 0 {
+		children = c.listChildren(ctx)
+	}
+	c.cp.shardEnded(children)
+	err := c.w.callProcessor(ctx, c.log, "shard ended", func(ctx context.Context) error {
+		if err := c.proc.ShardEnded(ctx, ShardEndedInput{Checkpointer: c.cp}); err != nil {
 			return err
 		}
-		h.mu.Lock()
-		finished := h.lease.Finished()
-		h.mu.Unlock()
+		c.h.mu.Lock()
+		finished := c.h.lease.Finished()
+		c.h.mu.Unlock()
 		if !finished {
 			return errors.New("processor returned from ShardEnded without checkpointing")
 		}
 		return nil
 	})
 	if err != nil {
-		end(err)
-		return
+		return err
 	}
-	h.mu.Lock()
-	h.released = true // finished: no more renewals; the lease stays at SHARD_END
-	h.expiry.Stop()
-	h.mu.Unlock()
-	log.Info("shard ended", "children", children)
-	w.requestSync()
+	c.h.mu.Lock()
+	c.h.released = true // finished: no more renewals; the lease stays at SHARD_END
+	c.h.expiry.Stop()
+	c.h.mu.Unlock()
+	c.log.Info("shard ended", "children", children)
+	c.w.requestSync()
+	return nil
+}
+
+// listChildren lists the shards that continue this one, retrying with backoff until ListShards succeeds or ctx ends.
+func (c *shardConsumer) listChildren(ctx context.Context) []string {
+	for attempt := 1; ; attempt++ {
+		children, err := c.w.childrenOf(ctx, c.lease.Key)
+		if err == nil || ctx.Err() != nil {
+			return children
+		}
+		c.log.Warn("list child shards failed", telemetry.LogKeyError, err.Error())
+		sleepCtx(ctx, c.w.backoff(attempt))
+	}
+}
+
+// shutdown ends the consumer gracefully, after reads stopped and the batch in hand was processed: the processor
+// checkpoints in ShutdownRequested, then the lease is released so that another worker takes it at once. A processor
+// that fails to shut down has the lease released at its last checkpoint; only a lost lease or an abrupt stop cut the
+// shutdown short (the error, for endEarly).
+//
+// Worker.Shutdown ends every consumer this way, by closing h.stopReading; a graceful hand-off of one lease to another
+// worker would end its consumer the same way.
+func (c *shardConsumer) shutdown(runCtx, shardCtx context.Context) error {
+	err := c.w.callProcessor(shardCtx, c.log, "shutdown requested", func(ctx context.Context) error {
+		return c.proc.ShutdownRequested(ctx, ShutdownRequestedInput{Checkpointer: c.cp})
+	})
+	if err != nil && (runCtx.Err() != nil || errors.Is(err, ErrLeaseLost) || shardCtx.Err() != nil) {
+		return err
+	}
+	if err != nil {
+		c.log.Error("processor failed to shut down; releasing the lease at its last checkpoint", telemetry.LogKeyError, err.Error())
+	}
+	c.w.release(runCtx, c.h)
+	c.log.Info("lease released")
+	return nil
+}
+
+// endEarly ends a consumer that err cut short, in one of three ways:
+//   - abrupt stop (runCtx cancelled): like a crash, nothing more is called, and the lease expires after FailoverTime;
+//   - gave up (errGaveUp, the processor kept failing): the lease is released so that another worker retries the
+//     records, this worker leaves it alone for two failover times, and the processor gets LeaseLost;
+//   - lease lost (another worker took it, or it expired): the processor gets LeaseLost.
+func (c *shardConsumer) endEarly(runCtx context.Context, err error) {
+	switch {
+	case runCtx.Err() != nil:
+	case errors.Is(err, errGaveUp):
+		c.w.mu.Lock()
+		c.w.cooldown[c.lease.Key] = time.Now().Add(2 * c.w.cfg.FailoverTime)
+		c.w.mu.Unlock()
+		c.w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
+		c.log.Error("giving the lease up so another worker retries", telemetry.LogKeyError, err.Error())
+		c.w.release(runCtx, c.h)
+		c.proc.LeaseLost(runCtx)
+	default:
+		c.proc.LeaseLost(runCtx)
+	}
 }
 
 // callProcessor calls fn until it succeeds, retrying errors and panics with backoff. It returns an error wrapping
@@ -231,91 +321,4 @@ func isClosed(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-// checkpointer writes the checkpoints of one held lease.
-type checkpointer struct {
-	w *Worker
-	h *heldLease
-
-	// lastSeq, lastSub is the last record delivered to the processor: checkpoints never go past it.
-	lastSeq  string
-	lastSub  int64
-	ended    bool
-	children []string
-}
-
-func (c *checkpointer) delivered(seq string, sub int64) {
-	c.h.mu.Lock()
-	c.lastSeq, c.lastSub = seq, sub
-	c.h.mu.Unlock()
-}
-
-func (c *checkpointer) shardEnded(children []string) {
-	c.h.mu.Lock()
-	c.ended, c.children = true, children
-	c.h.mu.Unlock()
-}
-
-// Checkpoint implements Checkpointer.
-func (c *checkpointer) Checkpoint(ctx context.Context) error {
-	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
-	if c.ended {
-		return c.writeLocked(ctx, CheckpointShardEnd, 0, c.children)
-	}
-	if c.lastSeq == "" {
-		return nil // nothing delivered yet
-	}
-	return c.checkpointAtLocked(ctx, c.lastSeq, c.lastSub)
-}
-
-// CheckpointAt implements Checkpointer.
-func (c *checkpointer) CheckpointAt(ctx context.Context, seq string, sub int64) error {
-	if !validSequenceNumber(seq) || sub < 0 {
-		return fmt.Errorf("checkpoint at %q/%d: %w: not a sequence number", seq, sub, ErrCheckpointOutOfRange)
-	}
-	c.h.mu.Lock()
-	defer c.h.mu.Unlock()
-	return c.checkpointAtLocked(ctx, seq, sub)
-}
-
-func (c *checkpointer) checkpointAtLocked(ctx context.Context, seq string, sub int64) error {
-	if c.lastSeq == "" || compareExtended(seq, sub, c.lastSeq, c.lastSub) > 0 {
-		return fmt.Errorf("checkpoint at %s/%d: %w: past the last delivered record", seq, sub, ErrCheckpointOutOfRange)
-	}
-	cur := c.h.lease
-	if !isSentinel(cur.Checkpoint) && cur.Checkpoint != "" {
-		switch compareExtended(seq, sub, cur.Checkpoint, cur.CheckpointSubSequenceNumber) {
-		case 0:
-			return nil
-		case -1:
-			return fmt.Errorf("checkpoint at %s/%d: %w: before the current checkpoint %s/%d", seq, sub,
-				ErrCheckpointOutOfRange, cur.Checkpoint, cur.CheckpointSubSequenceNumber)
-		}
-	}
-	return c.writeLocked(ctx, seq, sub, nil)
-}
-
-func (c *checkpointer) writeLocked(ctx context.Context, seq string, sub int64, children []string) error {
-	h := c.h
-	if h.lost.Load() || h.released {
-		return fmt.Errorf("checkpoint %s: %w", h.key, ErrLeaseLost)
-	}
-	l := h.lease
-	start := time.Now()
-	err := c.w.table.Checkpoint(ctx, &l, seq, sub, children)
-	if errors.Is(err, ErrLeaseLost) {
-		c.w.lose(h, "checkpoint failed its condition")
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if h.lost.Load() { // expired while the call was in flight: another worker may hold the lease now
-		return fmt.Errorf("checkpoint %s: %w", h.key, ErrLeaseLost)
-	}
-	h.lease = l
-	c.w.written(h, start) // a checkpoint increments the counter, like a renewal
-	return nil
 }

@@ -1,68 +1,63 @@
 package kcl
 
 import (
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 )
 
+// ownedLeases returns one lease per owner ("" for none), keyed shard-a, shard-b, ...
+func ownedLeases(owners ...string) []Lease {
+	var ls []Lease
+	for i, o := range owners {
+		ls = append(ls, Lease{Key: "shard-" + string(rune('a'+i)), Owner: o, Checkpoint: CheckpointTrimHorizon})
+	}
+	return ls
+}
+
+func leaseKeys(ls []Lease) []string {
+	var ks []string
+	for _, l := range ls {
+		ks = append(ks, l.Key)
+	}
+	return ks
+}
+
+// seededRandom returns the same choices in every run.
+func seededRandom() *rand.Rand { return rand.New(rand.NewPCG(1, 2)) }
+
 func TestPlanTakes(t *testing.T) {
 	now := time.Now()
 	const failover = 10 * time.Second
-	fresh := func(keys ...string) map[string]observedCounter {
-		m := map[string]observedCounter{}
-		for _, k := range keys {
-			m[k] = observedCounter{changedAt: now}
-		}
-		return m
-	}
-	owned := func(owners ...string) []Lease {
-		var ls []Lease
-		for i, o := range owners {
-			ls = append(ls, Lease{Key: "shard-" + string(rune('a'+i)), Owner: o, Checkpoint: CheckpointTrimHorizon})
-		}
-		return ls
-	}
-	keys := func(ls []Lease) []string {
-		var ks []string
-		for _, l := range ls {
-			ks = append(ks, l.Key)
-		}
-		return ks
-	}
 	tests := map[string]struct {
 		leases   []Lease
 		held     []string
-		observed func([]Lease) map[string]observedCounter
+		stale    bool // every counter last changed two failover times ago
 		cooldown []string
 		want     int    // leases to take
 		wantFrom string // owner of the planned leases ("" = unowned), checked when want > 0
+		notChild bool   // the lease "child" must not be planned
 	}{
-		"new leases: take my share": {leases: owned("", "", "", "", "", "", "", ""), want: 8},
+		"new leases: take my share": {leases: ownedLeases("", "", "", "", "", "", "", ""), want: 8},
 		"balance with two peers": {
-			leases: owned("b", "b", "b", "c", "c", "c", "", ""), want: 2, wantFrom: ""},
+			leases: ownedLeases("b", "b", "b", "c", "c", "c", "", ""), want: 2, wantFrom: ""},
 		"at target: nothing": {
-			leases: owned("me", "me", "me", "b", "b", "b", "c", "c"), held: []string{"shard-a", "shard-b", "shard-c"}, want: 0},
+			leases: ownedLeases("me", "me", "me", "b", "b", "b", "c", "c"), held: []string{"shard-a", "shard-b", "shard-c"}, want: 0},
 		"steal one from the most loaded": {
-			leases: owned("b", "b", "b", "b", "b", "b", "c", "c"), want: 1, wantFrom: "b"},
+			leases: ownedLeases("b", "b", "b", "b", "b", "b", "c", "c"), want: 1, wantFrom: "b"},
 		"no steal when the busiest holds its share and I need one": {
-			leases: owned("b", "b", "b", "c", "c", "c", "me", "me"), held: []string{"shard-g", "shard-h"}, want: 0},
+			leases: ownedLeases("b", "b", "b", "c", "c", "c", "me", "me"), held: []string{"shard-g", "shard-h"}, want: 0},
 		"expired leases are free": {
-			leases: owned("dead", "dead", "dead", "dead"),
-			observed: func(ls []Lease) map[string]observedCounter {
-				m := map[string]observedCounter{}
-				for _, l := range ls {
-					m[l.Key] = observedCounter{changedAt: now.Add(-2 * failover)}
-				}
-				return m
-			}, want: 4, wantFrom: "dead"},
-		"cooling down leases are skipped":          {leases: owned("", ""), cooldown: []string{"shard-a"}, want: 1},
-		"my own lease not held (restart) is taken": {leases: owned("me"), want: 1, wantFrom: "me"},
+			leases: ownedLeases("dead", "dead", "dead", "dead"), stale: true, want: 4, wantFrom: "dead"},
+		"cooling down leases are skipped":          {leases: ownedLeases("", ""), cooldown: []string{"shard-a"}, want: 1},
+		"my own lease not held (restart) is taken": {leases: ownedLeases("me"), want: 1, wantFrom: "me"},
 		"finished and blocked leases are not taken": {
 			leases: []Lease{
 				{Key: "parent", Checkpoint: "123"},
 				{Key: "child", ParentShardIDs: []string{"parent"}, Checkpoint: CheckpointTrimHorizon},
 				{Key: "done", Checkpoint: CheckpointShardEnd},
-			}, want: 1, wantFrom: ""},
+			}, want: 1, wantFrom: "", notChild: true},
 		"a child of a finished parent is taken": {
 			leases: []Lease{
 				{Key: "parent", Owner: "b", Checkpoint: CheckpointShardEnd},
@@ -71,37 +66,54 @@ func TestPlanTakes(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			held := map[string]*heldLease{}
+			// GIVEN the leases as listed and this worker's view of them
+			v := takeView{me: "me", held: map[string]*heldLease{}, observed: map[string]observedCounter{},
+				cooldown: map[string]time.Time{}, now: now, failover: failover}
 			for _, k := range tc.held {
-				held[k] = &heldLease{}
+				v.held[k] = &heldLease{}
 			}
-			obs := fresh(keys(tc.leases)...)
-			if tc.observed != nil {
-				obs = tc.observed(tc.leases)
+			for _, l := range tc.leases {
+				v.observed[l.Key] = observedCounter{changedAt: now}
+				if tc.stale {
+					v.observed[l.Key] = observedCounter{changedAt: now.Add(-2 * failover)}
+				}
 			}
-			cool := map[string]time.Time{}
 			for _, k := range tc.cooldown {
-				cool[k] = now.Add(time.Minute)
+				v.cooldown[k] = now.Add(time.Minute)
 			}
-			got := planTakes(tc.leases, "me", held, obs, cool, now, failover)
-			if len(got) != tc.want {
-				t.Fatalf("planned %v, want %d leases", keys(got), tc.want)
+			// WHEN the take pass plans, twice with the same random source
+			v.random = seededRandom()
+			got := planTakes(tc.leases, v)
+			v.random = seededRandom()
+			again := planTakes(tc.leases, v)
+			// THEN it plans the wanted number of leases, of the wanted owner, and the same both times (it is pure)
+			if !slices.Equal(leaseKeys(got), leaseKeys(again)) {
+				t.Fatalf("planned %v, then %v with the same random source", leaseKeys(got), leaseKeys(again))
 			}
-			for _, l := range got {
-				if tc.wantFrom != "" && l.Owner != tc.wantFrom || tc.wantFrom == "" && l.Owner != "" {
-					t.Fatalf("planned %+v, want leases of %q", l, tc.wantFrom)
-				}
-				if held[l.Key] != nil {
-					t.Fatalf("planned a lease already held: %s", l.Key)
-				}
-				if _, c := cool[l.Key]; c {
-					t.Fatalf("planned a cooling-down lease: %s", l.Key)
-				}
-				if l.Key == "child" && name == "finished and blocked leases are not taken" {
-					t.Fatal("planned a child whose parent has not ended")
-				}
+			checkPlan(t, got, v, tc.want, tc.wantFrom)
+			if tc.notChild && slices.Contains(leaseKeys(got), "child") {
+				t.Fatal("planned a child whose parent has not ended")
 			}
 		})
+	}
+}
+
+// checkPlan fails unless plan holds want leases of owner wantFrom ("" = unowned), none held or cooling down.
+func checkPlan(t *testing.T, plan []Lease, v takeView, want int, wantFrom string) {
+	t.Helper()
+	if len(plan) != want {
+		t.Fatalf("planned %v, want %d leases", leaseKeys(plan), want)
+	}
+	for _, l := range plan {
+		if l.Owner != wantFrom {
+			t.Fatalf("planned %+v, want leases of %q", l, wantFrom)
+		}
+		if v.held[l.Key] != nil {
+			t.Fatalf("planned a lease already held: %s", l.Key)
+		}
+		if v.coolingDown(l.Key) {
+			t.Fatalf("planned a cooling-down lease: %s", l.Key)
+		}
 	}
 }
 

@@ -33,6 +33,8 @@ type Worker struct {
 	observed map[string]observedCounter
 	cooldown map[string]time.Time
 	stopping bool
+	// takeRandom makes the random choices of take passes; seeded per worker, so that workers choose differently.
+	takeRandom *rand.Rand
 
 	syncNow      chan struct{}
 	shutdown     chan struct{}
@@ -94,17 +96,18 @@ func New(cfg Config, kc KinesisAPI, ddb DynamoDBAPI) (*Worker, error) {
 		return nil, fmt.Errorf("kcl: %w", err)
 	}
 	return &Worker{
-		cfg:      cfg,
-		table:    table,
-		kinesis:  kc,
-		log:      cfg.Logger.With(telemetry.LogKeyStream, cfg.StreamName, telemetry.LogKeyWorkerID, cfg.WorkerID),
-		metrics:  metricsSink{cfg.Metrics},
-		held:     make(map[string]*heldLease),
-		observed: make(map[string]observedCounter),
-		cooldown: make(map[string]time.Time),
-		syncNow:  make(chan struct{}, 1),
-		shutdown: make(chan struct{}),
-		done:     make(chan struct{}),
+		cfg:        cfg,
+		table:      table,
+		kinesis:    kc,
+		log:        cfg.Logger.With(telemetry.LogKeyStream, cfg.StreamName, telemetry.LogKeyWorkerID, cfg.WorkerID),
+		metrics:    metricsSink{cfg.Metrics},
+		held:       make(map[string]*heldLease),
+		observed:   make(map[string]observedCounter),
+		cooldown:   make(map[string]time.Time),
+		takeRandom: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		syncNow:    make(chan struct{}, 1),
+		shutdown:   make(chan struct{}),
+		done:       make(chan struct{}),
 	}, nil
 }
 
@@ -297,10 +300,16 @@ func (w *Worker) renew(ctx context.Context, h *heldLease) {
 
 // lose marks a lease lost and stops its consumer at once. It does not need h.mu, which a hung write may hold.
 func (w *Worker) lose(h *heldLease, why string) {
+	h.expiry.Stop()
+	w.expire(h, why)
+}
+
+// expire is lose without stopping the expiry timer; the timer itself calls it. It must not read h.expiry: a timer
+// that fires at once (a take slower than FailoverTime) runs before takeOne has stored it.
+func (w *Worker) expire(h *heldLease, why string) {
 	if h.lost.Swap(true) {
 		return
 	}
-	h.expiry.Stop()
 	h.cancel()
 	w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
 	w.log.Info("lease lost", telemetry.LogKeyShardID, h.key, "reason", why)
@@ -341,7 +350,8 @@ func (w *Worker) takeLeases(ctx context.Context) {
 			delete(w.cooldown, k)
 		}
 	}
-	plan := planTakes(leases, w.cfg.WorkerID, w.held, w.observed, w.cooldown, now, w.cfg.FailoverTime)
+	plan := planTakes(leases, takeView{me: w.cfg.WorkerID, held: w.held, observed: w.observed, cooldown: w.cooldown,
+		now: now, failover: w.cfg.FailoverTime, random: w.takeRandom})
 	w.mu.Unlock()
 
 	for _, l := range plan {
@@ -349,16 +359,48 @@ func (w *Worker) takeLeases(ctx context.Context) {
 	}
 }
 
-// planTakes decides which leases to take (see takeLeases). It is pure, for tests.
-func planTakes(leases []Lease, me string, held map[string]*heldLease, observed map[string]observedCounter,
-	cooldown map[string]time.Time, now time.Time, failover time.Duration) []Lease {
+// takeView is what a take pass decides from besides the leases just listed: this worker's own state.
+type takeView struct {
+	me       string                     // this worker's id
+	held     map[string]*heldLease      // the leases this worker holds
+	observed map[string]observedCounter // when this worker saw each lease's counter change
+	cooldown map[string]time.Time       // leases this worker gave up, left to the others for a while
+	now      time.Time
+	failover time.Duration
+	// random chooses among equal candidates, so that workers taking at the same time seldom pick the same lease.
+	random *rand.Rand
+}
+
+// planTakes decides which leases to take (see takeLeases). It is pure: its random choices come from v.random, so
+// tests pass a seeded one.
+//
+// Only active leases count (not finished, parents finished). This worker's target is its share of them,
+// ceil(active / workers), the workers being itself and every other owner of a live lease. Below its target it takes
+// free leases at random, or, when none is free, steals one from the most loaded worker.
+func planTakes(leases []Lease, v takeView) []Lease {
+	active := activeLeases(leases)
+	if len(active) == 0 {
+		return nil
+	}
+	perOwner := v.leasesPerOtherOwner(active)
+	workers := len(perOwner) + 1
+	target := (len(active) + workers - 1) / workers
+	needed := target - v.heldAmong(active)
+	if needed <= 0 {
+		return nil
+	}
+	if free := v.freeLeases(active); len(free) > 0 {
+		v.random.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
+		return free[:min(needed, len(free))]
+	}
+	return v.stealOne(active, perOwner, target, needed)
+}
+
+// activeLeases returns the leases to be read now: not finished, and every parent finished.
+func activeLeases(leases []Lease) []Lease {
 	byKey := make(map[string]Lease, len(leases))
 	for _, l := range leases {
 		byKey[l.Key] = l
-	}
-	expired := func(l Lease) bool {
-		o, ok := observed[l.Key]
-		return ok && now.Sub(o.changedAt) > failover
 	}
 	var active []Lease
 	for _, l := range leases {
@@ -366,46 +408,62 @@ func planTakes(leases []Lease, me string, held map[string]*heldLease, observed m
 			active = append(active, l)
 		}
 	}
-	if len(active) == 0 {
-		return nil
-	}
+	return active
+}
+
+// expired reports whether l's counter has not moved for the failover time: its owner stopped renewing it.
+func (v takeView) expired(l Lease) bool {
+	o, ok := v.observed[l.Key]
+	return ok && v.now.Sub(o.changedAt) > v.failover
+}
+
+func (v takeView) coolingDown(key string) bool {
+	_, cooling := v.cooldown[key]
+	return cooling
+}
+
+// leasesPerOtherOwner counts the live leases of every other worker.
+func (v takeView) leasesPerOtherOwner(active []Lease) map[string]int {
 	counts := map[string]int{}
 	for _, l := range active {
-		if l.Owner != "" && l.Owner != me && !expired(l) {
+		if l.Owner != "" && l.Owner != v.me && !v.expired(l) {
 			counts[l.Owner]++
 		}
 	}
-	mine := 0
+	return counts
+}
+
+// heldAmong counts the active leases this worker holds.
+func (v takeView) heldAmong(active []Lease) int {
+	n := 0
 	for _, l := range active {
-		if held[l.Key] != nil {
-			mine++
+		if v.held[l.Key] != nil {
+			n++
 		}
 	}
-	workers := len(counts) + 1
-	target := (len(active) + workers - 1) / workers
-	if mine >= target {
-		return nil
-	}
-	needed := target - mine
-	var available []Lease
+	return n
+}
+
+// freeLeases returns the active leases this worker may take without stealing: without owner, expired, or its own
+// but not held (a restart), and not cooling down.
+func (v takeView) freeLeases(active []Lease) []Lease {
+	var free []Lease
 	for _, l := range active {
-		if held[l.Key] != nil {
+		if v.held[l.Key] != nil || v.coolingDown(l.Key) {
 			continue
 		}
-		if _, cooling := cooldown[l.Key]; cooling {
-			continue
-		}
-		if l.Owner == "" || l.Owner == me || expired(l) {
-			available = append(available, l)
+		if l.Owner == "" || l.Owner == v.me || v.expired(l) {
+			free = append(free, l)
 		}
 	}
-	if len(available) > 0 {
-		rand.Shuffle(len(available), func(i, j int) { available[i], available[j] = available[j], available[i] })
-		return available[:min(needed, len(available))]
-	}
-	// Nothing free: steal one lease from the most loaded worker, if it holds more than its share.
+	return free
+}
+
+// stealOne returns one lease, chosen at random, of the most loaded other worker (the first id on a tie), when that
+// worker holds more than the target, or the target while this worker needs more than one.
+func (v takeView) stealOne(active []Lease, perOwner map[string]int, target, needed int) []Lease {
 	busiest, most := "", 0
-	for owner, n := range counts {
+	for owner, n := range perOwner {
 		if n > most || (n == most && owner < busiest) {
 			busiest, most = owner, n
 		}
@@ -415,16 +473,14 @@ func planTakes(leases []Lease, me string, held map[string]*heldLease, observed m
 	}
 	var victims []Lease
 	for _, l := range active {
-		if l.Owner == busiest {
-			if _, cooling := cooldown[l.Key]; !cooling {
-				victims = append(victims, l)
-			}
+		if l.Owner == busiest && !v.coolingDown(l.Key) {
+			victims = append(victims, l)
 		}
 	}
 	if len(victims) == 0 {
 		return nil
 	}
-	return []Lease{victims[rand.N(len(victims))]}
+	return []Lease{victims[v.random.IntN(len(victims))]}
 }
 
 // parentsDone reports whether every parent of l with a lease is checkpointed at SHARD_END. A parent without a lease
@@ -455,7 +511,7 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	shardCtx, cancel := context.WithCancel(ctx)
 	h := &heldLease{key: l.Key, lease: l, cancel: cancel, stopReading: make(chan struct{})}
 	h.expiry = time.AfterFunc(w.cfg.FailoverTime-time.Since(start), func() {
-		w.lose(h, "not renewed within the failover time")
+		w.expire(h, "not renewed within the failover time")
 	})
 	w.mu.Lock()
 	if w.stopping { // shutdown began while taking: hand the lease back
