@@ -98,24 +98,14 @@ func BenchmarkFailover(b *testing.B) {
 			return Config{StreamName: stream, LeaseTableName: table, WorkerID: id, CreateLeaseTable: true, Logger: testLogger()}
 		}
 		a := startWorker(b, cfg("worker-a"), kc, c, nil)
-		deadline := time.Now().Add(30 * time.Second)
-		for len(a.w.HeldLeases()) < 4 {
-			if time.Now().After(deadline) {
-				b.Fatal("worker-a did not take the 4 leases")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		waitHolds(b, a.w, 4, 30*time.Second)
 		bw := startWorker(b, cfg("worker-b"), kc, c, nil)
-		// Let worker-b watch the leases' counters move before the kill, as a long-running peer would.
+		// Let worker-b watch the leases' counters move before the kill, as a long-running peer would: a deliberate
+		// pause of two renewal intervals, not a wait for a condition.
 		time.Sleep(DefaultFailoverTime / 3 * 2)
 		killed := time.Now()
 		a.kill(b)
-		for len(bw.w.HeldLeases()) < 4 {
-			if time.Since(killed) > time.Minute {
-				b.Fatal("worker-b did not take the leases within a minute")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		waitHolds(b, bw.w, 4, time.Minute)
 		total += time.Since(killed)
 		bw.kill(b)
 	}

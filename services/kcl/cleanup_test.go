@@ -2,6 +2,7 @@ package kcl
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"sort"
@@ -9,9 +10,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-
-	"github.com/streamproc/streamproc/services/telemetry"
+	"github.com/streamproc/streamproc/internal/eventually"
 )
 
 // shard returns a listed shard with the given parents ("" for none).
@@ -158,106 +159,129 @@ func TestAncestorsOfLeased(t *testing.T) {
 // waitLease polls the lease table until cond holds for key's lease (found says whether it exists).
 func waitLease(t *testing.T, lt *LeaseTable, key string, timeout time.Duration, what string, cond func(l Lease, found bool) bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	eventually.Succeeds(t, timeout, func() error {
 		l, found, err := lt.Get(context.Background(), key)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		if cond(l, found) {
-			return
+		if !cond(l, found) {
+			return fmt.Errorf("lease %s: not %s (found %v, %+v)", key, what, found, l)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("lease %s: not %s after %v (found %v, %+v)", key, what, timeout, found, l)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // waitCleanupPasses waits until the worker finished n more clean-up passes.
 func waitCleanupPasses(t *testing.T, w *Worker, n int64) {
 	t.Helper()
 	target := w.cleanupPasses.Load() + n
-	deadline := time.Now().Add(20 * time.Second)
-	for w.cleanupPasses.Load() < target {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d clean-up passes after 20 s, want %d", w.cleanupPasses.Load(), target)
+	eventually.Succeeds(t, 20*time.Second, func() error {
+		if done := w.cleanupPasses.Load(); done < target {
+			return fmt.Errorf("%d clean-up passes, want %d", done, target)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestLeaseCleanupAfterSplit(t *testing.T) {
+	// GIVEN a worker with frequent clean-up passes on a two-shard stream whose first shard is split once read
 	kc := testKinesis(t)
 	stream := createStream(t, kc, 2)
 	table := uniqueName("app")
 	lt := mustTable(t, table)
-	var emf telemetry.SyncBuffer
-	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{Namespace: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, emf := newTestMetrics(t)
 	c := newCollector()
 	cfg := fastConfig(stream, table, "worker-a")
 	cfg.LeaseCleanupInterval = 100 * time.Millisecond
 	cfg.Metrics = metrics
 	tw := startWorker(t, cfg, kc, c, nil)
-
 	all := makeRecords(2400, 40, 40)
 	putAggregated(t, kc, stream, all[:400], 20)
 	c.waitFor(t, 400, 60*time.Second)
-	before := openShards(t, kc, stream)
-	parent, other := aws.ToString(before[0].ShardId), aws.ToString(before[1].ShardId)
+	s := splitFirstShardOf(t, kc, stream, all[400:])
 
+	// WHEN only the first child gets records
+	putAggregated(t, kc, stream, s.toChild1, 20)
+	c.waitFor(t, 400+len(s.toChild1), 60*time.Second)
+	waitLease(t, lt, s.parent, 30*time.Second, "at SHARD_END", func(l Lease, found bool) bool { return found && l.Finished() })
+	waitLease(t, lt, s.child1, 30*time.Second, "started", func(l Lease, found bool) bool { return found && started(l) })
+	// THEN the parent's lease stays while its second child has not started
+	waitCleanupPasses(t, tw.w, 5)
+	checkParentKept(t, lt, s)
+
+	// WHEN the second child processes records too
+	putAggregated(t, kc, stream, s.toChild2, 20)
+	c.waitFor(t, len(all), 60*time.Second)
+	c.checkComplete(t, all)
+	// THEN the parent's lease goes, no other does, and a shard sync does not bring it back (kinesis-local lists the
+	// parent until it ages out)
+	waitLease(t, lt, s.parent, 20*time.Second, "deleted", func(_ Lease, found bool) bool { return !found })
+	waitCleanupPasses(t, tw.w, 3)
+	if err := tw.w.syncShards(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	checkLeaseKeys(t, lt, s.child1, s.child2, s.other)
+	tw.stop(t)
+	if err := metrics.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := emfSums(t, emf.String())[MetricLeasesCleanedUp]; got != 1 {
+		t.Fatalf("EMF %s = %v, want 1", MetricLeasesCleanedUp, got)
+	}
+}
+
+// splitShards names the shards of a two-shard stream after its first shard was split, and the records for them:
+// toChild1 for the first child and the other shard, toChild2 for the second child.
+type splitShards struct {
+	parent, child1, child2, other string
+	toChild1, toChild2            []testRecord
+}
+
+// splitFirstShardOf splits the first shard of a two-shard stream and routes recs to the shards that follow.
+func splitFirstShardOf(t *testing.T, kc *kinesis.Client, stream string, recs []testRecord) splitShards {
+	t.Helper()
+	before := openShards(t, kc, stream)
+	s := splitShards{parent: aws.ToString(before[0].ShardId), other: aws.ToString(before[1].ShardId)}
 	splitFirstShard(t, kc, stream)
 	after := openShards(t, kc, stream) // hash key order: the two children, then the other shard
-	child1, child2 := aws.ToString(after[0].ShardId), aws.ToString(after[1].ShardId)
-	if aws.ToString(after[2].ShardId) != other {
-		t.Fatalf("open shards after the split %v: want the children of %s, then %s", after, parent, other)
+	s.child1, s.child2 = aws.ToString(after[0].ShardId), aws.ToString(after[1].ShardId)
+	if aws.ToString(after[2].ShardId) != s.other {
+		t.Fatalf("open shards after the split %v: want the children of %s, then %s", after, s.parent, s.other)
 	}
-	// Records for the first child and the other shard only: the second child gets none, so it never checkpoints
-	// past TRIM_HORIZON.
-	var toChild1, toChild2 []testRecord
-	for _, r := range all[400:] {
+	for _, r := range recs {
 		if shardIndexFor(after, r.key) == 1 {
-			toChild2 = append(toChild2, r)
+			s.toChild2 = append(s.toChild2, r)
 		} else {
-			toChild1 = append(toChild1, r)
+			s.toChild1 = append(s.toChild1, r)
 		}
 	}
-	if len(toChild2) == 0 || len(toChild1) == 0 {
-		t.Fatalf("records split %d/%d between the children, want some in each", len(toChild1), len(toChild2))
+	if len(s.toChild2) == 0 || len(s.toChild1) == 0 {
+		t.Fatalf("records split %d/%d between the children, want some in each", len(s.toChild1), len(s.toChild2))
 	}
-	putAggregated(t, kc, stream, toChild1, 20)
-	c.waitFor(t, 400+len(toChild1), 60*time.Second)
-	waitLease(t, lt, parent, 30*time.Second, "at SHARD_END", func(l Lease, found bool) bool { return found && l.Finished() })
-	waitLease(t, lt, child1, 30*time.Second, "started", func(l Lease, found bool) bool { return found && started(l) })
+	return s
+}
 
-	// The parent stays while its second child has not started.
-	waitCleanupPasses(t, tw.w, 5)
-	for _, key := range []string{parent, child1, child2, other} {
+// checkParentKept fails unless every lease is still there, and the second child, which got no record, is still at
+// TRIM_HORIZON.
+func checkParentKept(t *testing.T, lt *LeaseTable, s splitShards) {
+	t.Helper()
+	for _, key := range []string{s.parent, s.child1, s.child2, s.other} {
 		l, found, err := lt.Get(context.Background(), key)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !found {
-			t.Fatalf("lease %s deleted while the second child %s had not started", key, child2)
+			t.Fatalf("lease %s deleted while the second child %s had not started", key, s.child2)
 		}
-		if key == child2 && l.Checkpoint != CheckpointTrimHorizon {
+		if key == s.child2 && l.Checkpoint != CheckpointTrimHorizon {
 			t.Fatalf("child %s checkpoint %q, want TRIM_HORIZON (no record written to it)", key, l.Checkpoint)
 		}
 	}
+}
 
-	// Once the second child processes records, the parent's lease goes; no other does.
-	putAggregated(t, kc, stream, toChild2, 20)
-	c.waitFor(t, len(all), 60*time.Second)
-	c.checkComplete(t, all)
-	waitLease(t, lt, parent, 20*time.Second, "deleted", func(_ Lease, found bool) bool { return !found })
-	waitCleanupPasses(t, tw.w, 3)
-	// A shard sync must not bring the parent's lease back (kinesis-local lists it until it ages out).
-	if err := tw.w.syncShards(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+// checkLeaseKeys fails unless the lease table holds exactly the leases of want.
+func checkLeaseKeys(t *testing.T, lt *LeaseTable, want ...string) {
+	t.Helper()
 	leases, err := lt.List(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -267,17 +291,9 @@ func TestLeaseCleanupAfterSplit(t *testing.T) {
 		keys = append(keys, l.Key)
 	}
 	sort.Strings(keys)
-	want := []string{child1, child2, other}
-	sort.Strings(want)
+	want = slices.Sorted(slices.Values(want))
 	if !slices.Equal(keys, want) {
 		t.Fatalf("leases after the clean-up %v, want %v (only the parent's removed)", keys, want)
-	}
-	tw.stop(t)
-	if err := metrics.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if got := emfSums(t, emf.String())[MetricLeasesCleanedUp]; got != 1 {
-		t.Fatalf("EMF %s = %v, want 1", MetricLeasesCleanedUp, got)
 	}
 }
 

@@ -3,6 +3,7 @@ package kcl
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/streamproc/streamproc/internal/eventually"
 )
 
 // refusingSubscribeTransport answers the first SubscribeToShard of every shard with a 400 ResourceInUseException (a
@@ -55,6 +58,18 @@ func (rt *refusingSubscribeTransport) RoundTrip(req *http.Request) (*http.Respon
 	return rt.next.RoundTrip(req)
 }
 
+// checkCalls returns an error unless every shard of shards had at least want SubscribeToShard calls.
+func (rt *refusingSubscribeTransport) checkCalls(shards []ktypes.Shard, want int) error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	for _, s := range shards {
+		if n := rt.calls[aws.ToString(s.ShardId)]; n < want {
+			return fmt.Errorf("%s: %d SubscribeToShard calls, want at least %d", aws.ToString(s.ShardId), n, want)
+		}
+	}
+	return nil
+}
+
 // TestFanOutResubscribesAfterRefusalAndInterval reads by fan-out through a first refused subscription and across
 // resubscriptions at the interval: every record arrives once.
 func TestFanOutResubscribesAfterRefusalAndInterval(t *testing.T) {
@@ -75,20 +90,20 @@ func TestFanOutResubscribesAfterRefusalAndInterval(t *testing.T) {
 	cfg.MaxRetryBackoff = time.Second
 	startWorker(t, cfg, reader, c, nil)
 	c.waitFor(t, 1500, 60*time.Second)
-	time.Sleep(6 * time.Second) // past a resubscription, with nothing to read
+	// Past a resubscription, with nothing to read: one refused call, the first subscription, and the next one.
+	shards := openShards(t, kc, stream)
+	eventually.Succeeds(t, 30*time.Second, func() error { return rt.checkCalls(shards, 3) })
 	putAggregated(t, kc, stream, recs[1500:], 100)
 	c.waitFor(t, len(recs), 60*time.Second)
 	c.checkComplete(t, recs)
 	_, dups := c.distinct()
+	// One refused, one first subscription, and at least one resubscription after the interval.
+	if err := rt.checkCalls(shards, 3); err != nil {
+		t.Error(err)
+	}
 	rt.mu.Lock()
 	calls := maps.Clone(rt.calls)
 	rt.mu.Unlock()
-	for _, s := range openShards(t, kc, stream) {
-		// One refused, one first subscription, and at least one resubscription after the interval.
-		if n := calls[aws.ToString(s.ShardId)]; n < 3 {
-			t.Errorf("%s: %d SubscribeToShard calls, want at least 3", aws.ToString(s.ShardId), n)
-		}
-	}
 	// Records a resubscription sees again (from the continuation) are dropped by the reader: one worker, no lease
 	// moves, so nothing is delivered twice.
 	if dups != 0 {

@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/streamproc/streamproc/internal/eventually"
 )
 
 // hungSubscribeKinesis is kinesis-local for every call but SubscribeToShard, which goes to a server that accepts the
@@ -241,6 +243,42 @@ func TestLeaseStolenStopsProcessorWithoutCheckpoint(t *testing.T) {
 	}
 }
 
+// idleReadCounter is a Kinesis client that counts the GetRecords calls that returned no record.
+type idleReadCounter struct {
+	KinesisAPI
+	idle atomic.Int64
+}
+
+func (k *idleReadCounter) GetRecords(ctx context.Context, in *kinesis.GetRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	out, err := k.KinesisAPI.GetRecords(ctx, in, optFns...)
+	if err == nil && len(out.Records) == 0 {
+		k.idle.Add(1)
+	}
+	return out, err
+}
+
+// idleShardProcessor counts the records and the empty batches it gets. Like a processor that checkpoints every N
+// records or N seconds after a burst of fewer than N records, it checkpoints only when the shard is idle.
+type idleShardProcessor struct {
+	mu               sync.Mutex
+	delivered, empty int
+	lastSeq          string
+	lastSub          int64
+}
+
+func (p *idleShardProcessor) process(ctx context.Context, in ProcessRecordsInput) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(in.Records) > 0 {
+		p.delivered += len(in.Records)
+		last := in.Records[len(in.Records)-1]
+		p.lastSeq, p.lastSub = last.SequenceNumber, last.SubSequenceNumber
+		return nil
+	}
+	p.empty++
+	return in.Checkpointer.Checkpoint(ctx)
+}
+
 func TestEmptyBatchesOnIdleShard(t *testing.T) {
 	tests := map[string]struct {
 		processEmpty bool
@@ -250,67 +288,63 @@ func TestEmptyBatchesOnIdleShard(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			// GIVEN a one-shard stream holding a few records, read by a worker whose processor checkpoints only
+			// on empty batches
 			kc := testKinesis(t)
 			stream := createStream(t, kc, 1)
 			recs := makeRecords(20, 2, 50)
 			putAggregated(t, kc, stream, recs, 5)
-			var mu sync.Mutex
-			delivered, empty := 0, 0
-			lastSeq, lastSub := "", int64(0)
+			reads := &idleReadCounter{KinesisAPI: kc}
+			proc := &idleShardProcessor{}
 			cfg := fastConfig(stream, uniqueName("app"), "worker-a")
 			cfg.ProcessEmptyBatches = tc.processEmpty
-			// Like a processor that checkpoints every N records or N seconds after a burst of fewer than N records:
-			// it checkpoints only when the shard is idle.
-			cfg.NewProcessor = func() Processor {
-				return &funcProcessor{process: func(ctx context.Context, in ProcessRecordsInput) error {
-					mu.Lock()
-					defer mu.Unlock()
-					if len(in.Records) > 0 {
-						delivered += len(in.Records)
-						last := in.Records[len(in.Records)-1]
-						lastSeq, lastSub = last.SequenceNumber, last.SubSequenceNumber
-						return nil
-					}
-					empty++
-					return in.Checkpointer.Checkpoint(ctx)
-				}}
-			}
-			startWorker(t, cfg, kc, nil, nil)
-			// Three idle polls at least (PollIdleInterval 200 ms) after the records.
-			deadline := time.Now().Add(30 * time.Second)
-			for {
-				mu.Lock()
-				n := delivered
-				mu.Unlock()
-				if n == len(recs) {
-					break
+			cfg.NewProcessor = func() Processor { return &funcProcessor{process: proc.process} }
+			startWorker(t, cfg, reads, nil, nil)
+			// WHEN every record was delivered, and three reads after that found the shard idle; a read follows the
+			// processing of the batch before it, so at least two empty batches were processed by then, if any
+			eventually.Succeeds(t, 30*time.Second, func() error {
+				proc.mu.Lock()
+				defer proc.mu.Unlock()
+				if proc.delivered != len(recs) {
+					return fmt.Errorf("%d of %d records delivered", proc.delivered, len(recs))
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%d of %d records delivered after 30 s", n, len(recs))
+				return nil
+			})
+			idleBefore := reads.idle.Load()
+			eventually.Succeeds(t, 30*time.Second, func() error {
+				if n := reads.idle.Load() - idleBefore; n < 3 {
+					return fmt.Errorf("%d idle reads after the records, want 3", n)
 				}
-				time.Sleep(50 * time.Millisecond)
-			}
-			time.Sleep(time.Second)
-			mu.Lock()
-			gotEmpty, seq, sub := empty, lastSeq, lastSub
-			mu.Unlock()
-			l, _, err := mustTable(t, cfg.LeaseTableName).Get(context.Background(), "shardId-000000000000")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !tc.processEmpty {
-				if gotEmpty != 0 || l.Checkpoint != CheckpointTrimHorizon {
-					t.Fatalf("without ProcessEmptyBatches: %d empty batches, checkpoint %s; want none, TRIM_HORIZON", gotEmpty, l.Checkpoint)
-				}
-				return
-			}
-			if gotEmpty == 0 {
-				t.Fatal("no empty batch delivered in 1 s of an idle shard")
-			}
-			if l.Checkpoint != seq || l.CheckpointSubSequenceNumber != sub {
-				t.Fatalf("checkpoint after idle = %s/%d, want the last record %s/%d", l.Checkpoint, l.CheckpointSubSequenceNumber, seq, sub)
-			}
-			t.Logf("%d empty batches in the idle second; checkpoint at the last record", gotEmpty)
+				return nil
+			})
+			// THEN empty batches were delivered, and checkpointed, only with ProcessEmptyBatches
+			proc.mu.Lock()
+			gotEmpty, seq, sub := proc.empty, proc.lastSeq, proc.lastSub
+			proc.mu.Unlock()
+			checkIdleCheckpoint(t, cfg.LeaseTableName, tc.processEmpty, gotEmpty, seq, sub)
 		})
 	}
+}
+
+// checkIdleCheckpoint checks the shard's checkpoint after gotEmpty empty batches: at the last record (seq, sub) when
+// empty batches are processed, still TRIM_HORIZON when they are not.
+func checkIdleCheckpoint(t *testing.T, table string, processEmpty bool, gotEmpty int, seq string, sub int64) {
+	t.Helper()
+	l, _, err := mustTable(t, table).Get(context.Background(), "shardId-000000000000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !processEmpty {
+		if gotEmpty != 0 || l.Checkpoint != CheckpointTrimHorizon {
+			t.Fatalf("without ProcessEmptyBatches: %d empty batches, checkpoint %s; want none, TRIM_HORIZON", gotEmpty, l.Checkpoint)
+		}
+		return
+	}
+	if gotEmpty == 0 {
+		t.Fatal("no empty batch delivered in three idle reads")
+	}
+	if l.Checkpoint != seq || l.CheckpointSubSequenceNumber != sub {
+		t.Fatalf("checkpoint after idle = %s/%d, want the last record %s/%d", l.Checkpoint, l.CheckpointSubSequenceNumber, seq, sub)
+	}
+	t.Logf("%d empty batches in three idle reads; checkpoint at the last record", gotEmpty)
 }

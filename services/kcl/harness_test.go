@@ -19,8 +19,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/kpl"
+	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // testKinesis returns a Kinesis client for kinesis-local behind the emulator's fan-out proxy, which adds the
@@ -78,15 +80,13 @@ func createStream(t testing.TB, kc *kinesis.Client, shards int32) string {
 
 func waitStreamActive(t testing.TB, kc *kinesis.Client, name string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		out, err := kc.DescribeStreamSummary(context.Background(), &kinesis.DescribeStreamSummaryInput{StreamName: &name})
-		if err == nil && out.StreamDescriptionSummary.StreamStatus == ktypes.StreamStatusActive {
-			return
+	waitActive(t, "stream "+name, func(ctx context.Context) (string, error) {
+		out, err := kc.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: &name})
+		if err != nil {
+			return "", err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("stream %s not active after 30 s", name)
+		return string(out.StreamDescriptionSummary.StreamStatus), nil
+	})
 }
 
 // registerConsumer registers a fan-out consumer and waits until it is active.
@@ -104,16 +104,29 @@ func registerConsumer(t testing.TB, kc *kinesis.Client, stream string) string {
 		t.Fatal(err)
 	}
 	arn := aws.ToString(out.Consumer.ConsumerARN)
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	waitActive(t, "consumer "+arn, func(ctx context.Context) (string, error) {
 		c, err := kc.DescribeStreamConsumer(ctx, &kinesis.DescribeStreamConsumerInput{ConsumerARN: &arn})
-		if err == nil && c.ConsumerDescription.ConsumerStatus == ktypes.ConsumerStatusActive {
-			return arn
+		if err != nil {
+			return "", err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("consumer %s not active after 30 s", arn)
-	return ""
+		return string(c.ConsumerDescription.ConsumerStatus), nil
+	})
+	return arn
+}
+
+// waitActive waits until status, the status of a stream or of a stream consumer, is ACTIVE.
+func waitActive(t testing.TB, what string, status func(context.Context) (string, error)) {
+	t.Helper()
+	eventually.Succeeds(t, 30*time.Second, func() error {
+		s, err := status(context.Background())
+		if err != nil {
+			return fmt.Errorf("describe %s: %w", what, err)
+		}
+		if s != string(ktypes.StreamStatusActive) {
+			return fmt.Errorf("%s is %s, want ACTIVE", what, s)
+		}
+		return nil
+	})
 }
 
 // testRecord is a user record the tests write: data "key|n" where n counts the records of that key from 0.
@@ -213,7 +226,7 @@ func putRecordsAll(t testing.TB, kc *kinesis.Client, stream string, entries []kt
 		}
 		entries = retry
 		if len(entries) > 0 {
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // a pause before the retry, as a producer backs off
 		}
 	}
 }
@@ -259,7 +272,6 @@ type collector struct {
 	shardEnded map[string]int   // shard -> clock of its ShardEnded checkpoint
 	byShard    map[string]int   // shard -> user records delivered
 	outside    int              // records flagged OutsideShardRange
-	changed    chan struct{}    // signalled on every delivery
 	perWorker  map[string]int   // worker id -> records delivered
 	ended      map[string]bool  // shards that ended
 	lostCalls  map[string]int   // worker -> LeaseLost calls
@@ -279,7 +291,6 @@ func newCollector() *collector {
 		deliveries: map[string]int{}, keyFirst: map[string][]int{}, shardFirst: map[string]int{},
 		shardEnded: map[string]int{}, byShard: map[string]int{}, perWorker: map[string]int{},
 		ended: map[string]bool{}, lostCalls: map[string]int{}, shutdowns: map[string]int{},
-		changed: make(chan struct{}, 1),
 	}
 }
 
@@ -309,10 +320,6 @@ func (c *collector) add(worker string, recs []Record) {
 			}
 		}
 	}
-	select {
-	case c.changed <- struct{}{}:
-	default:
-	}
 }
 
 // distinct returns how many different records were delivered, and how many deliveries were repeats.
@@ -329,19 +336,12 @@ func (c *collector) distinct() (distinct, duplicates int) {
 // waitFor waits until want distinct records were delivered.
 func (c *collector) waitFor(t testing.TB, want int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		if d, _ := c.distinct(); d >= want {
-			return
+	eventually.Succeeds(t, timeout, func() error {
+		if d, _ := c.distinct(); d < want {
+			return fmt.Errorf("%d of %d records delivered", d, want)
 		}
-		select {
-		case <-c.changed:
-		case <-time.After(200 * time.Millisecond):
-		case <-deadline:
-			d, _ := c.distinct()
-			t.Fatalf("after %v: %d of %d records delivered", timeout, d, want)
-		}
-	}
+		return nil
+	})
 }
 
 // checkComplete fails unless every record of recs was delivered, and checks per-key order of first deliveries.
@@ -468,7 +468,7 @@ func fastConfig(stream, table, id string) Config {
 }
 
 // startWorker starts a worker whose processors feed c; edit adjusts the configuration.
-func startWorker(t testing.TB, cfg Config, kc *kinesis.Client, c *collector, fail func([]Record) error) *testWorker {
+func startWorker(t testing.TB, cfg Config, kc KinesisAPI, c *collector, fail func([]Record) error) *testWorker {
 	t.Helper()
 	id := cfg.WorkerID
 	if cfg.NewProcessor == nil {
@@ -509,4 +509,26 @@ func leaseOwners(t testing.TB, table string) map[string]int {
 		}
 	}
 	return owners
+}
+
+// waitHolds waits until w holds n leases.
+func waitHolds(t testing.TB, w *Worker, n int, timeout time.Duration) {
+	t.Helper()
+	eventually.Succeeds(t, timeout, func() error {
+		if held := w.HeldLeases(); len(held) < n {
+			return fmt.Errorf("worker %s holds %v, want %d leases", w.cfg.WorkerID, held, n)
+		}
+		return nil
+	})
+}
+
+// newTestMetrics returns metrics that write their EMF lines to the returned buffer.
+func newTestMetrics(t testing.TB) (*telemetry.Metrics, *telemetry.SyncBuffer) {
+	t.Helper()
+	emf := &telemetry.SyncBuffer{}
+	metrics, err := telemetry.NewMetrics(emf, telemetry.MetricsConfig{Namespace: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return metrics, emf
 }

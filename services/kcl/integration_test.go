@@ -20,28 +20,26 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
+	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/kpl"
-	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // waitBalanced waits until the open leases are spread with max - min <= 1 over the given workers.
 func waitBalanced(t *testing.T, table string, workers []string, timeout time.Duration) map[string]int {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		owners := leaseOwners(t, table)
+	var owners map[string]int
+	eventually.Succeeds(t, timeout, func() error {
+		owners = leaseOwners(t, table)
 		lo, hi := 1<<30, 0
 		for _, w := range workers {
 			lo, hi = min(lo, owners[w]), max(hi, owners[w])
 		}
-		if hi-lo <= 1 && owners[""] == 0 {
-			return owners
+		if hi-lo > 1 || owners[""] != 0 {
+			return fmt.Errorf("leases not balanced: %v", owners)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("leases not balanced after %v: %v", timeout, owners)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
+	return owners
 }
 
 func TestThreeWorkersEightShards(t *testing.T) {
@@ -104,13 +102,7 @@ func TestKilledWorkerLeasesTakenOverAfterFailover(t *testing.T) {
 	}
 	second := makeRecords(8000, 100, 100)[4000:] // the same keys, continuing their numbering
 	putAggregated(t, kc, stream, second, 100)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(b.w.HeldLeases()) < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("worker-b holds %v after 30 s, want all 4 shards", b.w.HeldLeases())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitHolds(t, b.w, 4, 30*time.Second)
 	takeover := time.Since(killedAt)
 	// worker-a renewed at most one renewal interval before it was killed; its leases must not move before they went
 	// unrenewed for the failover time.
@@ -162,13 +154,7 @@ func TestGracefulStopHandsLeasesOver(t *testing.T) {
 	if owners["worker-a"] != 0 {
 		t.Fatalf("after a graceful stop worker-a still owns leases: %v", owners)
 	}
-	deadline := time.Now().Add(2 * time.Second) // two renewal intervals
-	for len(b.w.HeldLeases()) < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("worker-b holds %v two renewal intervals after the stop, want all 4", b.w.HeldLeases())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitHolds(t, b.w, 4, 2*time.Second) // two renewal intervals
 	takeover := time.Since(stoppedAt)
 	more := makeRecords(3000, 50, 100)[2000:]
 	putAggregated(t, kc, stream, more, 100)
@@ -354,17 +340,8 @@ func TestResumeInsideAggregateAfterRestart(t *testing.T) {
 		}}
 	}
 	a := startWorker(t, cfg, kc, nil, nil)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		l, _, err := mustTable(t, table).Get(context.Background(), "shardId-000000000000")
-		if err == nil && l.CheckpointSubSequenceNumber == 99 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no checkpoint inside the aggregate: %+v %v", l, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitLease(t, mustTable(t, table), "shardId-000000000000", 30*time.Second, "checkpointed inside the aggregate",
+		func(l Lease, _ bool) bool { return l.CheckpointSubSequenceNumber == 99 })
 	a.kill(t)
 	var resumed []Record
 	done := make(chan struct{})
@@ -443,11 +420,7 @@ func TestRecordsOutsideShardRangeAreDelivered(t *testing.T) {
 	}, {
 		PartitionKey: aws.String("k0"), ExplicitHashKey: shards[0].HashKeyRange.StartingHashKey, Data: corrupt,
 	}})
-	var emf telemetry.SyncBuffer
-	metrics, err := telemetry.NewMetrics(&emf, telemetry.MetricsConfig{Namespace: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	metrics, emf := newTestMetrics(t)
 	c := newCollector()
 	cfg := fastConfig(stream, table, "worker-a")
 	cfg.Metrics = metrics

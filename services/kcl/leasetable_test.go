@@ -3,6 +3,7 @@ package kcl
 import (
 	"context"
 	"errors"
+	"maps"
 	"reflect"
 	"testing"
 	"time"
@@ -75,28 +76,7 @@ func TestLeaseTableRawItems(t *testing.T) {
 		do   func(l *Lease) error
 		want map[string]types.AttributeValue
 	}
-	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-	n := func(v string) types.AttributeValue { return &types.AttributeValueMemberN{Value: v} }
-	ss := func(v ...string) types.AttributeValue { return &types.AttributeValueMemberSS{Value: v} }
-	base := func(extra map[string]types.AttributeValue) map[string]types.AttributeValue {
-		m := map[string]types.AttributeValue{
-			"leaseKey":                     s("shardId-000000000002"),
-			"parentShardId":                ss("shardId-000000000000", "shardId-000000000001"),
-			"startingHashKey":              s("0"),
-			"endingHashKey":                s("170141183460469231731687303715884105727"),
-			"checkpoint":                   s("TRIM_HORIZON"),
-			"checkpointSubSequenceNumber":  n("0"),
-			"ownerSwitchesSinceCheckpoint": n("0"),
-		}
-		for k, v := range extra {
-			if v == nil {
-				delete(m, k)
-				continue
-			}
-			m[k] = v
-		}
-		return m
-	}
+	s, n, ss, base := attrS, attrN, attrSS, rawItemOfChild // short names for the table below
 	l, found, err := table.Get(ctx, "shardId-000000000002")
 	if err != nil || !found {
 		t.Fatalf("get = %v, %v", found, err)
@@ -140,6 +120,26 @@ func TestLeaseTableRawItems(t *testing.T) {
 			t.Fatalf("%s: lease after the write %+v differs from the item %+v", st.name, l, parsed)
 		}
 	}
+}
+
+func attrS(v string) types.AttributeValue     { return &types.AttributeValueMemberS{Value: v} }
+func attrN(v string) types.AttributeValue     { return &types.AttributeValueMemberN{Value: v} }
+func attrSS(v ...string) types.AttributeValue { return &types.AttributeValueMemberSS{Value: v} }
+
+// rawItemOfChild is the item TestLeaseTableRawItems creates, shardId-000000000002 with two parents, with the
+// attributes of extra set on it.
+func rawItemOfChild(extra map[string]types.AttributeValue) map[string]types.AttributeValue {
+	m := map[string]types.AttributeValue{
+		"leaseKey":                     attrS("shardId-000000000002"),
+		"parentShardId":                attrSS("shardId-000000000000", "shardId-000000000001"),
+		"startingHashKey":              attrS("0"),
+		"endingHashKey":                attrS("170141183460469231731687303715884105727"),
+		"checkpoint":                   attrS("TRIM_HORIZON"),
+		"checkpointSubSequenceNumber":  attrN("0"),
+		"ownerSwitchesSinceCheckpoint": attrN("0"),
+	}
+	maps.Copy(m, extra)
+	return m
 }
 
 func dump(item map[string]types.AttributeValue) map[string]any {
