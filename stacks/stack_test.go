@@ -4,6 +4,7 @@ import (
 	"debug/elf"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -473,5 +474,23 @@ func TestServiceImagesStageOnlyWhatTheirDockerfilesCopy(t *testing.T) {
 	slices.Sort(dockerfiles)
 	if want := []string{stacks.ConsumerDockerfile, stacks.ProducerDockerfile}; !slices.Equal(dockerfiles, want) {
 		t.Errorf("image Dockerfiles %v, want %v", dockerfiles, want)
+	}
+}
+
+func TestServiceBinariesBuildFromTheirImageContext(t *testing.T) {
+	// GIVEN the services' image build context: go.mod, go.sum and services/ (TestServiceImagesStageOnlyWhatTheirDockerfilesCopy)
+	for _, dockerfile := range []string{stacks.ProducerDockerfile, stacks.ConsumerDockerfile, stacks.ConsumerPythonDockerfile} {
+		pkg := "./" + filepath.Dir(dockerfile)
+		// WHEN the packages its binary is built from are listed
+		out, err := exec.Command("go", "list", "-C", "..", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		// THEN every package of this module among them is under services/, so the image builds
+		for dep := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
+			if strings.HasPrefix(dep, "github.com/streamproc/streamproc/") && !strings.HasPrefix(dep, "github.com/streamproc/streamproc/services/") {
+				t.Errorf("%s imports %s, which its image's build context does not hold", pkg, dep)
+			}
+		}
 	}
 }

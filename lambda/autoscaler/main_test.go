@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
+	"github.com/streamproc/streamproc/services/envconfig"
 )
 
 func TestTrigger(t *testing.T) {

@@ -1,9 +1,16 @@
 // Command consumer is the stream's consumer worker: it shares the shards of the stream with the other workers of the
-// same application through the KCL-compatible lease table (package kcl), and writes every record as one JSON line
-// to stdout, checkpointing every CHECKPOINT_RECORDS records or CHECKPOINT_INTERVAL.
+// same application through the KCL-compatible lease table (package kcl) and hands the records to a processor: by
+// default it writes every record as one JSON line to stdout, checkpointing every CHECKPOINT_RECORDS records or
+// CHECKPOINT_INTERVAL; with PROCESSOR=multilang it runs a MultiLang record processor of any language, one child
+// process per shard (package multilang), as the Java KCL's MultiLangDaemon does, without a JVM.
 //
-// Configuration comes from the environment (package settings names the variables); a bad value exits with status 2 and a message
-// naming the variable. SIGTERM or SIGINT stops it gracefully: reading stops, the batch in hand is written, the
+// Configuration comes from the environment (package settings names the variables) and, as the Java daemon takes
+// it, from a MultiLangDaemon properties file:
+//
+//	consumer --properties-file sample.properties   (or -p FILE, or the file as the only argument)
+//
+// A variable set in the environment wins over the file. A bad value exits with status 2 and a message naming the
+// variable or the key. SIGTERM or SIGINT stops it gracefully: reading stops, the batch in hand is processed, the
 // processors checkpoint and the leases are released so the other workers take them at once.
 package main
 
@@ -11,6 +18,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,6 +37,7 @@ import (
 
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/kcl"
+	"github.com/streamproc/streamproc/services/multilang"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
@@ -36,7 +45,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	out := telemetry.NewSyncWriter(os.Stdout)
-	s, err := settings.Load(os.LookupEnv)
+	s, err := loadSettings(os.Args[1:], os.LookupEnv, os.Stderr)
 	logger := telemetry.NewLogger(out, s.LogLevel)
 	if err != nil {
 		logger.Error("bad configuration", telemetry.LogKeyError, err.Error())
@@ -49,6 +58,40 @@ func main() {
 		logger.Error("consumer failed", telemetry.LogKeyError, err.Error())
 		os.Exit(1)
 	}
+}
+
+// loadSettings reads the command line (a MultiLangDaemon properties file, as the Java daemon takes it) and the
+// environment through lookup.
+func loadSettings(args []string, lookup func(string) (string, bool), usage io.Writer) (settings.Settings, error) {
+	fs := flag.NewFlagSet("consumer", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	var propertiesFile, logConfiguration string
+	fs.StringVar(&propertiesFile, "properties-file", "", "a MultiLangDaemon properties `file`, as the Java daemon takes it")
+	fs.StringVar(&propertiesFile, "p", "", "short for -properties-file")
+	fs.StringVar(&logConfiguration, "log-configuration", "", "the Java daemon's logback `file`: not used (logs are JSON on stdout)")
+	fs.StringVar(&logConfiguration, "l", "", "short for -log-configuration")
+	if err := fs.Parse(args); err != nil {
+		return settings.Settings{}, err
+	}
+	switch {
+	case fs.NArg() == 1 && propertiesFile == "":
+		propertiesFile = fs.Arg(0) // the Java daemon also takes the file as its only argument
+	case fs.NArg() > 0:
+		return settings.Settings{}, fmt.Errorf("unexpected arguments %q: the only argument is a properties file", fs.Args())
+	}
+	if propertiesFile == "" {
+		return settings.Load(lookup)
+	}
+	fromFile, warnings, err := settings.PropertiesFile(propertiesFile)
+	if err != nil {
+		return settings.Settings{}, err
+	}
+	s, err := settings.LoadWithProperties(lookup, fromFile)
+	if logConfiguration != "" {
+		warnings = append(warnings, "--log-configuration "+logConfiguration+" is not used: logs are JSON lines on stdout")
+	}
+	s.Warnings = append(warnings, s.Warnings...)
+	return s, err
 }
 
 // run reads the stream until ctx is cancelled, then shuts the worker down gracefully.
@@ -85,7 +128,8 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 		_ = metrics.Run(metricsCtx)
 	}()
 	logger.Info("consumer started", telemetry.LogKeyWorkerID, s.WorkerID, telemetry.LogKeyStream, s.Stream, "read_mode", string(s.ReadMode))
-	runErr := runWorker(ctx, worker, s.ShutdownTimeout, logger.With(telemetry.LogKeyWorkerID, s.WorkerID))
+	runErr := worker.Run(ctx) // graceful on ctx's end: the processors checkpoint, the leases are released
+	logger.Info("consumer stopped", telemetry.LogKeyWorkerID, s.WorkerID)
 	stopMetrics()
 	<-metricsDone
 	if err := metrics.Flush(); err != nil {
@@ -113,55 +157,46 @@ func newClients(ctx context.Context, s settings.Settings) (*kinesis.Client, *dyn
 	return kc, ddb, nil
 }
 
-// newWorker configures the KCL worker with the JSON-lines processor.
+// newWorker configures the KCL worker with the processor the settings choose.
 func newWorker(s settings.Settings, kc *kinesis.Client, ddb *dynamodb.Client, out io.Writer, logger *slog.Logger,
-	metrics *telemetry.Metrics) (*kcl.Worker, error) {
-	// The worker adds the stream and worker id to its own lines; the processor's lines get the id here.
-	processorLogger := logger.With(telemetry.LogKeyWorkerID, s.WorkerID)
+	metrics telemetry.Recorder) (*kcl.Worker, error) {
+	// The worker adds the stream and worker id to its own lines; the processors' lines get the id here.
+	newProcessor, err := processorFor(s, out, logger.With(telemetry.LogKeyWorkerID, s.WorkerID), metrics)
+	if err != nil {
+		return nil, err
+	}
 	return kcl.New(kcl.Config{
-		StreamName:       s.Stream,
-		LeaseTableName:   s.Application,
-		WorkerID:         s.WorkerID,
-		ReadMode:         s.ReadMode,
-		ConsumerARN:      s.ConsumerARN,
-		InitialPosition:  s.InitialPosition,
-		InitialTimestamp: s.InitialTimestamp,
-		CreateLeaseTable: s.CreateLeaseTable,
-		FailoverTime:     s.FailoverTime,
-		// Checkpoints every CheckpointInterval also on an idle shard, after a burst of fewer than CheckpointRecords.
-		ProcessEmptyBatches: true,
+		StreamName:          s.Stream,
+		LeaseTableName:      s.Application,
+		WorkerID:            s.WorkerID,
+		NewProcessor:        newProcessor,
+		ReadMode:            s.ReadMode,
+		ConsumerARN:         s.ConsumerARN,
+		InitialPosition:     s.InitialPosition,
+		InitialTimestamp:    s.InitialTimestamp,
+		CreateLeaseTable:    s.CreateLeaseTable,
+		FailoverTime:        s.FailoverTime,
+		ShardSyncInterval:   s.ShardSyncInterval,
+		MaxRecordsPerCall:   int32(s.MaxRecords),
+		PollIdleInterval:    s.PollIdleInterval,
+		ProcessEmptyBatches: s.ProcessEmptyBatches,
+		ShutdownTimeout:     s.ShutdownTimeout,
 		Logger:              logger,
 		Metrics:             metrics,
-		NewProcessor: func() kcl.Processor {
-			return &stdoutProcessor{out: out, log: processorLogger, checkpointRecords: s.CheckpointRecords,
-				checkpointInterval: s.CheckpointInterval, now: time.Now}
-		},
 	}, kc, ddb)
 }
 
-// runWorker runs worker until ctx is cancelled, then shuts it down gracefully within shutdownTimeout, and stops it at
-// once if that does not finish in time.
-func runWorker(ctx context.Context, worker *kcl.Worker, shutdownTimeout time.Duration, logger *slog.Logger) error {
-	runCtx, cancelRun := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelRun()
-	done := make(chan error, 1)
-	go func() { done <- worker.Run(runCtx) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
+// processorFor returns the processors the settings choose: JSON lines on stdout, or a MultiLang record processor.
+func processorFor(s settings.Settings, out io.Writer, logger *slog.Logger, metrics telemetry.Recorder) (func() kcl.Processor, error) {
+	if s.Processor == settings.ProcessorMultiLang {
+		cfg := s.MultiLang
+		cfg.Logger, cfg.Metrics = logger, metrics
+		return multilang.NewProcessorFunc(cfg)
 	}
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := worker.Shutdown(shutdownCtx); err != nil {
-		logger.Warn("graceful shutdown did not finish in time; stopping at once", telemetry.LogKeyError, err.Error())
-		cancelRun()
-	}
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return nil
+	return func() kcl.Processor {
+		return &stdoutProcessor{out: out, log: logger, checkpointRecords: s.CheckpointRecords,
+			checkpointInterval: s.CheckpointInterval, now: time.Now}
+	}, nil
 }
 
 // ensureStreamConsumer returns the ARN of the stream consumer named name, registering it when missing, and waits

@@ -16,7 +16,7 @@ import (
 )
 
 func TestFaultsLoseNoAcknowledgedRecord(t *testing.T) {
-	p := newPipeline(t, 2, kpl.ProducerConfig{
+	p := newPipeline(t, 2, kpl.Config{
 		MaxBufferedTime: 20 * time.Millisecond,
 		RetryBaseDelay:  5 * time.Millisecond,
 		RetryMaxDelay:   50 * time.Millisecond,
@@ -78,7 +78,7 @@ func TestFaultsLoseNoAcknowledgedRecord(t *testing.T) {
 }
 
 func TestRecordPastItsTTLIsNotAcknowledged(t *testing.T) {
-	p := newPipeline(t, 1, kpl.ProducerConfig{
+	p := newPipeline(t, 1, kpl.Config{
 		MaxBufferedTime: 10 * time.Millisecond,
 		RecordTTL:       300 * time.Millisecond,
 		RetryBaseDelay:  10 * time.Millisecond,
@@ -117,7 +117,7 @@ func TestStalledKinesisAnswers503AtOnceWithBoundedMemory(t *testing.T) {
 	// GIVEN a producer with a 2 MiB buffer in front of a stalled Kinesis
 	const bound = 2 << 20 // MaxBufferedBytes
 	stall := make(chan struct{})
-	p := newPipeline(t, 2, kpl.ProducerConfig{
+	p := newPipeline(t, 2, kpl.Config{
 		MaxBufferedTime:  10 * time.Millisecond,
 		MaxBufferedBytes: bound,
 	}, func(f *ingesttest.FaultTransport) { f.Stall = stall })

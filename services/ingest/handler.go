@@ -95,7 +95,7 @@ type Config struct {
 	RetryAfter time.Duration
 	// Metrics receives request latency and counts (see the metric name
 	// constants). Default: none recorded.
-	Metrics Metrics
+	Metrics telemetry.Recorder
 	// Logger receives the few events worth a log line (unexpected producer
 	// errors). Default: discarded.
 	Logger *slog.Logger
@@ -140,7 +140,7 @@ func New(p recordPutter, cfg Config) (*Handler, error) {
 	cfg.MaxBatchBodyBytes = cmp.Or(cfg.MaxBatchBodyBytes, DefaultMaxBatchBodyBytes)
 	cfg.MaxBatchRecords = cmp.Or(cfg.MaxBatchRecords, DefaultMaxBatchRecords)
 	cfg.RetryAfter = cmp.Or(cfg.RetryAfter, DefaultRetryAfter)
-	cfg.Metrics = cmp.Or[Metrics](cfg.Metrics, noMetrics{})
+	cfg.Metrics = cmp.Or(cfg.Metrics, telemetry.Discard)
 	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	h := &Handler{
 		putter:     p,

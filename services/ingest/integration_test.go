@@ -47,7 +47,7 @@ type pipeline struct {
 // newPipeline creates a stream of the given shards and serves the ingest API
 // in front of a producer configured by cfg (StreamName is filled in).
 // configure, if set, sets the fault transport's fields before any call.
-func newPipeline(t *testing.T, shards int32, cfg kpl.ProducerConfig, configure func(*ingesttest.FaultTransport)) *pipeline {
+func newPipeline(t *testing.T, shards int32, cfg kpl.Config, configure func(*ingesttest.FaultTransport)) *pipeline {
 	t.Helper()
 	e := emulators.Get(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
@@ -63,7 +63,7 @@ func newPipeline(t *testing.T, shards int32, cfg kpl.ProducerConfig, configure f
 	}
 	client := e.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: p.faults} })
 	cfg.StreamName = p.stream
-	prod, err := kpl.New(client, cfg)
+	prod, err := kpl.New(cfg, client)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func checkAggregatesInShard(t *testing.T, s *ingesttest.Stream, accepted []inges
 }
 
 func TestTwentyThousandRecordsReachTheStream(t *testing.T) {
-	p := newPipeline(t, 4, kpl.ProducerConfig{MaxBufferedTime: 50 * time.Millisecond}, nil)
+	p := newPipeline(t, 4, kpl.Config{MaxBufferedTime: 50 * time.Millisecond}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 

@@ -1,7 +1,5 @@
 package ingest
 
-import "github.com/streamproc/streamproc/services/telemetry"
-
 // Metric names the handler emits (as CloudWatch EMF through Config.Metrics);
 // the dashboard refers to these constants.
 const (
@@ -27,23 +25,6 @@ const (
 	// that later failed to reach Kinesis.
 	BufferedRecordsFailed = "BufferedRecordsFailed"
 )
-
-// Metrics receives the handler's metrics; *telemetry.Metrics implements it.
-type Metrics interface {
-	// Add adds value to the counter name.
-	Add(name string, unit telemetry.Unit, value float64, dims ...telemetry.Dimension)
-	// Observe records one observation of name.
-	Observe(name string, unit telemetry.Unit, value float64, dims ...telemetry.Dimension)
-}
-
-// noMetrics discards metrics when Config.Metrics is nil.
-type noMetrics struct{}
-
-// Add implements Metrics by discarding the value.
-func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
-
-// Observe implements Metrics by discarding the value.
-func (noMetrics) Observe(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
 
 // requestsMetric names the counter for a status class.
 func requestsMetric(status int) string {

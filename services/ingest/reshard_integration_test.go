@@ -22,7 +22,7 @@ import (
 func TestReshardDuringLoadLosesNothing(t *testing.T) {
 	// GIVEN a 2-shard stream and clients that send single records without
 	// pause
-	p := newPipeline(t, 2, kpl.ProducerConfig{MaxBufferedTime: 20 * time.Millisecond}, nil)
+	p := newPipeline(t, 2, kpl.Config{MaxBufferedTime: 20 * time.Millisecond}, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	load := startSingleRecordLoad(ctx, t, p.url, 32)

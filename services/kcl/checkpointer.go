@@ -59,6 +59,10 @@ func (c *checkpointer) CheckpointAt(ctx context.Context, seq string, sub int64) 
 }
 
 func (c *checkpointer) checkpointAtLocked(ctx context.Context, seq string, sub int64) error {
+	if c.ended && c.isLastRecordLocked(seq, sub) {
+		// As the Java checkpointer does: the last record of an ended shard is its end.
+		return c.writeLocked(ctx, CheckpointShardEnd, 0, c.children)
+	}
 	if c.lastSeq == "" || compareExtended(seq, sub, c.lastSeq, c.lastSub) > 0 {
 		return fmt.Errorf("checkpoint at %s/%d: %w: past the last delivered record", seq, sub, ErrCheckpointOutOfRange)
 	}
@@ -73,6 +77,17 @@ func (c *checkpointer) checkpointAtLocked(ctx context.Context, seq string, sub i
 		}
 	}
 	return c.writeLocked(ctx, seq, sub, nil)
+}
+
+// isLastRecordLocked reports whether (seq, sub) is the last record of the shard this processor knows: the last one
+// delivered to it, or, when none was, the checkpoint it started from.
+func (c *checkpointer) isLastRecordLocked(seq string, sub int64) bool {
+	if c.lastSeq != "" {
+		return compareExtended(seq, sub, c.lastSeq, c.lastSub) == 0
+	}
+	cur := c.h.lease
+	return !isSentinel(cur.Checkpoint) && cur.Checkpoint != "" &&
+		compareExtended(seq, sub, cur.Checkpoint, cur.CheckpointSubSequenceNumber) == 0
 }
 
 func (c *checkpointer) writeLocked(ctx context.Context, seq string, sub int64, children []string) error {

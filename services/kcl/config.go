@@ -22,13 +22,15 @@ const (
 
 // Defaults of Config, the Java KCL's where it has one.
 const (
-	DefaultFailoverTime        = 10 * time.Second
-	DefaultShardSyncInterval   = time.Minute
-	DefaultMaxRecordsPerCall   = 10000
-	DefaultPollIdleInterval    = time.Second
-	DefaultMaxProcessAttempts  = 10
-	DefaultRetryBackoff        = 200 * time.Millisecond
-	DefaultMaxRetryBackoff     = 10 * time.Second
+	DefaultFailoverTime       = 10 * time.Second
+	DefaultShardSyncInterval  = time.Minute
+	DefaultMaxRecordsPerCall  = 10000
+	DefaultPollIdleInterval   = time.Second
+	DefaultMaxProcessAttempts = 10
+	DefaultRetryBackoff       = 200 * time.Millisecond
+	DefaultMaxRetryBackoff    = 10 * time.Second
+	// DefaultShutdownTimeout bounds Run's graceful shutdown: under ECS's default 30 s stop timeout.
+	DefaultShutdownTimeout     = 25 * time.Second
 	DefaultResubscribeInterval = 4*time.Minute + 30*time.Second
 	DefaultFanOutEndProbe      = 10 * time.Second
 	// DefaultLeaseCleanupInterval is the Java KCL's interval of completed-shard lease checks.
@@ -96,8 +98,9 @@ type Config struct {
 	// does so on an idle shard too. Default: false (only batches with records are delivered).
 	ProcessEmptyBatches bool
 
-	// MaxProcessAttempts is how many times a batch is given to the processor before the worker gives up the lease
-	// so another worker retries. Default: 10.
+	// MaxProcessAttempts is how many times a batch is given to the processor, or how many times a processor is
+	// restarted from the same checkpoint (ErrRestartFromCheckpoint), before the worker gives up the lease so another
+	// worker retries. Default: 10.
 	MaxProcessAttempts int
 	// RetryBackoff paces every retry of the worker: of a failed processor call, of a failed read of a shard, of a
 	// failed ListShards for the children of an ended shard, and of a failed first shard sync at start. After the
@@ -108,10 +111,14 @@ type Config struct {
 	// MaxRetryBackoff caps the doubling of RetryBackoff: no retry pause is longer. Default: 10 s.
 	MaxRetryBackoff time.Duration
 
+	// ShutdownTimeout bounds the graceful shutdown Run begins when its context is cancelled; past it the worker
+	// stops at once, and the leases not yet released expire after FailoverTime. Default: 25 s.
+	ShutdownTimeout time.Duration
+
 	// Logger receives the worker's logs. Default: slog.Default().
 	Logger *slog.Logger
-	// Metrics receives the metrics named Metric...; nil disables them.
-	Metrics *telemetry.Metrics
+	// Metrics receives the metrics named Metric... (a *telemetry.Metrics writes them as EMF). Default: none.
+	Metrics telemetry.Recorder
 }
 
 // withDefaults returns cfg with defaults applied, or an error naming the first invalid field.
@@ -131,6 +138,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	cfg.Logger = cmp.Or(cfg.Logger, slog.Default())
+	cfg.Metrics = cmp.Or(cfg.Metrics, telemetry.Discard)
 	return cfg, nil
 }
 
@@ -194,6 +202,7 @@ func (cfg *Config) defaultDurations() error {
 		{"FanOutEndProbeInterval", &cfg.FanOutEndProbeInterval, DefaultFanOutEndProbe},
 		{"RetryBackoff", &cfg.RetryBackoff, DefaultRetryBackoff},
 		{"MaxRetryBackoff", &cfg.MaxRetryBackoff, DefaultMaxRetryBackoff},
+		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {

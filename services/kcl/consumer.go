@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -35,6 +36,8 @@ type shardConsumer struct {
 	// checkpoint inside the aggregate that is read again. Empty: the reader's first record.
 	afterSeq string
 	afterSub int64
+	// restarts counts the restarts from the checkpoint (ErrRestartFromCheckpoint) since the checkpoint last moved.
+	restarts int
 }
 
 // consume runs the shard consumer of a lease this worker took, until the shard ends, the lease is lost or given up,
@@ -42,8 +45,60 @@ type shardConsumer struct {
 // child of runCtx, ends when the lease is lost.
 func (w *Worker) consume(runCtx, shardCtx context.Context, h *heldLease) {
 	c := w.newShardConsumer(h)
-	if err := c.run(runCtx, shardCtx); err != nil {
-		c.endEarly(runCtx, err)
+	for {
+		err := c.run(runCtx, shardCtx)
+		if errors.Is(err, ErrRestartFromCheckpoint) && shardCtx.Err() == nil {
+			if err = c.restart(shardCtx, err); err == nil {
+				continue
+			}
+		}
+		if err != nil {
+			c.endEarly(runCtx, err)
+		}
+		c.closeProcessor()
+		return
+	}
+}
+
+// restart replaces a processor that lost what it was given (ErrRestartFromCheckpoint, the cause) by a new one that
+// starts at the lease's checkpoint and is given every record after it again. It fails with errGaveUp after
+// MaxProcessAttempts restarts without the checkpoint moving, or with ctx's error.
+func (c *shardConsumer) restart(ctx context.Context, cause error) error {
+	c.h.mu.Lock()
+	l := c.h.lease
+	c.h.mu.Unlock()
+	if l.Checkpoint != c.lease.Checkpoint || l.CheckpointSubSequenceNumber != c.lease.CheckpointSubSequenceNumber {
+		c.restarts = 0 // progress since the last start
+	}
+	c.restarts++
+	c.w.metrics.count(MetricProcessingErrors, telemetry.UnitCount, 1)
+	if c.restarts >= c.w.cfg.MaxProcessAttempts {
+		return fmt.Errorf("%w after %d restarts at checkpoint %s/%d: %w", errGaveUp, c.restarts, l.Checkpoint,
+			l.CheckpointSubSequenceNumber, cause)
+	}
+	c.closeProcessor()
+	c.proc = nil // until the backoff is over: a lease lost meanwhile has no processor to tell
+	c.log.Warn("processor restarts from the last checkpoint", "attempt", c.restarts, "checkpoint", l.Checkpoint,
+		"sub_sequence_number", l.CheckpointSubSequenceNumber, telemetry.LogKeyError, cause.Error())
+	if !sleepCtx(ctx, c.w.backoff(c.restarts)) {
+		return ctx.Err()
+	}
+	c.lease = l
+	c.proc = c.w.cfg.NewProcessor()
+	c.cp = &checkpointer{w: c.w, h: c.h}
+	c.afterSeq, c.afterSub = "", 0
+	return nil
+}
+
+// closeProcessor closes a processor that implements io.Closer, once its shard's processing ended.
+func (c *shardConsumer) closeProcessor() {
+	if c.proc == nil {
+		return
+	}
+	if closer, ok := c.proc.(io.Closer); ok {
+		if err := closer.Close(); err != nil {
+			c.log.Warn("close processor failed", telemetry.LogKeyError, err.Error())
+		}
 	}
 }
 
@@ -273,9 +328,16 @@ func (c *shardConsumer) endEarly(runCtx context.Context, err error) {
 		c.w.metrics.count(MetricLeasesLost, telemetry.UnitCount, 1)
 		c.log.Error("giving the lease up so another worker retries", telemetry.LogKeyError, err.Error())
 		c.w.release(runCtx, c.h)
-		c.proc.LeaseLost(runCtx)
+		c.leaseLost(runCtx)
 	default:
-		c.proc.LeaseLost(runCtx)
+		c.leaseLost(runCtx)
+	}
+}
+
+// leaseLost tells the processor, if one is running, that the lease is gone.
+func (c *shardConsumer) leaseLost(ctx context.Context) {
+	if c.proc != nil {
+		c.proc.LeaseLost(ctx)
 	}
 }
 
@@ -290,8 +352,8 @@ func (w *Worker) callProcessor(ctx context.Context, log *slog.Logger, op string,
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if errors.Is(err, ErrLeaseLost) {
-			return err
+		if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrRestartFromCheckpoint) {
+			return err // nothing to retry: the lease is gone, or the consumer restarts the processor
 		}
 		w.metrics.count(MetricProcessingErrors, telemetry.UnitCount, 1)
 		log.Warn("processor failed", "call", op, "attempt", attempt, telemetry.LogKeyError, err.Error())

@@ -88,7 +88,7 @@ func TestHungSubscribeToShardIsCancelled(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			tw := &testWorker{id: cfg.WorkerID, w: w, cancel: cancel, exited: make(chan struct{})}
 			go func() {
-				tw.err = w.Run(ctx)
+				tw.err = w.run(ctx) // cancelling ctx kills it; Shutdown stops it gracefully
 				close(tw.exited)
 			}()
 			select {
@@ -169,7 +169,7 @@ func startBlockedWorker(t *testing.T, ddb *dynamodb.Client) (cfg Config, stream 
 	ctx, cancel := context.WithCancel(context.Background())
 	exited := make(chan struct{})
 	go func() {
-		_ = w.Run(ctx)
+		_ = w.run(ctx)
 		close(exited)
 	}()
 	t.Cleanup(func() {

@@ -481,7 +481,7 @@ func startWorker(t testing.TB, cfg Config, kc KinesisAPI, c *collector, fail fun
 	ctx, cancel := context.WithCancel(context.Background())
 	tw := &testWorker{id: id, w: w, cancel: cancel, exited: make(chan struct{})}
 	go func() {
-		tw.err = w.Run(ctx)
+		tw.err = w.run(ctx) // cancelling ctx kills it; Shutdown stops it gracefully
 		close(tw.exited)
 	}()
 	t.Cleanup(func() {

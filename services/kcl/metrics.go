@@ -25,17 +25,15 @@ const (
 	MetricRecordsOutsideShardRange = "RecordsOutsideShardRange"
 )
 
-// metricsSink wraps an optional telemetry.Metrics.
-type metricsSink struct{ m *telemetry.Metrics }
+// metricsSink sends the worker's metrics to a telemetry.Recorder, leaving out counts of zero.
+type metricsSink struct{ m telemetry.Recorder }
 
 func (s metricsSink) count(name string, unit telemetry.Unit, v float64) {
-	if s.m != nil && v != 0 {
+	if v != 0 {
 		s.m.Add(name, unit, v)
 	}
 }
 
 func (s metricsSink) observe(name string, unit telemetry.Unit, v float64) {
-	if s.m != nil {
-		s.m.Observe(name, unit, v)
-	}
+	s.m.Observe(name, unit, v)
 }

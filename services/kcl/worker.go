@@ -111,10 +111,40 @@ func New(cfg Config, kc KinesisAPI, ddb DynamoDBAPI) (*Worker, error) {
 	}, nil
 }
 
-// Run takes and renews leases and reads the held shards until Shutdown completes (it then returns nil) or ctx is
-// cancelled. Cancelling ctx is an abrupt stop, like a crash: processors are not told, nothing is checkpointed, and
-// the leases stay held until they expire (FailoverTime); use Shutdown to stop cleanly.
+// Run takes and renews leases and reads the held shards until ctx is cancelled, then shuts down gracefully: reads
+// stop, each processor finishes the batch in hand and checkpoints in ShutdownRequested, and the leases are
+// released so that other workers take them at once. It returns nil once that is done. When the shutdown takes
+// longer than Config.ShutdownTimeout, the worker stops at once, like a crash (leases not yet released expire after
+// FailoverTime), and Run says so in its error. Shutdown starts the same graceful stop without cancelling ctx.
 func (w *Worker) Run(ctx context.Context) error {
+	runCtx, stopAtOnce := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAtOnce()
+	done := make(chan error, 1)
+	go func() { done <- w.run(runCtx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	w.log.Info("shutting down: finishing the batches in hand, checkpointing, releasing the leases")
+	w.shutdownOnce.Do(func() { close(w.shutdown) })
+	deadline := time.NewTimer(w.cfg.ShutdownTimeout)
+	defer deadline.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-deadline.C:
+		w.log.Warn("graceful shutdown did not finish in time; stopping at once", "shutdown_timeout", w.cfg.ShutdownTimeout.String())
+		stopAtOnce()
+		<-done
+		return fmt.Errorf("kcl: graceful shutdown did not finish within %v; stopped at once", w.cfg.ShutdownTimeout)
+	}
+}
+
+// run is the worker's loop. It returns nil after a graceful shutdown (w.shutdown closed); cancelling ctx stops it
+// at once, like a crash: processors are not told, nothing is checkpointed, and the leases stay held until they
+// expire. Tests stop a worker this way to stand for a killed one.
+func (w *Worker) run(ctx context.Context) error {
 	defer close(w.done)
 	if w.cfg.CreateLeaseTable {
 		if err := w.table.CreateIfMissing(ctx); err != nil {
@@ -217,9 +247,9 @@ func (w *Worker) drain(ctx, runCtx context.Context, cancelRun context.CancelFunc
 	}
 }
 
-// Shutdown stops the worker gracefully: consumers stop reading, finish the batch in hand, call ShutdownRequested
-// (where processors checkpoint) and release their leases, so that other workers take them on their next pass. It
-// waits until Run returns or ctx is done; on ctx's end, cancel Run's context to stop at once.
+// Shutdown stops the worker gracefully, as cancelling Run's context does: consumers stop reading, finish the batch in
+// hand, call ShutdownRequested (where processors checkpoint) and release their leases, so that other workers take
+// them on their next pass. It waits until Run returns or ctx is done.
 func (w *Worker) Shutdown(ctx context.Context) error {
 	w.shutdownOnce.Do(func() { close(w.shutdown) })
 	select {

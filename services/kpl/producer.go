@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/streamproc/streamproc/services/telemetry"
 )
 
-// Defaults of ProducerConfig, the KPL's where the KPL has one.
+// Defaults of Config, the KPL's where the KPL has one.
 const (
 	DefaultMaxAggregateBytes       = 51_200
 	DefaultMaxBatchRecords         = 500
@@ -39,9 +40,9 @@ type KinesisAPI interface {
 	PutRecords(ctx context.Context, in *kinesis.PutRecordsInput, optFns ...func(*kinesis.Options)) (*kinesis.PutRecordsOutput, error)
 }
 
-// ProducerConfig configures a Producer. Only StreamName is required; every other zero value
+// Config configures a Producer. Only StreamName is required; every other zero value
 // means the documented default.
-type ProducerConfig struct {
+type Config struct {
 	// StreamName is the Kinesis stream to put to. Required.
 	StreamName string
 	// MaxAggregateBytes caps the size of one aggregated Kinesis record. A record too large to
@@ -87,13 +88,13 @@ type ProducerConfig struct {
 	// Logger receives warnings (shard map changes, failing puts). Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the producer's metrics (see the Metric constants). Default: none.
-	Metrics MetricsSink
+	Metrics telemetry.Recorder
 }
 
-func (c *ProducerConfig) withDefaults() (ProducerConfig, error) {
+func (c *Config) withDefaults() (Config, error) {
 	out := *c
 	if out.StreamName == "" {
-		return out, errors.New("kpl: ProducerConfig.StreamName is required")
+		return out, errors.New("kpl: Config.StreamName is required")
 	}
 	out.MaxAggregateBytes = cmp.Or(out.MaxAggregateBytes, DefaultMaxAggregateBytes)
 	out.MaxBatchRecords = cmp.Or(out.MaxBatchRecords, DefaultMaxBatchRecords)
@@ -108,11 +109,11 @@ func (c *ProducerConfig) withDefaults() (ProducerConfig, error) {
 	out.RetryMaxDelay = cmp.Or(out.RetryMaxDelay, DefaultRetryMaxDelay)
 	out.PutTimeout = cmp.Or(out.PutTimeout, DefaultPutTimeout)
 	out.Logger = cmp.Or(out.Logger, slog.Default())
-	out.Metrics = cmp.Or[MetricsSink](out.Metrics, noMetrics{})
+	out.Metrics = cmp.Or(out.Metrics, telemetry.Discard)
 	var errs []error
 	check := func(ok bool, format string, args ...any) {
 		if !ok {
-			errs = append(errs, fmt.Errorf("kpl: ProducerConfig."+format, args...))
+			errs = append(errs, fmt.Errorf("kpl: Config."+format, args...))
 		}
 	}
 	check(out.MaxAggregateBytes > EmptyAggregateSize && out.MaxAggregateBytes <= MaxRecordSize-1024,
@@ -196,9 +197,9 @@ func (e *PutRecordError) Error() string {
 // Memory is bounded by MaxBufferedBytes: PutAsync never blocks and never grows the buffer.
 type Producer struct {
 	client  KinesisAPI
-	cfg     ProducerConfig
+	cfg     Config
 	log     *slog.Logger
-	metrics MetricsSink
+	metrics telemetry.Recorder
 
 	wake      chan struct{} // tells the dispatcher something changed
 	refreshCh chan struct{} // asks for a shard map refresh
@@ -242,8 +243,9 @@ type flushWaiter struct {
 	done chan struct{}
 }
 
-// New validates cfg and returns a producer for the stream. Call Start before putting.
-func New(client KinesisAPI, cfg ProducerConfig) (*Producer, error) {
+// New validates cfg and returns a producer for the stream that puts through client (usually a *kinesis.Client).
+// Call Start before putting.
+func New(cfg Config, client KinesisAPI) (*Producer, error) {
 	if client == nil {
 		return nil, errors.New("kpl: Kinesis client is nil")
 	}

@@ -28,7 +28,7 @@ func BenchmarkPutAsync(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			f := newFakeKinesis(4)
 			f.discard = true
-			p, err := New(f, ProducerConfig{StreamName: "bench", Logger: quietLogger, RateLimitPercent: 100_000})
+			p, err := New(Config{StreamName: "bench", Logger: quietLogger, RateLimitPercent: 100_000}, f)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -94,7 +94,7 @@ func BenchmarkPayloadEfficiency(b *testing.B) {
 	for b.Loop() {
 		f := newFakeKinesis(4)
 		f.discard = true
-		p, err := New(f, ProducerConfig{StreamName: "bench", Logger: quietLogger})
+		p, err := New(Config{StreamName: "bench", Logger: quietLogger}, f)
 		if err != nil {
 			b.Fatal(err)
 		}

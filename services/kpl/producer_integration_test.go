@@ -43,7 +43,7 @@ func testPutAndReadBack(t *testing.T, emu *emulator.Emulators) {
 	client := emu.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: rec} })
 	stream := createStream(ctx, t, client, "put-read", 3)
 	recs := keyedThenKeyless(10_000, 500, 100)
-	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream})
+	p := startLocalProducer(ctx, t, client, Config{StreamName: stream})
 	rs := newResults()
 	putAll(t, p, rs, recs, 0)
 	if err := p.Close(ctx); err != nil {
@@ -69,7 +69,7 @@ func testReshardDuringLoad(t *testing.T, emu *emulator.Emulators) {
 	defer cancel()
 	client := emu.KinesisClient()
 	stream := createStream(ctx, t, client, "reshard", 2)
-	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, ShardMapRefreshInterval: 500 * time.Millisecond})
+	p := startLocalProducer(ctx, t, client, Config{StreamName: stream, ShardMapRefreshInterval: 500 * time.Millisecond})
 	recs := keyedThenKeyless(6000, 300, 100)
 	order := rand.New(rand.NewPCG(3, 4)).Perm(len(recs))
 	rs := newResults()
@@ -155,7 +155,7 @@ func testFaults(t *testing.T, emu *emulator.Emulators) {
 		o.RetryMaxAttempts = 1 // the producer's own retries face the faults
 	})
 	stream := createStream(ctx, t, client, "faults", 2)
-	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, MaxAggregateBytes: 8192,
+	p := startLocalProducer(ctx, t, client, Config{StreamName: stream, MaxAggregateBytes: 8192,
 		RetryBaseDelay: 20 * time.Millisecond, RetryMaxDelay: 200 * time.Millisecond})
 	recs := keyedThenKeyless(3000, 100, 100)
 	rs := newResults()
@@ -194,7 +194,7 @@ func testRecordPastTTLFails(t *testing.T, emu *emulator.Emulators) {
 	faults := &faultInjector{next: http.DefaultTransport, rng: rand.New(rand.NewPCG(1, 1)), entryFailure: 1}
 	client := emu.KinesisClient(func(o *kinesis.Options) { o.HTTPClient = &http.Client{Transport: faults} })
 	stream := createStream(ctx, t, client, "ttl", 1)
-	p := startLocalProducer(ctx, t, client, ProducerConfig{StreamName: stream, RecordTTL: time.Second})
+	p := startLocalProducer(ctx, t, client, Config{StreamName: stream, RecordTTL: time.Second})
 	res, err := p.Put(ctx, Record{PartitionKey: "k", Data: []byte("never stored")})
 	if !errors.Is(err, ErrRecordExpired) || res.Err == nil {
 		t.Fatalf("Put = %+v, %v; want ErrRecordExpired", res, err)
@@ -208,10 +208,10 @@ func testRecordPastTTLFails(t *testing.T, emu *emulator.Emulators) {
 	}
 }
 
-func startLocalProducer(ctx context.Context, t *testing.T, client *kinesis.Client, cfg ProducerConfig) *Producer {
+func startLocalProducer(ctx context.Context, t *testing.T, client *kinesis.Client, cfg Config) *Producer {
 	t.Helper()
 	cfg.Logger = quietLogger
-	p, err := New(client, cfg)
+	p, err := New(cfg, client)
 	if err != nil {
 		t.Fatal(err)
 	}

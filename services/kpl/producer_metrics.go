@@ -46,21 +46,6 @@ const (
 	ErrorCodeTransport = "Transport"
 )
 
-// MetricsSink receives the producer's metrics; *telemetry.Metrics implements it, and tests
-// count with their own. The producer calls it per request or aggregate, never per record.
-type MetricsSink interface {
-	Add(name string, unit telemetry.Unit, value float64, dims ...telemetry.Dimension)
-	Observe(name string, unit telemetry.Unit, value float64, dims ...telemetry.Dimension)
-}
-
-type noMetrics struct{}
-
-// Add implements MetricsSink by discarding the value.
-func (noMetrics) Add(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
-
-// Observe implements MetricsSink by discarding the value.
-func (noMetrics) Observe(string, telemetry.Unit, float64, ...telemetry.Dimension) {}
-
 // counters accumulates metric values under the producer's lock; they are published to the
 // sink outside it.
 type counters struct {
@@ -79,7 +64,7 @@ func (c *counters) addError(code string) {
 }
 
 // publish sends the accumulated values to sink.
-func (c *counters) publish(sink MetricsSink) {
+func (c *counters) publish(sink telemetry.Recorder) {
 	count := func(name string, v int64) {
 		if v != 0 {
 			sink.Add(name, telemetry.UnitCount, float64(v))

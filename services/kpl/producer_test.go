@@ -29,11 +29,11 @@ import (
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // startProducer starts a producer on f; the test must Close it (inside its synctest bubble).
-func startProducer(t *testing.T, f *fakeKinesis, cfg ProducerConfig) *Producer {
+func startProducer(t *testing.T, f *fakeKinesis, cfg Config) *Producer {
 	t.Helper()
 	cfg.StreamName = "test-stream"
 	cfg.Logger = cmp.Or(cfg.Logger, quietLogger)
-	p, err := New(f, cfg)
+	p, err := New(cfg, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func checkStream(t *testing.T, f *fakeKinesis, recs []Record) {
 
 func TestNewValidatesConfig(t *testing.T) {
 	f := newFakeKinesis(1)
-	tests := map[string]ProducerConfig{
+	tests := map[string]Config{
 		"no stream":             {},
 		"aggregate too large":   {StreamName: "s", MaxAggregateBytes: MaxRecordSize},
 		"aggregate too small":   {StreamName: "s", MaxAggregateBytes: 10},
@@ -188,12 +188,12 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 	for name, cfg := range tests {
 		t.Run(name, func(t *testing.T) {
-			if _, err := New(f, cfg); err == nil {
+			if _, err := New(cfg, f); err == nil {
 				t.Errorf("New accepted %+v", cfg)
 			}
 		})
 	}
-	p, err := New(f, ProducerConfig{StreamName: "s"})
+	p, err := New(Config{StreamName: "s"}, f)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +203,7 @@ func TestNewValidatesConfig(t *testing.T) {
 		c.MaxInFlight != 24 || c.MaxBufferedBytes != 64<<20 {
 		t.Errorf("defaults not applied: %+v", c)
 	}
-	if _, err := New(nil, ProducerConfig{StreamName: "s"}); err == nil {
+	if _, err := New(Config{StreamName: "s"}, nil); err == nil {
 		t.Error("nil client accepted")
 	}
 }
@@ -211,14 +211,14 @@ func TestNewValidatesConfig(t *testing.T) {
 func TestPutAsyncRefusals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(2)
-		notStarted, err := New(f, ProducerConfig{StreamName: "s", Logger: quietLogger})
+		notStarted, err := New(Config{StreamName: "s", Logger: quietLogger}, f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := notStarted.PutAsync(Record{Data: []byte("x")}, nil); !errors.Is(err, ErrNotStarted) {
 			t.Errorf("before Start: %v, want ErrNotStarted", err)
 		}
-		p := startProducer(t, f, ProducerConfig{})
+		p := startProducer(t, f, Config{})
 		invalid := func(field string) func(error) bool {
 			return func(err error) bool {
 				var e *InvalidRecordError
@@ -263,7 +263,7 @@ func TestPutAsyncRefusals(t *testing.T) {
 func TestShardMappingAndOrder(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(4)
-		p := startProducer(t, f, ProducerConfig{})
+		p := startProducer(t, f, Config{})
 		recs := keyedRecords(5000, 300, 100)
 		// Explicit hash keys pick their shard whatever the partition key.
 		for i := 0; i < len(recs); i += 7 {
@@ -306,7 +306,7 @@ func TestShardMappingAndOrder(t *testing.T) {
 func TestKeylessRecordsSpreadWithShortKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(4)
-		p := startProducer(t, f, ProducerConfig{})
+		p := startProducer(t, f, Config{})
 		recs := keylessRecords(20000, 100)
 		rs := newResults()
 		putAll(t, p, rs, recs, 0)
@@ -341,7 +341,7 @@ func TestAggregationLimits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(1)
 		const maxAgg = 4096
-		p := startProducer(t, f, ProducerConfig{MaxAggregateBytes: maxAgg})
+		p := startProducer(t, f, Config{MaxAggregateBytes: maxAgg})
 		rng := rand.New(rand.NewPCG(1, 2))
 		var recs []Record
 		for i := range 400 {
@@ -379,16 +379,16 @@ func TestAggregationLimits(t *testing.T) {
 
 func TestBatchingLimits(t *testing.T) {
 	tests := map[string]struct {
-		cfg        ProducerConfig
+		cfg        Config
 		recs       []Record
 		maxEntries int
 	}{
 		"entries per request": {
-			cfg: ProducerConfig{MaxBatchRecords: 3, MaxAggregateBytes: 1000}, recs: keylessRecords(400, 100), maxEntries: 3,
+			cfg: Config{MaxBatchRecords: 3, MaxAggregateBytes: 1000}, recs: keylessRecords(400, 100), maxEntries: 3,
 		},
 		"bytes per request": {
 			// 300 KB records: four would pass 1 MiB, so at most three per request.
-			cfg: ProducerConfig{MaxBatchBytes: MaxRecordSize}, recs: keyedRecords(40, 40, 300_000), maxEntries: 3,
+			cfg: Config{MaxBatchBytes: MaxRecordSize}, recs: keyedRecords(40, 40, 300_000), maxEntries: 3,
 		},
 	}
 	for name, tc := range tests {
@@ -429,7 +429,7 @@ func TestBatchingLimits(t *testing.T) {
 func TestLingerSendsAfterMaxBufferedTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(2)
-		p := startProducer(t, f, ProducerConfig{MaxBufferedTime: 100 * time.Millisecond})
+		p := startProducer(t, f, Config{MaxBufferedTime: 100 * time.Millisecond})
 		start := time.Now()
 		rs := newResults()
 		putAll(t, p, rs, keyedRecords(3, 1, 10), 0)
@@ -467,7 +467,7 @@ func TestPartialFailureRetriesOnlyFailedEntries(t *testing.T) {
 			return ""
 		}
 		counts := newCountingSink()
-		p := startProducer(t, f, ProducerConfig{MaxInFlight: 1, Metrics: counts})
+		p := startProducer(t, f, Config{MaxInFlight: 1, Metrics: counts})
 		recs := keyedRecords(2000, 50, 100)
 		rs := newResults()
 		putAll(t, p, rs, recs, 0)
@@ -602,7 +602,7 @@ func TestRetriesKeepPerKeyOrder(t *testing.T) {
 			}
 			return ""
 		}
-		p := startProducer(t, f, ProducerConfig{MaxAggregateBytes: 600})
+		p := startProducer(t, f, Config{MaxAggregateBytes: 600})
 		recs := keyedRecords(3000, 4, 40)
 		rs := newResults()
 		// Arrive over time, so many aggregates per shard are queued and in flight.
@@ -636,7 +636,7 @@ func TestRecordTTLExpiry(t *testing.T) {
 		f := newFakeKinesis(1)
 		f.failEntry = func(int, int, types.PutRecordsRequestEntry) string { return "ProvisionedThroughputExceededException" }
 		counts := newCountingSink()
-		p := startProducer(t, f, ProducerConfig{RecordTTL: 2 * time.Second, Metrics: counts})
+		p := startProducer(t, f, Config{RecordTTL: 2 * time.Second, Metrics: counts})
 		start := time.Now()
 		res, err := p.Put(t.Context(), Record{PartitionKey: "k", Data: []byte("late")})
 		elapsed := time.Since(start)
@@ -665,7 +665,7 @@ func TestBufferFullRefusesAtOnce(t *testing.T) {
 		f := newFakeKinesis(2)
 		f.gate = make(chan struct{}) // Kinesis stalls
 		counts := newCountingSink()
-		p := startProducer(t, f, ProducerConfig{MaxBufferedBytes: MaxRecordSize, Metrics: counts})
+		p := startProducer(t, f, Config{MaxBufferedBytes: MaxRecordSize, Metrics: counts})
 		rs := newResults()
 		accepted := 0
 		start := time.Now()
@@ -705,7 +705,7 @@ func TestBufferFullRefusesAtOnce(t *testing.T) {
 func TestCloseFlushesBeforeLinger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(3)
-		p := startProducer(t, f, ProducerConfig{MaxBufferedTime: time.Hour})
+		p := startProducer(t, f, Config{MaxBufferedTime: time.Hour})
 		recs := keyedThenKeyless(500, 20, 50)
 		rs := newResults()
 		putAll(t, p, rs, recs, 0)
@@ -731,7 +731,7 @@ func TestCloseDeadlineFailsUnsentRecords(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(2)
 		f.gate = make(chan struct{}) // never opens
-		p := startProducer(t, f, ProducerConfig{})
+		p := startProducer(t, f, Config{})
 		rs := newResults()
 		putAll(t, p, rs, keyedRecords(100, 10, 100), 0)
 		time.Sleep(time.Second) // some requests in flight, stalled
@@ -757,7 +757,7 @@ func TestCloseDeadlineFailsUnsentRecords(t *testing.T) {
 func TestFlushWaitsForRecords(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(2)
-		p := startProducer(t, f, ProducerConfig{MaxBufferedTime: time.Hour})
+		p := startProducer(t, f, Config{MaxBufferedTime: time.Hour})
 		rs := newResults()
 		recs := keylessRecords(300, 100)
 		putAll(t, p, rs, recs, 0)
@@ -819,7 +819,7 @@ func TestRequestErrors(t *testing.T) {
 					return nil
 				}
 				counts := newCountingSink()
-				p := startProducer(t, f, ProducerConfig{Metrics: counts})
+				p := startProducer(t, f, Config{Metrics: counts})
 				recs := keyedRecords(200, 20, 100)
 				rs := newResults()
 				putAll(t, p, rs, recs, 0)
@@ -850,7 +850,7 @@ func TestShardMapRefreshOnReshard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(2)
 		counts := newCountingSink()
-		p := startProducer(t, f, ProducerConfig{ShardMapRefreshInterval: time.Hour, Metrics: counts})
+		p := startProducer(t, f, Config{ShardMapRefreshInterval: time.Hour, Metrics: counts})
 		recs := keyedThenKeyless(3000, 500, 80)
 		rs := newResults()
 		// Wave 1 on the old map.
@@ -924,7 +924,7 @@ func TestShardMapRefreshOnReshard(t *testing.T) {
 func TestRateLimitPerShard(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeKinesis(1)
-		p := startProducer(t, f, ProducerConfig{RateLimitPercent: 100, MaxBufferedBytes: 16 << 20})
+		p := startProducer(t, f, Config{RateLimitPercent: 100, MaxBufferedBytes: 16 << 20})
 		// 4 MiB for one shard: at 1 MiB/s (after the first second's burst) it takes 3 s or more.
 		recs := keyedRecords(4*1024, 64, 1024)
 		rs := newResults()
@@ -983,7 +983,7 @@ func checkStoredMetrics(t *testing.T, counts *countingSink, f *fakeKinesis, n, r
 	}
 }
 
-// countingSink is a MetricsSink that sums counters by name (and name/ErrorCode).
+// countingSink is a telemetry.Recorder that sums counters by name (and name/ErrorCode).
 type countingSink struct {
 	mu     sync.Mutex
 	counts map[string]float64

@@ -34,7 +34,7 @@ type Record struct {
 
 // Errors returned by PutAsync and Put, and wrapped in Result.Err; check with errors.Is.
 var (
-	// ErrBufferFull means the producer's buffer (ProducerConfig.MaxBufferedBytes) is full:
+	// ErrBufferFull means the producer's buffer (Config.MaxBufferedBytes) is full:
 	// the record was refused at once. Retry later or shed load.
 	ErrBufferFull = errors.New("kpl: producer buffer full")
 	// ErrClosed means the producer is closed (or closing): the record was refused, or, in a
@@ -44,7 +44,7 @@ var (
 	ErrNotStarted = errors.New("kpl: producer not started")
 	// ErrRecordTooLarge means data plus partition key exceed MaxRecordSize.
 	ErrRecordTooLarge = errors.New("kpl: record larger than 1 MiB (data plus partition key)")
-	// ErrRecordExpired means the record was not put within ProducerConfig.RecordTTL; the
+	// ErrRecordExpired means the record was not put within Config.RecordTTL; the
 	// Result's error also wraps the last put error.
 	ErrRecordExpired = errors.New("kpl: record expired before it was put")
 )

@@ -19,10 +19,10 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
-	"github.com/streamproc/streamproc/internal/envconfig"
 	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
+	"github.com/streamproc/streamproc/services/envconfig"
 	"github.com/streamproc/streamproc/services/ingest"
 	"github.com/streamproc/streamproc/services/ingest/ingesttest"
 	"github.com/streamproc/streamproc/services/producer/settings"

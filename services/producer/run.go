@@ -65,7 +65,7 @@ func run(ctx context.Context, s settings.Settings, opts runOptions) error {
 	pcfg := s.Producer
 	pcfg.Logger = logger
 	pcfg.Metrics = metrics
-	producer, err := kpl.New(client, pcfg)
+	producer, err := kpl.New(pcfg, client)
 	if err != nil {
 		return fmt.Errorf("producer: %w", err)
 	}

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/streamproc/streamproc/internal/envconfig"
+	"github.com/streamproc/streamproc/services/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
+	"github.com/streamproc/streamproc/services/multilang"
 )
 
 // Environment variables the consumer reads. The infrastructure code sets them through these constants.
@@ -54,6 +55,41 @@ const (
 	EnvRegion = envconfig.EnvRegion
 	// EnvECSMetadataURI is set by ECS; the task id is read from it.
 	EnvECSMetadataURI = "ECS_CONTAINER_METADATA_URI_V4"
+
+	// EnvProcessor chooses what is done with the records: ProcessorLog (each record a JSON line on stdout) or
+	// ProcessorMultiLang (a MultiLang record processor, EnvMultiLangCommand). Default: ProcessorLog, or
+	// ProcessorMultiLang with a properties file.
+	EnvProcessor = "PROCESSOR"
+	// EnvMultiLangCommand is the MultiLang record processor's command line (a properties file's executableName),
+	// split at spaces. Required with ProcessorMultiLang.
+	EnvMultiLangCommand = "MULTILANG_COMMAND"
+	// EnvMultiLangTimeout is how long the consumer waits for each message of a record processor before it kills
+	// it as hung (Go duration; a properties file's timeoutInSeconds). Default: multilang.DefaultTimeout.
+	EnvMultiLangTimeout = "MULTILANG_TIMEOUT"
+	// EnvMultiLangProtocolVersion is 2 (leaseLost, shardEnded: the KCL 2.x and 3.x daemons) or 1 (shutdown with a
+	// reason: the KCL 1.x daemon). Default: 2.
+	EnvMultiLangProtocolVersion = "MULTILANG_PROTOCOL_VERSION"
+	// EnvMaxRecords caps the records of one GetRecords call when polling (a properties file's maxRecords).
+	// Default: 10000.
+	EnvMaxRecords = "MAX_RECORDS"
+	// EnvPollIdleInterval is the pause after a GetRecords call that found nothing new (Go duration; a properties
+	// file's idleTimeBetweenReadsInMillis). Default: 1s.
+	EnvPollIdleInterval = "POLL_IDLE_INTERVAL"
+	// EnvProcessEmptyBatches also gives the processor the reads that found no records (a properties file's
+	// callProcessRecordsEvenForEmptyRecordList). Default: false, but always true with ProcessorLog, whose
+	// checkpoints every CHECKPOINT_INTERVAL need them.
+	EnvProcessEmptyBatches = "PROCESS_EMPTY_BATCHES"
+	// EnvShardSyncInterval is how often the shards are listed to find new ones (Go duration; a properties file's
+	// shardSyncIntervalMillis). Default: 1m.
+	EnvShardSyncInterval = "SHARD_SYNC_INTERVAL"
+)
+
+// Processors EnvProcessor chooses from.
+const (
+	// ProcessorLog writes each record as one JSON line to stdout.
+	ProcessorLog = "log"
+	// ProcessorMultiLang runs a MultiLang record processor (any language) as a child process per shard.
+	ProcessorMultiLang = "multilang"
 )
 
 // Defaults of the settings that have one.
@@ -116,8 +152,39 @@ type Settings struct {
 	FailoverTime time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (EnvShutdownTimeout). Default: DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Processor is what is done with the records (EnvProcessor): ProcessorLog or ProcessorMultiLang.
+	Processor string
+	// MultiLang configures the MultiLang record processors (EnvMultiLangCommand, EnvMultiLangTimeout,
+	// EnvMultiLangProtocolVersion); used with ProcessorMultiLang.
+	MultiLang multilang.Config
+	// MaxRecords caps the records of one GetRecords call (EnvMaxRecords). Default: 0, kcl's default.
+	MaxRecords int
+	// PollIdleInterval is the pause after an idle GetRecords call (EnvPollIdleInterval). Default: 0, kcl's default.
+	PollIdleInterval time.Duration
+	// ProcessEmptyBatches gives the processor reads that found no records (EnvProcessEmptyBatches).
+	ProcessEmptyBatches bool
+	// ShardSyncInterval is how often the shards are listed (EnvShardSyncInterval). Default: 0, kcl's default.
+	ShardSyncInterval time.Duration
 	// Warnings are settings that were accepted but deserve a log line.
 	Warnings []string
+}
+
+// loadProcessor reads the processor's settings and the reading settings MultiLang users set.
+func loadProcessor(p *envconfig.Parser, s *Settings) {
+	s.Processor = p.Choice(EnvProcessor, ProcessorLog, ProcessorLog, ProcessorMultiLang)
+	s.MaxRecords = p.Int(EnvMaxRecords, 0, 1, 10000)
+	s.PollIdleInterval = p.Duration(EnvPollIdleInterval, 0)
+	s.ShardSyncInterval = p.Duration(EnvShardSyncInterval, 0)
+	s.ProcessEmptyBatches = p.Bool(EnvProcessEmptyBatches, false) || s.Processor == ProcessorLog
+	command := p.String(EnvMultiLangCommand)
+	s.MultiLang = multilang.Config{
+		Command:         strings.Fields(command),
+		Timeout:         p.Duration(EnvMultiLangTimeout, multilang.DefaultTimeout),
+		ProtocolVersion: p.Int(EnvMultiLangProtocolVersion, multilang.DefaultProtocolVersion, 1, 2),
+	}
+	if s.Processor == ProcessorMultiLang && command == "" {
+		p.Invalid(EnvMultiLangCommand, "required with "+EnvProcessor+"="+ProcessorMultiLang+": the record processor's command line")
+	}
 }
 
 // Error is a bad configuration value; it names the variable.
@@ -153,6 +220,7 @@ func Load(lookup func(string) (string, bool)) (Settings, error) {
 		s.InitialTimestamp = p.Time(EnvInitialTimestamp, "with "+EnvInitialPosition+"="+kcl.CheckpointAtTimestamp)
 	}
 	s.CreateLeaseTable = p.Bool(EnvCreateLeaseTable, s.DynamoDBEndpoint != "")
+	loadProcessor(p, &s)
 	s.AWS = p.AWS(s.KinesisEndpoint != "" || s.DynamoDBEndpoint != "")
 	s.Warnings = p.Warnings()
 	return s, p.Err()

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/streamproc/streamproc/internal/envconfig"
+	"github.com/streamproc/streamproc/services/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 

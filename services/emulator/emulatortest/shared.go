@@ -36,15 +36,22 @@ type Shared struct {
 // skips it) with Start's error, which names the missing emulator, and every later Get fails the same way.
 func (s *Shared) Get(tb testing.TB) *emulator.Emulators {
 	tb.Helper()
+	e, err := s.Start()
+	if err != nil {
+		tb.Fatalf("the emulators this test needs did not start: %v", err)
+	}
+	return e
+}
+
+// Start is Get for code that has no testing.TB, such as runnable examples: it returns Start's error instead of
+// failing a test.
+func (s *Shared) Start() (*emulator.Emulators, error) {
 	s.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), sharedStartTimeout)
 		defer cancel()
 		s.e, s.err = emulator.Start(ctx, s.Options)
 	})
-	if s.err != nil {
-		tb.Fatalf("the emulators this test needs did not start: %v", s.err)
-	}
-	return s.e
+	return s.e, s.err
 }
 
 // Run runs the package's tests, then stops the emulators if a test started them, and returns m.Run's exit code

@@ -5,7 +5,7 @@ package settings
 import (
 	"time"
 
-	"github.com/streamproc/streamproc/internal/envconfig"
+	"github.com/streamproc/streamproc/services/envconfig"
 	"github.com/streamproc/streamproc/services/kpl"
 )
 
@@ -93,7 +93,7 @@ type Settings struct {
 	KinesisEndpoint string
 	// Producer is the engine's configuration (StreamName and the buffering
 	// knobs; the zero values of the others mean the engine's defaults).
-	Producer kpl.ProducerConfig
+	Producer kpl.Config
 	// DrainWindow is how long the health check answers 503 before the
 	// server stops accepting (EnvDrainWindow). Default: DefaultDrainWindow.
 	DrainWindow time.Duration
@@ -121,7 +121,7 @@ func Load(lookup func(string) (string, bool)) (Settings, error) {
 		DrainWindow:     p.DurationOrZero(EnvDrainWindow, DefaultDrainWindow),
 		ShutdownTimeout: p.Duration(EnvShutdownTimeout, DefaultShutdownTimeout),
 		Telemetry:       p.Telemetry(),
-		Producer: kpl.ProducerConfig{
+		Producer: kpl.Config{
 			StreamName:        p.Required(EnvStreamName, "the Kinesis stream to put to"),
 			MaxBufferedTime:   p.Duration(EnvMaxBufferedTime, kpl.DefaultMaxBufferedTime),
 			RecordTTL:         p.Duration(EnvRecordTTL, kpl.DefaultRecordTTL),

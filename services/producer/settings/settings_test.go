@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/streamproc/streamproc/internal/envconfig"
+	"github.com/streamproc/streamproc/services/envconfig"
 	"github.com/streamproc/streamproc/services/kpl"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
@@ -25,7 +25,7 @@ func TestLoadDefaults(t *testing.T) {
 			LogLevel: slog.LevelInfo,
 			Metrics:  telemetry.MetricsConfig{FlushInterval: telemetry.DefaultFlushInterval},
 		},
-		Producer: kpl.ProducerConfig{
+		Producer: kpl.Config{
 			StreamName:        "orders",
 			MaxBufferedTime:   kpl.DefaultMaxBufferedTime,
 			RecordTTL:         kpl.DefaultRecordTTL,

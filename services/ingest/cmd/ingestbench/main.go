@@ -188,11 +188,12 @@ func serveProducer(ctx context.Context, c benchConfig) (*server, *kinesisfake.St
 	if err != nil {
 		return nil, nil, err
 	}
-	producer, err := kpl.New(stream, kpl.ProducerConfig{
+	producer, err := kpl.New(kpl.Config{
 		StreamName:      "bench",
 		MaxBufferedTime: c.linger,
 		Logger:          slog.New(slog.DiscardHandler),
-	})
+	}, stream)
+
 	if err != nil {
 		return nil, nil, err
 	}
