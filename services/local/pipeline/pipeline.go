@@ -13,6 +13,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -91,34 +92,30 @@ type Config struct {
 	MetricsInterval time.Duration
 	// BuildOutput receives the output of `go build`. Default: os.Stderr.
 	BuildOutput io.Writer
+	// MultiLangCommand, when set, makes the workers run this MultiLang record processor (any language) instead of
+	// writing JSON lines. Default: none.
+	MultiLangCommand string
+	// PropertiesFile, when set, is a MultiLangDaemon properties file the workers are started with, as the Java
+	// daemon is; the runner's own settings (stream, application, endpoints) win over the file's. Default: none.
+	PropertiesFile string
 }
 
 func (cfg Config) withDefaults() (Config, error) {
-	setInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
+	cfg.Port = cmp.Or(cfg.Port, DefaultPort)
+	cfg.Shards = cmp.Or(cfg.Shards, DefaultShards)
+	cfg.Consumers = cmp.Or(cfg.Consumers, DefaultConsumers)
+	cfg.Stream = cmp.Or(cfg.Stream, DefaultStream)
+	cfg.Dir = cmp.Or(cfg.Dir, DefaultDir)
+	cfg.ReadMode = cmp.Or(cfg.ReadMode, ReadModeFanOut)
+	cfg.AutoscaleInterval = cmp.Or(cfg.AutoscaleInterval, DefaultAutoscaleInterval)
+	cfg.MetricsInterval = cmp.Or(cfg.MetricsInterval, DefaultMetricsInterval)
+	cfg.BuildOutput = cmp.Or[io.Writer](cfg.BuildOutput, os.Stderr)
+	if cfg.PropertiesFile != "" {
+		abs, err := filepath.Abs(cfg.PropertiesFile)
+		if err != nil {
+			return cfg, fmt.Errorf("pipeline: properties file: %w", err)
 		}
-	}
-	setInt(&cfg.Port, DefaultPort)
-	setInt(&cfg.Shards, DefaultShards)
-	setInt(&cfg.Consumers, DefaultConsumers)
-	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
-	}
-	if cfg.Dir == "" {
-		cfg.Dir = DefaultDir
-	}
-	if cfg.ReadMode == "" {
-		cfg.ReadMode = ReadModeFanOut
-	}
-	if cfg.AutoscaleInterval == 0 {
-		cfg.AutoscaleInterval = DefaultAutoscaleInterval
-	}
-	if cfg.MetricsInterval == 0 {
-		cfg.MetricsInterval = DefaultMetricsInterval
-	}
-	if cfg.BuildOutput == nil {
-		cfg.BuildOutput = os.Stderr
+		cfg.PropertiesFile = abs // the workers run from the runner's folder, but say where it is in their logs
 	}
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
@@ -359,7 +356,7 @@ func localAWSEnv(vars ...string) []string {
 func (p *Pipeline) logPath(name string) string { return filepath.Join(p.logDir, name+".log") }
 
 func (p *Pipeline) startProducer(ctx context.Context) error {
-	s, err := startService("producer", p.producerBin, localAWSEnv(
+	s, err := startService("producer", p.producerBin, nil, localAWSEnv(
 		producersettings.EnvStreamName+"="+p.cfg.Stream,
 		producersettings.EnvKinesisEndpoint+"="+p.emu.KinesisEndpoint,
 		producersettings.EnvListenHost+"=127.0.0.1",
@@ -407,7 +404,15 @@ func (p *Pipeline) StartConsumer(name string) error {
 	if p.cfg.CheckpointInterval > 0 {
 		env = append(env, consumersettings.EnvCheckpointInterval+"="+p.cfg.CheckpointInterval.String())
 	}
-	s, err := startService(name, p.consumerBin, localAWSEnv(env...), p.logPath(name), p.failed)
+	if p.cfg.MultiLangCommand != "" {
+		env = append(env, consumersettings.EnvProcessor+"="+consumersettings.ProcessorMultiLang,
+			consumersettings.EnvMultiLangCommand+"="+p.cfg.MultiLangCommand)
+	}
+	var args []string
+	if p.cfg.PropertiesFile != "" {
+		args = []string{"--properties-file", p.cfg.PropertiesFile}
+	}
+	s, err := startService(name, p.consumerBin, args, localAWSEnv(env...), p.logPath(name), p.failed)
 	if err != nil {
 		return err
 	}

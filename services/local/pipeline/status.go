@@ -3,10 +3,12 @@ package pipeline
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/streamproc/streamproc/services/kcl"
 )
 
 // Status is a snapshot of the pipeline for the live status line.
@@ -14,7 +16,8 @@ type Status struct {
 	// RecordsIn is the user records the producer reported put to the stream (from its EMF lines, so it trails by up
 	// to one metrics interval).
 	RecordsIn int64
-	// RecordsProcessed is the record lines the consumer workers wrote, re-deliveries after a failover included.
+	// RecordsProcessed is the user records the consumer workers reported processed (their EMF RecordsProcessed, so it
+	// trails by up to one metrics interval, whatever the processor), re-deliveries after a failover included.
 	RecordsProcessed int64
 	// Behind is RecordsIn - RecordsProcessed, or 0 when re-deliveries make it negative.
 	Behind int64
@@ -38,18 +41,28 @@ func (s Status) String() string {
 	return line
 }
 
-// processedCounter counts the record lines of one worker's log.
+// processedCounter totals the RecordsProcessed metric of one worker's log.
 type processedCounter struct {
 	tail  lineTail
 	count int64
 }
 
-// recordLineMarker is in every record line the consumer writes (its JSON field arrival_time) and in none of its log
-// lines (which may carry a sequence_number, for example when an aggregate is corrupt).
-var recordLineMarker = []byte(`"arrival_time":`)
-
-// isRecordLine reports whether a consumer log line is a processed record rather than a log or metric line.
-func isRecordLine(line []byte) bool { return bytes.Contains(line, recordLineMarker) }
+// recordsProcessed reads the RecordsProcessed counter of a consumer's EMF line; ok is false for any other line
+// (records, logs, other metrics).
+func recordsProcessed(line []byte) (n int64, ok bool) {
+	if !bytes.Contains(line, []byte(`"`+kcl.MetricRecordsProcessed+`"`)) || !bytes.Contains(line, []byte(`"_aws"`)) {
+		return 0, false
+	}
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(line, &doc) != nil {
+		return 0, false
+	}
+	var v float64
+	if json.Unmarshal(doc[kcl.MetricRecordsProcessed], &v) != nil {
+		return 0, false
+	}
+	return int64(v), true
+}
 
 // Status reads the logs written since the last call and the stream's shard count.
 func (p *Pipeline) Status(ctx context.Context) (Status, error) {
@@ -62,8 +75,8 @@ func (p *Pipeline) Status(ctx context.Context) (Status, error) {
 	p.mu.Lock()
 	for _, c := range p.processed {
 		if err := c.tail.next(func(line []byte) {
-			if isRecordLine(line) {
-				c.count++
+			if n, ok := recordsProcessed(line); ok {
+				c.count += n
 			}
 		}); err != nil {
 			p.mu.Unlock()
