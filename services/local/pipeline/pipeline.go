@@ -394,6 +394,7 @@ func (p *Pipeline) StartConsumer(name string) error {
 		consumersettings.EnvKinesisEndpoint + "=" + p.consumerKinesisEndpoint,
 		consumersettings.EnvDynamoDBEndpoint + "=" + p.emu.DynamoDBEndpoint,
 		consumersettings.EnvWorkerID + "=" + name,
+		consumersettings.EnvMetricsInterval + "=" + p.cfg.MetricsInterval.String(),
 	}
 	if p.consumerARN != "" {
 		env = append(env, consumersettings.EnvConsumerARN+"="+p.consumerARN)
