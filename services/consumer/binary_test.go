@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/streamproc/streamproc/internal/eventually"
+	"github.com/streamproc/streamproc/internal/jsonl"
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
@@ -107,20 +105,9 @@ func TestBinaryWithAMultiLangProcessorStopsOnSIGTERM(t *testing.T) {
 // readEvents reads a JSON-lines file the test processor wrote.
 func readEvents(t *testing.T, path string) []map[string]any {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
+	events, err := jsonl.Read[map[string]any](path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		var m map[string]any
-		if json.Unmarshal(sc.Bytes(), &m) == nil {
-			out = append(out, m)
-		}
-	}
-	return out
+	return events
 }
