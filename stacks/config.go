@@ -112,29 +112,24 @@ type Config struct {
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.ShardCount, stream.DefaultShardCount)
-	def(&c.RetentionHours, stream.DefaultRetentionHours)
-	def(&c.MinShards, autoscaler.DefaultMinShards)
-	def(&c.MaxShards, autoscaler.DefaultMaxShards)
-	def(&c.ProducerCPU, fargateservice.DefaultCPU)
-	def(&c.ProducerMemoryMiB, fargateservice.DefaultMemoryMiB)
-	def(&c.ProducerMinTasks, fargateservice.DefaultMinTasks)
-	def(&c.ProducerMaxTasks, producerservice.DefaultMaxTasks)
-	def(&c.ConsumerCPU, DefaultConsumerCPU)
-	def(&c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)
-	def(&c.ConsumerMinTasks, DefaultConsumerMinTasks)
-	def(&c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
-	def(&c.ProducerScaleOutCooldownSeconds, int(producerservice.DefaultScaleOutCooldown.Seconds()))
-	def(&c.ProducerScaleInCooldownSeconds, int(producerservice.DefaultScaleInCooldown.Seconds()))
-	def(&c.ConsumerScaleOutCooldownSeconds, int(consumerservice.DefaultScaleOutCooldown.Seconds()))
-	def(&c.ConsumerScaleInCooldownSeconds, int(consumerservice.DefaultScaleInCooldown.Seconds()))
-	def(&c.NatGateways, network.DefaultNatGateways)
-	def(&c.LogRetentionDays, DefaultLogRetentionDays)
+	c.ShardCount = cmp.Or(c.ShardCount, stream.DefaultShardCount)
+	c.RetentionHours = cmp.Or(c.RetentionHours, stream.DefaultRetentionHours)
+	c.MinShards = cmp.Or(c.MinShards, autoscaler.DefaultMinShards)
+	c.MaxShards = cmp.Or(c.MaxShards, autoscaler.DefaultMaxShards)
+	c.ProducerCPU = cmp.Or(c.ProducerCPU, fargateservice.DefaultCPU)
+	c.ProducerMemoryMiB = cmp.Or(c.ProducerMemoryMiB, fargateservice.DefaultMemoryMiB)
+	c.ProducerMinTasks = cmp.Or(c.ProducerMinTasks, fargateservice.DefaultMinTasks)
+	c.ProducerMaxTasks = cmp.Or(c.ProducerMaxTasks, producerservice.DefaultMaxTasks)
+	c.ConsumerCPU = cmp.Or(c.ConsumerCPU, DefaultConsumerCPU)
+	c.ConsumerMemoryMiB = cmp.Or(c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)
+	c.ConsumerMinTasks = cmp.Or(c.ConsumerMinTasks, DefaultConsumerMinTasks)
+	c.ConsumerMaxTasks = cmp.Or(c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
+	c.ProducerScaleOutCooldownSeconds = cmp.Or(c.ProducerScaleOutCooldownSeconds, int(producerservice.DefaultScaleOutCooldown.Seconds()))
+	c.ProducerScaleInCooldownSeconds = cmp.Or(c.ProducerScaleInCooldownSeconds, int(producerservice.DefaultScaleInCooldown.Seconds()))
+	c.ConsumerScaleOutCooldownSeconds = cmp.Or(c.ConsumerScaleOutCooldownSeconds, int(consumerservice.DefaultScaleOutCooldown.Seconds()))
+	c.ConsumerScaleInCooldownSeconds = cmp.Or(c.ConsumerScaleInCooldownSeconds, int(consumerservice.DefaultScaleInCooldown.Seconds()))
+	c.NatGateways = cmp.Or(c.NatGateways, network.DefaultNatGateways)
+	c.LogRetentionDays = cmp.Or(c.LogRetentionDays, DefaultLogRetentionDays)
 	c.ConsumerReadMode = cmp.Or(c.ConsumerReadMode, consumerservice.ReadModeFanOut)
 	c.ConsumerDockerfile = cmp.Or(c.ConsumerDockerfile, ConsumerDockerfile)
 	return c

@@ -5,6 +5,7 @@
 package consumerservice
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"time"
@@ -156,24 +157,14 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		panic("consumerservice: Cluster, Stream, StreamConsumer and Image are required")
 	}
 	p := *props
-	if p.MaxTasks == 0 {
-		p.MaxTasks = DefaultMaxTasks
-	}
-	if p.ScaleOutCooldown == 0 {
-		p.ScaleOutCooldown = DefaultScaleOutCooldown
-	}
-	if p.ScaleInCooldown == 0 {
-		p.ScaleInCooldown = DefaultScaleInCooldown
-	}
-	if p.ReadMode == "" {
-		p.ReadMode = ReadModeFanOut
-	}
+	p.MaxTasks = cmp.Or(p.MaxTasks, DefaultMaxTasks)
+	p.ScaleOutCooldown = cmp.Or(p.ScaleOutCooldown, DefaultScaleOutCooldown)
+	p.ScaleInCooldown = cmp.Or(p.ScaleInCooldown, DefaultScaleInCooldown)
+	p.ReadMode = cmp.Or(p.ReadMode, ReadModeFanOut)
 	if p.ReadMode != ReadModeFanOut && p.ReadMode != ReadModePolling {
 		panic(fmt.Sprintf("consumerservice: ReadMode is %q, want %q or %q", p.ReadMode, ReadModeFanOut, ReadModePolling))
 	}
-	if p.LeaseTableRemovalPolicy == "" {
-		p.LeaseTableRemovalPolicy = awscdk.RemovalPolicy_DESTROY
-	}
+	p.LeaseTableRemovalPolicy = cmp.Or(p.LeaseTableRemovalPolicy, awscdk.RemovalPolicy_DESTROY)
 
 	this := constructs.NewConstruct(scope, id)
 	c := &ConsumerService{Construct: this}
