@@ -95,9 +95,8 @@ func (c *checkpointer) writeLocked(ctx context.Context, seq string, sub int64, c
 	if h.lost.Load() || h.released {
 		return fmt.Errorf("checkpoint %s: %w", h.key, ErrLeaseLost)
 	}
-	l := h.lease
 	start := time.Now()
-	err := c.w.table.checkpoint(ctx, &l, seq, sub, children)
+	err := c.w.writeHeld(ctx, h, func(l *Lease) error { return c.w.table.checkpoint(ctx, l, seq, sub, children) })
 	if errors.Is(err, ErrLeaseLost) {
 		c.w.lose(h, "checkpoint failed its condition")
 		return err
@@ -108,7 +107,6 @@ func (c *checkpointer) writeLocked(ctx context.Context, seq string, sub int64, c
 	if h.lost.Load() { // expired while the call was in flight: another worker may hold the lease now
 		return fmt.Errorf("checkpoint %s: %w", h.key, ErrLeaseLost)
 	}
-	h.lease = l
 	c.w.written(h, start) // a checkpoint increments the counter, like a renewal
 	return nil
 }

@@ -35,6 +35,10 @@ const (
 	DefaultFanOutEndProbe      = 10 * time.Second
 	// DefaultLeaseCleanupInterval is the Java KCL's interval of completed-shard lease checks.
 	DefaultLeaseCleanupInterval = time.Minute
+	// DefaultRebalanceThresholdPercent is the Java KCL 3.x's reBalanceThresholdPercentage.
+	DefaultRebalanceThresholdPercent = 10
+	// DefaultHandoffTimeout is the Java KCL 3.x's gracefulLeaseHandoffTimeoutMillis.
+	DefaultHandoffTimeout = 30 * time.Second
 	// minPollInterval keeps a polling reader at or below Kinesis's 5 GetRecords calls per second per shard.
 	minPollInterval = 200 * time.Millisecond
 )
@@ -80,6 +84,21 @@ type Config struct {
 	// at SHARD_END whose children all started, and those of shards that aged out of the stream (see the Java KCL's
 	// LeaseCleanupManager). Default: 1 minute.
 	LeaseCleanupInterval time.Duration
+
+	// Balancing chooses what the workers even out: their load, the sum of their leases' smoothed throughput
+	// (BalancingLoad, falling back to counts while no throughput is known), or their lease counts (BalancingCount).
+	// Either way a lease moves from a busier worker by graceful hand-off, one at a time per worker, and only when
+	// the move leaves the taker no busier than the giver, so that no lease moves back and forth; a lease that moved
+	// stays for at least three renewal intervals. Default: BalancingLoad.
+	Balancing Balancing
+	// RebalanceThresholdPercent is the band around the mean load within which workers count as balanced: a worker
+	// below mean × (1 - p/100) takes load, and so does the least loaded worker while another is above
+	// mean × (1 + p/100). 1 to 100. Default: 10 (the Java KCL 3.x's reBalanceThresholdPercentage).
+	RebalanceThresholdPercent int
+	// HandoffTimeout is how long a worker that started the hand-off of a lease waits, on top of FailoverTime, for the
+	// old owner to checkpoint and let go before it takes the lease anyway. Default: 30 s (the Java KCL 3.x's
+	// gracefulLeaseHandoffTimeoutMillis).
+	HandoffTimeout time.Duration
 
 	// MaxRecordsPerCall is GetRecords' Limit. Default: 10000.
 	MaxRecordsPerCall int32
@@ -131,6 +150,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.defaultLeaseIntervals,
 		cfg.defaultReadLimits,
 		cfg.defaultProcessAttempts,
+		cfg.defaultBalancing,
 	}
 	for _, step := range steps {
 		if err := step(); err != nil {
@@ -203,6 +223,7 @@ func (cfg *Config) defaultDurations() error {
 		{"RetryBackoff", &cfg.RetryBackoff, DefaultRetryBackoff},
 		{"MaxRetryBackoff", &cfg.MaxRetryBackoff, DefaultMaxRetryBackoff},
 		{"ShutdownTimeout", &cfg.ShutdownTimeout, DefaultShutdownTimeout},
+		{"HandoffTimeout", &cfg.HandoffTimeout, DefaultHandoffTimeout},
 	}
 	for _, d := range durations {
 		if *d.v < 0 {
@@ -248,5 +269,19 @@ func (cfg *Config) defaultProcessAttempts() error {
 		return fmt.Errorf("kcl: MaxProcessAttempts %d: want >= 1 (or 0 for the default)", cfg.MaxProcessAttempts)
 	}
 	cfg.MaxProcessAttempts = cmp.Or(cfg.MaxProcessAttempts, DefaultMaxProcessAttempts)
+	return nil
+}
+
+// defaultBalancing defaults Balancing and RebalanceThresholdPercent and checks them.
+func (cfg *Config) defaultBalancing() error {
+	cfg.Balancing = cmp.Or(cfg.Balancing, BalancingLoad)
+	if cfg.Balancing != BalancingLoad && cfg.Balancing != BalancingCount {
+		return fmt.Errorf("kcl: Balancing %q: want %q or %q", cfg.Balancing, BalancingLoad, BalancingCount)
+	}
+	if cfg.RebalanceThresholdPercent < 0 || cfg.RebalanceThresholdPercent > 100 {
+		return fmt.Errorf("kcl: RebalanceThresholdPercent %d: want 1-100 (or 0 for the default %d)",
+			cfg.RebalanceThresholdPercent, DefaultRebalanceThresholdPercent)
+	}
+	cfg.RebalanceThresholdPercent = cmp.Or(cfg.RebalanceThresholdPercent, DefaultRebalanceThresholdPercent)
 	return nil
 }

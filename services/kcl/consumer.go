@@ -233,6 +233,7 @@ func (c *shardConsumer) processBatch(ctx context.Context, res readResult) error 
 	}
 	c.w.metrics.count(MetricRecordsProcessed, telemetry.UnitCount, float64(len(records)))
 	c.w.metrics.count(MetricBytesProcessed, telemetry.UnitBytes, float64(st.bytes))
+	c.h.meter.add(st.bytes)
 	c.afterSeq, c.afterSub = last.SequenceNumber, last.SubSequenceNumber
 	return nil
 }
@@ -292,12 +293,12 @@ func (c *shardConsumer) listChildren(ctx context.Context) []string {
 }
 
 // shutdown ends the consumer gracefully, after reads stopped and the batch in hand was processed: the processor
-// checkpoints in ShutdownRequested, then the lease is released so that another worker takes it at once. A processor
-// that fails to shut down has the lease released at its last checkpoint; only a lost lease or an abrupt stop cut the
-// shutdown short (the error, for endEarly).
+// checkpoints in ShutdownRequested, then the lease is released so that another worker takes it at once, or, when
+// it is being handed over, given to its new owner. A processor that fails to shut down has the lease released at its
+// last checkpoint; only a lost lease or an abrupt stop cut the shutdown short (the error, for endEarly).
 //
-// Worker.Shutdown ends every consumer this way, by closing h.stopReading; a graceful hand-off of one lease to another
-// worker would end its consumer the same way.
+// Worker.Shutdown ends every consumer this way, and so does the graceful hand-off of one lease to another worker
+// (both through heldLease.stopConsumer).
 func (c *shardConsumer) shutdown(runCtx, shardCtx context.Context) error {
 	err := c.w.callProcessor(shardCtx, c.log, "shutdown requested", func(ctx context.Context) error {
 		return c.proc.ShutdownRequested(ctx, ShutdownRequestedInput{Checkpointer: c.cp})
@@ -308,8 +309,11 @@ func (c *shardConsumer) shutdown(runCtx, shardCtx context.Context) error {
 	if err != nil {
 		c.log.Error("processor failed to shut down; releasing the lease at its last checkpoint", telemetry.LogKeyError, err.Error())
 	}
-	c.w.release(runCtx, c.h)
-	c.log.Info("lease released")
+	if c.w.release(runCtx, c.h) {
+		c.log.Info("lease handed over")
+	} else {
+		c.log.Info("lease released")
+	}
 	return nil
 }
 

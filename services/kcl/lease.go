@@ -1,12 +1,14 @@
 package kcl
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 )
 
-// Attribute names of a lease item, exactly as the Java KCL 2.x writes them (DynamoDBLeaseSerializer), so that a team
-// can switch between the Java KCL and this package on the same table.
+// Attribute names of a lease item, exactly as the Java KCL 2.x and 3.x write them (DynamoDBLeaseSerializer), so that
+// a team can switch between the Java KCL and this package on the same table. Every write of this package is an
+// UpdateItem of the attributes it names, or a PutItem of a new item: attributes it does not know are kept.
 const (
 	// AttrLeaseKey is the table's hash key (type S): the shard id.
 	AttrLeaseKey = "leaseKey"
@@ -37,7 +39,24 @@ const (
 	AttrPendingCheckpoint                  = "pendingCheckpoint"
 	AttrPendingCheckpointSubSequenceNumber = "pendingCheckpointSubSequenceNumber"
 	AttrPendingCheckpointState             = "pendingCheckpointState"
+	// AttrThroughputKBps (type N) is the lease's smoothed throughput in KB/s, written by its holder at each renewal,
+	// as the Java KCL 3.x does; lease balancing by load reads it.
+	AttrThroughputKBps = "throughputKBps"
+	// AttrCheckpointOwner is set while a lease is handed over gracefully (Java KCL 3.x): it names the old owner, which
+	// still reads the shard until it has checkpointed, while AttrLeaseOwner already names the new one.
+	AttrCheckpointOwner = "checkpointOwner"
+	// AttrEntityType tells what an item of the table is. The Java KCL 3.x writes EntityTypeLease on leases and keeps
+	// other entities in the same table (worker metrics, coordinator state); an item without it is a lease.
+	AttrEntityType = "entityType"
 )
+
+// EntityTypeLease is AttrEntityType's value on a lease. Items of any other entity type are not leases: this package
+// neither reads nor writes them.
+const EntityTypeLease = "LEASE"
+
+// LeaseOwnerIndexName is the lease table's global secondary index of the Java KCL 3.x (hash key leaseOwner, range key
+// leaseKey, keys only). Workers find the leases assigned to them through it when it exists.
+const LeaseOwnerIndexName = "LeaseOwnerToLeaseKeyIndex"
 
 // LeaseTableHashKey is the lease table's only key attribute (a string hash key). The infrastructure code that owns
 // the table in AWS uses this constant for its key schema.
@@ -75,10 +94,25 @@ type Lease struct {
 	ChildShardIDs []string
 	// StartingHashKey and EndingHashKey are the shard's hash key range as decimal strings.
 	StartingHashKey, EndingHashKey string
+	// ThroughputKBps is the lease's smoothed throughput as last recorded by its holder; meaningful when
+	// HasThroughput is set (no holder has recorded one yet otherwise).
+	ThroughputKBps float64
+	// HasThroughput tells whether the item holds a throughput.
+	HasThroughput bool
+	// CheckpointOwner is the old owner of a lease being handed over gracefully; empty otherwise.
+	CheckpointOwner string
 }
 
 // Finished reports whether every record of the shard was processed.
 func (l Lease) Finished() bool { return l.Checkpoint == CheckpointShardEnd }
+
+// ActualOwner is the worker reading the shard: the old owner while the lease is handed over (CheckpointOwner), else
+// Owner. It is the Java KCL 3.x's actualOwner.
+func (l Lease) ActualOwner() string { return cmp.Or(l.CheckpointOwner, l.Owner) }
+
+// HandingOver reports whether a graceful hand-off of the lease is in progress: Owner is the new owner, and
+// CheckpointOwner, the old one, has not let go yet.
+func (l Lease) HandingOver() bool { return l.CheckpointOwner != "" }
 
 // isSentinel reports whether a checkpoint value is a KCL sentinel rather than a sequence number.
 func isSentinel(checkpoint string) bool {

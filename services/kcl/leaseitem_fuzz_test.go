@@ -1,6 +1,7 @@
 package kcl
 
 import (
+	"math"
 	"slices"
 	"testing"
 
@@ -11,7 +12,7 @@ import (
 var fuzzAttrNames = []string{
 	AttrLeaseKey, AttrLeaseOwner, AttrLeaseCounter, AttrCheckpoint, AttrCheckpointSubSequenceNumber,
 	AttrOwnerSwitchesSinceCheckpoint, AttrParentShardID, AttrChildShardIDs, AttrStartingHashKey, AttrEndingHashKey,
-	AttrPendingCheckpoint, "leaseTypeOrSomethingElse",
+	AttrPendingCheckpoint, AttrThroughputKBps, AttrCheckpointOwner, AttrEntityType, "leaseTypeOrSomethingElse",
 }
 
 // itemFromFuzz decodes fuzz bytes into a DynamoDB attribute map: a sequence of (name index, type, length, value)
@@ -106,7 +107,9 @@ func FuzzLeaseFromItem(f *testing.F) {
 			again.Checkpoint != want.Checkpoint || again.CheckpointSubSequenceNumber != want.CheckpointSubSequenceNumber ||
 			again.OwnerSwitchesSinceCheckpoint != want.OwnerSwitchesSinceCheckpoint ||
 			!slices.Equal(again.ParentShardIDs, want.ParentShardIDs) || !slices.Equal(again.ChildShardIDs, want.ChildShardIDs) ||
-			again.StartingHashKey != want.StartingHashKey || again.EndingHashKey != want.EndingHashKey {
+			again.StartingHashKey != want.StartingHashKey || again.EndingHashKey != want.EndingHashKey ||
+			again.CheckpointOwner != want.CheckpointOwner || again.HasThroughput != want.HasThroughput ||
+			math.Abs(again.ThroughputKBps-want.ThroughputKBps) > 1e-6*max(1, math.Abs(want.ThroughputKBps)) {
 			t.Fatalf("read back %+v, want %+v", again, want)
 		}
 	})

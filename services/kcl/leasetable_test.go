@@ -3,14 +3,18 @@ package kcl
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/streamproc/streamproc/internal/eventually"
 )
 
 func newTestLeaseTable(t *testing.T) (*LeaseTable, *dynamodb.Client) {
@@ -54,6 +58,35 @@ func TestLeaseTableKeySchema(t *testing.T) {
 	if len(ks) != 1 || aws.ToString(ks[0].AttributeName) != "leaseKey" || ks[0].KeyType != types.KeyTypeHash {
 		t.Fatalf("key schema = %+v, want one HASH key leaseKey", ks)
 	}
+	// The Java KCL 3.x's index of leases by owner.
+	gsis := out.Table.GlobalSecondaryIndexes
+	if len(gsis) != 1 || aws.ToString(gsis[0].IndexName) != "LeaseOwnerToLeaseKeyIndex" ||
+		!reflect.DeepEqual(gsis[0].KeySchema, []types.KeySchemaElement{
+			{AttributeName: aws.String("leaseOwner"), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String("leaseKey"), KeyType: types.KeyTypeRange},
+		}) || gsis[0].Projection.ProjectionType != types.ProjectionTypeKeysOnly {
+		t.Fatalf("global secondary indexes = %+v, want LeaseOwnerToLeaseKeyIndex (leaseOwner, leaseKey), keys only", gsis)
+	}
+	// Leases are found by owner through it.
+	ctx := context.Background()
+	for _, key := range []string{"shardId-000000000001", "shardId-000000000000", "shardId-000000000002"} {
+		if _, err := table.createIfNotExists(ctx, Lease{Key: key, Checkpoint: CheckpointTrimHorizon}); err != nil {
+			t.Fatal(err)
+		}
+		if key != "shardId-000000000002" {
+			l, _, _ := table.Get(ctx, key)
+			if err := table.take(ctx, &l, "worker-a"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually.Succeeds(t, 10*time.Second, func() error {
+		keys, err := table.ownedKeys(ctx, "worker-a")
+		if err != nil || !slices.Equal(keys, []string{"shardId-000000000000", "shardId-000000000001"}) {
+			return fmt.Errorf("worker-a's leases by the index: %v, %v", keys, err)
+		}
+		return nil
+	})
 }
 
 func TestLeaseTableRawItems(t *testing.T) {
@@ -89,20 +122,36 @@ func TestLeaseTableRawItems(t *testing.T) {
 		{"created without owner", step{func(*Lease) error { return nil }, base(map[string]types.AttributeValue{"leaseCounter": n("0")})}},
 		{"taken by worker-a", step{func(l *Lease) error { return table.take(ctx, l, "worker-a") },
 			base(map[string]types.AttributeValue{"leaseCounter": n("1"), "leaseOwner": s("worker-a")})}},
-		{"renewed", step{func(l *Lease) error { return table.renew(ctx, l) },
+		{"renewed without a throughput", step{func(l *Lease) error { return table.renew(ctx, l, -1) },
 			base(map[string]types.AttributeValue{"leaseCounter": n("2"), "leaseOwner": s("worker-a")})}},
-		{"stolen by worker-b", step{func(l *Lease) error { return table.take(ctx, l, "worker-b") },
-			base(map[string]types.AttributeValue{"leaseCounter": n("3"), "leaseOwner": s("worker-b"), "ownerSwitchesSinceCheckpoint": n("1")})}},
-		{"checkpointed inside an aggregate", step{func(l *Lease) error {
+		{"renewed with a throughput, rounded as the Java KCL 3.x", step{func(l *Lease) error { return table.renew(ctx, l, 12.34567891) },
+			base(map[string]types.AttributeValue{"leaseCounter": n("3"), "leaseOwner": s("worker-a"), "throughputKBps": n("12.345679")})}},
+		{"hand-off to worker-b started: the counter stays", step{func(l *Lease) error { return table.startHandoff(ctx, l, "worker-b") },
+			base(map[string]types.AttributeValue{"leaseCounter": n("3"), "leaseOwner": s("worker-b"), "checkpointOwner": s("worker-a"),
+				"throughputKBps": n("12.345679")})}},
+		{"checkpointed by the old owner inside an aggregate", step{func(l *Lease) error {
 			return table.checkpoint(ctx, l, "49590338271490256608559692538361571095921575989136588898", 7, nil)
-		}, base(map[string]types.AttributeValue{"leaseCounter": n("4"), "leaseOwner": s("worker-b"),
-			"checkpoint": s("49590338271490256608559692538361571095921575989136588898"), "checkpointSubSequenceNumber": n("7")})}},
+		}, base(map[string]types.AttributeValue{"leaseCounter": n("4"), "leaseOwner": s("worker-b"), "checkpointOwner": s("worker-a"),
+			"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
+			"checkpointSubSequenceNumber": n("7")})}},
+		{"hand-off finished by the old owner", step{func(l *Lease) error { return table.finishHandoff(ctx, l) },
+			base(map[string]types.AttributeValue{"leaseCounter": n("5"), "leaseOwner": s("worker-b"), "ownerSwitchesSinceCheckpoint": n("1"),
+				"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
+				"checkpointSubSequenceNumber": n("7")})}},
+		{"taken by worker-b, its new owner: no owner switch", step{func(l *Lease) error { return table.take(ctx, l, "worker-b") },
+			base(map[string]types.AttributeValue{"leaseCounter": n("6"), "leaseOwner": s("worker-b"), "ownerSwitchesSinceCheckpoint": n("1"),
+				"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
+				"checkpointSubSequenceNumber": n("7")})}},
+		{"stolen by worker-c", step{func(l *Lease) error { return table.take(ctx, l, "worker-c") },
+			base(map[string]types.AttributeValue{"leaseCounter": n("7"), "leaseOwner": s("worker-c"), "ownerSwitchesSinceCheckpoint": n("2"),
+				"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
+				"checkpointSubSequenceNumber": n("7")})}},
 		{"checkpointed at shard end", step{func(l *Lease) error {
 			return table.checkpoint(ctx, l, CheckpointShardEnd, 0, []string{"shardId-000000000005", "shardId-000000000006"})
-		}, base(map[string]types.AttributeValue{"leaseCounter": n("5"), "leaseOwner": s("worker-b"),
+		}, base(map[string]types.AttributeValue{"leaseCounter": n("8"), "leaseOwner": s("worker-c"), "throughputKBps": n("12.345679"),
 			"checkpoint": s("SHARD_END"), "childShardIds": ss("shardId-000000000005", "shardId-000000000006")})}},
 		{"released", step{func(l *Lease) error { return table.release(ctx, l) },
-			base(map[string]types.AttributeValue{"leaseCounter": n("6"),
+			base(map[string]types.AttributeValue{"leaseCounter": n("9"), "throughputKBps": n("12.345679"),
 				"checkpoint": s("SHARD_END"), "childShardIds": ss("shardId-000000000005", "shardId-000000000006")})}},
 	}
 	for _, st := range steps {
@@ -131,6 +180,7 @@ func attrSS(v ...string) types.AttributeValue { return &types.AttributeValueMemb
 // attributes of extra set on it.
 func rawItemOfChild(extra map[string]types.AttributeValue) map[string]types.AttributeValue {
 	m := map[string]types.AttributeValue{
+		"entityType":                   attrS("LEASE"),
 		"leaseKey":                     attrS("shardId-000000000002"),
 		"parentShardId":                attrSS("shardId-000000000000", "shardId-000000000001"),
 		"startingHashKey":              attrS("0"),
@@ -163,17 +213,38 @@ func dump(item map[string]types.AttributeValue) map[string]any {
 func TestLeaseTableConditionalWrites(t *testing.T) {
 	ctx := context.Background()
 	table, _ := newTestLeaseTable(t)
+	steal := func(l *Lease) error { return table.take(ctx, l, "worker-b") }
+	handOff := func(l *Lease) error { return table.startHandoff(ctx, l, "worker-b") }
 	tests := map[string]struct {
 		// act runs with the holder's copy (owner worker-a) after a second worker did `other` on its own copy.
 		other func(l *Lease) error
 		act   func(l *Lease) error
 	}{
-		"renew after a steal":      {other: func(l *Lease) error { return table.take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.renew(ctx, l) }},
-		"checkpoint after a steal": {other: func(l *Lease) error { return table.take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.checkpoint(ctx, l, "1", 0, nil) }},
-		"release after a steal":    {other: func(l *Lease) error { return table.take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.release(ctx, l) }},
-		"take with a stale counter": {other: func(l *Lease) error { return table.renew(ctx, l) },
+		"renew after a steal":      {other: steal, act: func(l *Lease) error { return table.renew(ctx, l, 1) }},
+		"checkpoint after a steal": {other: steal, act: func(l *Lease) error { return table.checkpoint(ctx, l, "1", 0, nil) }},
+		"release after a steal":    {other: steal, act: func(l *Lease) error { return table.release(ctx, l) }},
+		"take with a stale counter": {other: func(l *Lease) error { return table.renew(ctx, l, -1) },
 			act: func(l *Lease) error { return table.take(ctx, l, "worker-c") }},
-		"renew after a release by another copy": {other: func(l *Lease) error { return table.release(ctx, l) }, act: func(l *Lease) error { return table.renew(ctx, l) }},
+		"renew after a release by another copy": {other: func(l *Lease) error { return table.release(ctx, l) },
+			act: func(l *Lease) error { return table.renew(ctx, l, -1) }},
+		// The holder learns of a hand-off from its next write's failure (the worker then adopts it).
+		"renew after a hand-off started":      {other: handOff, act: func(l *Lease) error { return table.renew(ctx, l, -1) }},
+		"checkpoint after a hand-off started": {other: handOff, act: func(l *Lease) error { return table.checkpoint(ctx, l, "1", 0, nil) }},
+		"a second hand-off of the same lease": {other: handOff, act: func(l *Lease) error { return table.startHandoff(ctx, l, "worker-c") }},
+		"a hand-off after a steal":            {other: steal, act: func(l *Lease) error { return table.startHandoff(ctx, l, "worker-c") }},
+		"a hand-off of a finished shard": {other: func(l *Lease) error { return table.checkpoint(ctx, l, CheckpointShardEnd, 0, nil) },
+			act: func(l *Lease) error { return table.startHandoff(ctx, l, "worker-c") }},
+		"finish a hand-off the taker gave up (took the lease)": {
+			other: func(l *Lease) error {
+				if err := handOff(l); err != nil {
+					return err
+				}
+				return table.take(ctx, l, "worker-b")
+			},
+			act: func(l *Lease) error {
+				l.Owner, l.CheckpointOwner = "worker-b", "worker-a" // as adopted before the take
+				return table.finishHandoff(ctx, l)
+			}},
 	}
 	i := 0
 	for name, tc := range tests {
@@ -203,8 +274,10 @@ func TestLeaseTableConditionalWrites(t *testing.T) {
 }
 
 func TestLeaseFromJavaKCLItem(t *testing.T) {
-	// An item as the Java KCL 2.x writes it, with attributes this package does not use.
+	// An item as the Java KCL 3.x writes it while handing the lease over, with attributes this package does not use.
 	item := map[string]types.AttributeValue{
+		"entityType":                         &types.AttributeValueMemberS{Value: "LEASE"},
+		"checkpointOwner":                    &types.AttributeValueMemberS{Value: "java-worker-old"},
 		"leaseKey":                           &types.AttributeValueMemberS{Value: "shardId-000000000001"},
 		"leaseOwner":                         &types.AttributeValueMemberS{Value: "java-worker"},
 		"leaseCounter":                       &types.AttributeValueMemberN{Value: "42"},
@@ -220,15 +293,20 @@ func TestLeaseFromJavaKCLItem(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Lease{Key: "shardId-000000000001", Owner: "java-worker", Counter: 42, Checkpoint: "4959",
-		CheckpointSubSequenceNumber: 3, OwnerSwitchesSinceCheckpoint: 2}
+		CheckpointSubSequenceNumber: 3, OwnerSwitchesSinceCheckpoint: 2, ThroughputKBps: 1.5, HasThroughput: true,
+		CheckpointOwner: "java-worker-old"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
 	bad := map[string]map[string]types.AttributeValue{
-		"no key":           {"leaseCounter": &types.AttributeValueMemberN{Value: "1"}},
-		"counter a string": {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "leaseCounter": &types.AttributeValueMemberS{Value: "1"}},
-		"counter not int":  {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "leaseCounter": &types.AttributeValueMemberN{Value: "1.5"}},
-		"parents a string": {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "parentShardId": &types.AttributeValueMemberS{Value: "p"}},
+		"no key":              {"leaseCounter": &types.AttributeValueMemberN{Value: "1"}},
+		"counter a string":    {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "leaseCounter": &types.AttributeValueMemberS{Value: "1"}},
+		"counter not int":     {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "leaseCounter": &types.AttributeValueMemberN{Value: "1.5"}},
+		"parents a string":    {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "parentShardId": &types.AttributeValueMemberS{Value: "p"}},
+		"throughput a string": {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "throughputKBps": &types.AttributeValueMemberS{Value: "1"}},
+		"throughput infinite": {"leaseKey": &types.AttributeValueMemberS{Value: "s"}, "throughputKBps": &types.AttributeValueMemberN{Value: "1e999"}},
+		"worker metrics of the Java KCL 3.x": {"leaseKey": &types.AttributeValueMemberS{Value: "worker-1"},
+			"entityType": &types.AttributeValueMemberS{Value: "WORKER_METRIC_STATS"}, "lut": &types.AttributeValueMemberN{Value: "1"}},
 	}
 	for name, item := range bad {
 		t.Run(name, func(t *testing.T) {

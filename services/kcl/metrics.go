@@ -23,7 +23,19 @@ const (
 	MetricProcessingErrors = "ProcessingErrors"
 	// MetricRecordsOutsideShardRange counts aggregated user records whose hash key lies outside their shard.
 	MetricRecordsOutsideShardRange = "RecordsOutsideShardRange"
+	// MetricWorkerLoad observes, once per renewal, the sum of the smoothed throughput (KB/s) of the leases this worker
+	// holds: the load lease balancing evens out. It carries the DimensionWorkerID dimension, so that each worker
+	// has its own series.
+	MetricWorkerLoad = "WorkerLoadKBps"
+	// MetricLeaseMoves counts the graceful hand-offs this worker started to move a lease from a busier worker.
+	MetricLeaseMoves = "LeaseMoves"
+	// MetricHandoffTimeouts counts hand-offs to this worker that the old owner did not finish in time, and that
+	// fell back to a take.
+	MetricHandoffTimeouts = "LeaseHandoffTimeouts"
 )
+
+// DimensionWorkerID is the dimension that names the worker on MetricWorkerLoad.
+const DimensionWorkerID = "WorkerId"
 
 // metricsSink sends the worker's metrics to a telemetry.Recorder, leaving out counts of zero.
 type metricsSink struct{ m telemetry.Recorder }
@@ -34,6 +46,6 @@ func (s metricsSink) count(name string, unit telemetry.Unit, v float64) {
 	}
 }
 
-func (s metricsSink) observe(name string, unit telemetry.Unit, v float64) {
-	s.m.Observe(name, unit, v)
+func (s metricsSink) observe(name string, unit telemetry.Unit, v float64, dims ...telemetry.Dimension) {
+	s.m.Observe(name, unit, v, dims...)
 }

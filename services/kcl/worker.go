@@ -32,7 +32,12 @@ type Worker struct {
 	held     map[string]*heldLease
 	observed map[string]observedCounter
 	cooldown map[string]time.Time
+	// handoffs are the leases being handed over to this worker, and when it first saw each: a hand-off that takes
+	// longer than HandoffTimeout + FailoverTime falls back to a take.
+	handoffs map[string]time.Time
 	stopping bool
+	// noOwnerIndex is set once the lease table turns out to have no usable LeaseOwnerIndexName.
+	noOwnerIndex atomic.Bool
 	// takeRandom makes the random choices of take passes; seeded per worker, so that workers choose differently.
 	takeRandom *rand.Rand
 
@@ -67,7 +72,16 @@ type heldLease struct {
 	renewing atomic.Bool
 
 	cancel      context.CancelFunc // stops the consumer at once
-	stopReading chan struct{}      // closed for a graceful shutdown
+	stopReading chan struct{}      // closed (by stopConsumer) for a graceful shutdown or a hand-off
+	stopOnce    sync.Once
+
+	// meter measures the lease's throughput.
+	meter throughputMeter
+}
+
+// stopConsumer asks h's consumer to stop reading, finish its batch, checkpoint and let the lease go.
+func (h *heldLease) stopConsumer() {
+	h.stopOnce.Do(func() { close(h.stopReading) })
 }
 
 // written records a successful write of h that started at start: the lease is safe for FailoverTime from then.
@@ -75,11 +89,13 @@ func (w *Worker) written(h *heldLease, start time.Time) {
 	h.expiry.Reset(w.cfg.FailoverTime - time.Since(start))
 }
 
-// observedCounter is a lease counter and when this worker saw it change: a lease whose counter has not moved for
-// FailoverTime has expired (its owner stopped renewing).
+// observedCounter is a lease counter and owner and when this worker saw them change: a lease whose counter has not
+// moved for FailoverTime has expired (its owner stopped renewing); one whose owner changed recently has not settled.
 type observedCounter struct {
-	counter   int64
-	changedAt time.Time
+	counter        int64
+	changedAt      time.Time
+	owner          string
+	ownerChangedAt time.Time
 }
 
 // New returns a Worker. kc and ddb are usually a *kinesis.Client and a *dynamodb.Client.
@@ -104,6 +120,7 @@ func New(cfg Config, kc KinesisAPI, ddb DynamoDBAPI) (*Worker, error) {
 		held:       make(map[string]*heldLease),
 		observed:   make(map[string]observedCounter),
 		cooldown:   make(map[string]time.Time),
+		handoffs:   make(map[string]time.Time),
 		takeRandom: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 		syncNow:    make(chan struct{}, 1),
 		shutdown:   make(chan struct{}),
@@ -172,15 +189,17 @@ func (w *Worker) run(ctx context.Context) error {
 		}
 	}
 	w.takeLeases(runCtx)
+	// Renewals keep their own pace: a slow take pass, discovery or shard sync must not let the held leases expire.
+	w.renewals.Go(func() { w.renewEvery(runCtx) })
 
-	renew := time.NewTicker(w.cfg.RenewInterval)
-	defer renew.Stop()
 	take := time.NewTicker(w.cfg.TakeInterval)
 	defer take.Stop()
 	sync := time.NewTicker(w.cfg.ShardSyncInterval)
 	defer sync.Stop()
 	cleanup := time.NewTicker(w.cfg.LeaseCleanupInterval)
 	defer cleanup.Stop()
+	discover := time.NewTicker(w.cfg.RenewInterval / 2)
+	defer discover.Stop()
 
 	for {
 		select {
@@ -189,11 +208,11 @@ func (w *Worker) run(ctx context.Context) error {
 			w.consumers.Wait()
 			return ctx.Err()
 		case <-w.shutdown:
-			return w.drain(ctx, runCtx, cancelRun, renew.C)
-		case <-renew.C:
-			w.renewLeases(runCtx)
+			return w.drain(ctx, cancelRun)
 		case <-take.C:
 			w.takeLeases(runCtx)
+		case <-discover.C:
+			w.discoverLeases(runCtx)
 		case <-sync.C:
 			w.logSyncError(w.syncShards(runCtx))
 		case <-cleanup.C:
@@ -212,6 +231,20 @@ func (w *Worker) run(ctx context.Context) error {
 	}
 }
 
+// renewEvery renews the held leases every RenewInterval until ctx ends.
+func (w *Worker) renewEvery(ctx context.Context) {
+	renew := time.NewTicker(w.cfg.RenewInterval)
+	defer renew.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew.C:
+			w.renewLeases(ctx)
+		}
+	}
+}
+
 func (w *Worker) logSyncError(err error) {
 	if err != nil {
 		w.log.Warn("shard sync failed", telemetry.LogKeyError, err.Error())
@@ -219,12 +252,12 @@ func (w *Worker) logSyncError(err error) {
 }
 
 // drain runs the graceful shutdown: every consumer stops reading, finishes its batch, lets its processor checkpoint
-// and releases its lease; leases are renewed meanwhile.
-func (w *Worker) drain(ctx, runCtx context.Context, cancelRun context.CancelFunc, renew <-chan time.Time) error {
+// and releases its lease; leases are renewed meanwhile (renewEvery).
+func (w *Worker) drain(ctx context.Context, cancelRun context.CancelFunc) error {
 	w.mu.Lock()
 	w.stopping = true
 	for _, h := range w.held {
-		close(h.stopReading)
+		h.stopConsumer()
 	}
 	w.mu.Unlock()
 	finished := make(chan struct{})
@@ -232,18 +265,14 @@ func (w *Worker) drain(ctx, runCtx context.Context, cancelRun context.CancelFunc
 		w.consumers.Wait()
 		close(finished)
 	}()
-	for {
-		select {
-		case <-finished:
-			w.log.Info("worker shut down")
-			return nil
-		case <-ctx.Done():
-			cancelRun()
-			<-finished
-			return ctx.Err()
-		case <-renew:
-			w.renewLeases(runCtx)
-		}
+	select {
+	case <-finished:
+		w.log.Info("worker shut down")
+		return nil
+	case <-ctx.Done():
+		cancelRun()
+		<-finished
+		return ctx.Err()
 	}
 }
 
@@ -302,7 +331,13 @@ func (w *Worker) renewLeases(ctx context.Context) {
 			w.renew(ctx, h)
 		})
 	}
+	load := 0.0
+	for _, h := range hs {
+		kbps, _ := h.meter.current()
+		load += kbps
+	}
 	w.metrics.observe(MetricCurrentLeases, telemetry.UnitCount, float64(len(hs)))
+	w.metrics.observe(MetricWorkerLoad, telemetry.UnitNone, load, telemetry.Dimension{Name: DimensionWorkerID, Value: w.cfg.WorkerID})
 }
 
 func (w *Worker) renew(ctx context.Context, h *heldLease) {
@@ -311,14 +346,13 @@ func (w *Worker) renew(ctx context.Context, h *heldLease) {
 	if h.lost.Load() || h.released {
 		return
 	}
-	l := h.lease
 	start := time.Now()
+	kbps := h.meter.sample(start)
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
 	defer cancel()
-	err := w.table.renew(callCtx, &l)
+	err := w.writeHeld(callCtx, h, func(l *Lease) error { return w.table.renew(callCtx, l, kbps) })
 	switch {
 	case err == nil:
-		h.lease = l
 		w.written(h, start)
 	case errors.Is(err, ErrLeaseLost):
 		w.lose(h, "taken by another worker")
@@ -345,8 +379,9 @@ func (w *Worker) expire(h *heldLease, why string) {
 	w.log.Info("lease lost", telemetry.LogKeyShardID, h.key, "reason", why)
 }
 
-// takeLeases looks at every lease and takes what this worker needs to hold about ceil(leases/workers): new,
-// released and expired leases first, otherwise one lease stolen from the most loaded worker.
+// takeLeases looks at every lease and takes what this worker should read (see planTakes): its own, then new,
+// released and expired leases up to its share of the load, otherwise it may start the hand-off of one lease from a
+// busier worker.
 func (w *Worker) takeLeases(ctx context.Context) {
 	listCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
 	leases, err := w.table.List(listCtx)
@@ -366,9 +401,14 @@ func (w *Worker) takeLeases(ctx context.Context) {
 	seen := make(map[string]bool, len(leases))
 	for _, l := range leases {
 		seen[l.Key] = true
-		if o, ok := w.observed[l.Key]; !ok || o.counter != l.Counter {
-			w.observed[l.Key] = observedCounter{counter: l.Counter, changedAt: now}
+		o, ok := w.observed[l.Key]
+		if !ok || o.counter != l.Counter {
+			o.counter, o.changedAt = l.Counter, now
 		}
+		if !ok || o.owner != l.Owner {
+			o.owner, o.ownerChangedAt = l.Owner, now
+		}
+		w.observed[l.Key] = o
 	}
 	for k := range w.observed {
 		if !seen[k] {
@@ -381,136 +421,19 @@ func (w *Worker) takeLeases(ctx context.Context) {
 		}
 	}
 	plan := planTakes(leases, takeView{me: w.cfg.WorkerID, held: w.held, observed: w.observed, cooldown: w.cooldown,
-		now: now, failover: w.cfg.FailoverTime, random: w.takeRandom})
+		now: now, failover: w.cfg.FailoverTime, balancing: w.cfg.Balancing,
+		threshold: float64(w.cfg.RebalanceThresholdPercent) / 100, settle: settleRenewals * w.cfg.RenewInterval,
+		random: w.takeRandom})
 	w.mu.Unlock()
 
-	for _, l := range plan {
+	w.log.Debug("take pass", "load", plan.load, "mean_load", plan.mean, "workers", plan.workers, "take", len(plan.take),
+		"hand_off", plan.handOff != nil)
+	for _, l := range plan.take {
 		w.takeOne(ctx, l)
 	}
-}
-
-// takeView is what a take pass decides from besides the leases just listed: this worker's own state.
-type takeView struct {
-	me       string                     // this worker's id
-	held     map[string]*heldLease      // the leases this worker holds
-	observed map[string]observedCounter // when this worker saw each lease's counter change
-	cooldown map[string]time.Time       // leases this worker gave up, left to the others for a while
-	now      time.Time
-	failover time.Duration
-	// random chooses among equal candidates, so that workers taking at the same time seldom pick the same lease.
-	random *rand.Rand
-}
-
-// planTakes decides which leases to take (see takeLeases). It is pure: its random choices come from v.random, so
-// tests pass a seeded one.
-//
-// Only active leases count (not finished, parents finished). This worker's target is its share of them,
-// ceil(active / workers), the workers being itself and every other owner of a live lease. Below its target it takes
-// free leases at random, or, when none is free, steals one from the most loaded worker.
-func planTakes(leases []Lease, v takeView) []Lease {
-	active := activeLeases(leases)
-	if len(active) == 0 {
-		return nil
+	if plan.handOff != nil {
+		w.startHandoff(ctx, *plan.handOff)
 	}
-	perOwner := v.leasesPerOtherOwner(active)
-	workers := len(perOwner) + 1
-	target := (len(active) + workers - 1) / workers
-	needed := target - v.heldAmong(active)
-	if needed <= 0 {
-		return nil
-	}
-	if free := v.freeLeases(active); len(free) > 0 {
-		v.random.Shuffle(len(free), func(i, j int) { free[i], free[j] = free[j], free[i] })
-		return free[:min(needed, len(free))]
-	}
-	return v.stealOne(active, perOwner, target, needed)
-}
-
-// activeLeases returns the leases to be read now: not finished, and every parent finished.
-func activeLeases(leases []Lease) []Lease {
-	byKey := make(map[string]Lease, len(leases))
-	for _, l := range leases {
-		byKey[l.Key] = l
-	}
-	var active []Lease
-	for _, l := range leases {
-		if !l.Finished() && parentsDone(l, byKey) {
-			active = append(active, l)
-		}
-	}
-	return active
-}
-
-// expired reports whether l's counter has not moved for the failover time: its owner stopped renewing it.
-func (v takeView) expired(l Lease) bool {
-	o, ok := v.observed[l.Key]
-	return ok && v.now.Sub(o.changedAt) > v.failover
-}
-
-func (v takeView) coolingDown(key string) bool {
-	_, cooling := v.cooldown[key]
-	return cooling
-}
-
-// leasesPerOtherOwner counts the live leases of every other worker.
-func (v takeView) leasesPerOtherOwner(active []Lease) map[string]int {
-	counts := map[string]int{}
-	for _, l := range active {
-		if l.Owner != "" && l.Owner != v.me && !v.expired(l) {
-			counts[l.Owner]++
-		}
-	}
-	return counts
-}
-
-// heldAmong counts the active leases this worker holds.
-func (v takeView) heldAmong(active []Lease) int {
-	n := 0
-	for _, l := range active {
-		if v.held[l.Key] != nil {
-			n++
-		}
-	}
-	return n
-}
-
-// freeLeases returns the active leases this worker may take without stealing: without owner, expired, or its own
-// but not held (a restart), and not cooling down.
-func (v takeView) freeLeases(active []Lease) []Lease {
-	var free []Lease
-	for _, l := range active {
-		if v.held[l.Key] != nil || v.coolingDown(l.Key) {
-			continue
-		}
-		if l.Owner == "" || l.Owner == v.me || v.expired(l) {
-			free = append(free, l)
-		}
-	}
-	return free
-}
-
-// stealOne returns one lease, chosen at random, of the most loaded other worker (the first id on a tie), when that
-// worker holds more than the target, or the target while this worker needs more than one.
-func (v takeView) stealOne(active []Lease, perOwner map[string]int, target, needed int) []Lease {
-	busiest, most := "", 0
-	for owner, n := range perOwner {
-		if n > most || (n == most && owner < busiest) {
-			busiest, most = owner, n
-		}
-	}
-	if busiest == "" || !(most > target || (most == target && needed > 1)) {
-		return nil
-	}
-	var victims []Lease
-	for _, l := range active {
-		if l.Owner == busiest && !v.coolingDown(l.Key) {
-			victims = append(victims, l)
-		}
-	}
-	if len(victims) == 0 {
-		return nil
-	}
-	return []Lease{victims[v.random.IntN(len(victims))]}
 }
 
 // parentsDone reports whether every parent of l with a lease is checkpointed at SHARD_END. A parent without a lease
@@ -540,6 +463,7 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	w.metrics.count(MetricLeasesTaken, telemetry.UnitCount, 1)
 	shardCtx, cancel := context.WithCancel(ctx)
 	h := &heldLease{key: l.Key, lease: l, cancel: cancel, stopReading: make(chan struct{})}
+	h.meter.start(start, l)
 	h.expiry = time.AfterFunc(w.cfg.FailoverTime-time.Since(start), func() {
 		w.expire(h, "not renewed within the failover time")
 	})
@@ -568,23 +492,29 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	}()
 }
 
-// release gives a held lease up so that any worker can take it at once.
-func (w *Worker) release(ctx context.Context, h *heldLease) {
+// release gives a held lease up so that any worker can take it at once; a lease being handed over goes to its new
+// owner (finishHandoff). handedOver tells which happened.
+func (w *Worker) release(ctx context.Context, h *heldLease) (handedOver bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.lost.Load() || h.released {
-		return
+		return false
 	}
 	h.released = true
 	h.expiry.Stop()
-	l := h.lease
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
 	defer cancel()
-	if err := w.table.release(callCtx, &l); err != nil {
-		w.log.Warn("release lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
-		return
+	err := w.writeHeld(callCtx, h, func(l *Lease) error {
+		if handedOver = l.CheckpointOwner == w.cfg.WorkerID; handedOver {
+			return w.table.finishHandoff(callCtx, l)
+		}
+		return w.table.release(callCtx, l)
+	})
+	if err != nil {
+		w.log.Warn("release lease failed", telemetry.LogKeyShardID, h.key, telemetry.LogKeyError, err.Error())
+		return false
 	}
-	h.lease = l
+	return handedOver
 }
 
 // syncShards lists the stream's shards and creates a lease for each shard that has none, parents before children.
