@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -210,13 +212,20 @@ func putAggregated(t testing.TB, kc *kinesis.Client, stream string, recs []testR
 
 func putRecordsAll(t testing.TB, kc *kinesis.Client, stream string, entries []ktypes.PutRecordsRequestEntry) {
 	t.Helper()
+	if err := putRecordsRetrying(kc, stream, entries); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// putRecordsRetrying writes entries, retrying those that failed, as a producer does.
+func putRecordsRetrying(kc *kinesis.Client, stream string, entries []ktypes.PutRecordsRequestEntry) error {
 	for attempt := 0; len(entries) > 0; attempt++ {
 		if attempt > 20 {
-			t.Fatalf("PutRecords: %d entries still failing", len(entries))
+			return fmt.Errorf("PutRecords: %d entries still failing", len(entries))
 		}
 		out, err := kc.PutRecords(context.Background(), &kinesis.PutRecordsInput{StreamName: &stream, Records: entries})
 		if err != nil {
-			t.Fatalf("PutRecords: %v", err)
+			return fmt.Errorf("PutRecords: %w", err)
 		}
 		var retry []ktypes.PutRecordsRequestEntry
 		for i, r := range out.Records {
@@ -229,6 +238,7 @@ func putRecordsAll(t testing.TB, kc *kinesis.Client, stream string, entries []kt
 			time.Sleep(100 * time.Millisecond) // a pause before the retry, as a producer backs off
 		}
 	}
+	return nil
 }
 
 // openShards lists the open shards of a stream, in hash key order.
@@ -374,6 +384,11 @@ type testProcessor struct {
 	shard  string
 	// fail, when set, may return an error or panic for a batch (called before recording it).
 	fail func(recs []Record) error
+	// lazy processors checkpoint only in ShutdownRequested and ShardEnded, as one that checkpoints every N records
+	// or seconds does between two checkpoints: a lease moved without a graceful hand-off delivers records again.
+	lazy bool
+	// hangOnShutdown, while set, makes ShutdownRequested wait until its context ends (a processor stuck in it).
+	hangOnShutdown *atomic.Bool
 }
 
 func (p *testProcessor) Initialize(_ context.Context, in InitializeInput) error {
@@ -388,6 +403,9 @@ func (p *testProcessor) ProcessRecords(ctx context.Context, in ProcessRecordsInp
 		}
 	}
 	p.c.add(p.worker, in.Records)
+	if p.lazy {
+		return nil
+	}
 	return in.Checkpointer.Checkpoint(ctx)
 }
 
@@ -413,6 +431,10 @@ func (p *testProcessor) ShutdownRequested(ctx context.Context, in ShutdownReques
 	p.c.mu.Lock()
 	p.c.shutdowns[p.worker]++
 	p.c.mu.Unlock()
+	if p.hangOnShutdown != nil && p.hangOnShutdown.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	return in.Checkpointer.Checkpoint(ctx)
 }
 
@@ -531,4 +553,79 @@ func newTestMetrics(t testing.TB) (*telemetry.Metrics, *telemetry.SyncBuffer) {
 		t.Fatal(err)
 	}
 	return metrics, emf
+}
+
+// steadyWriter writes records to a stream at a steady rate, per shard, as KPL aggregates (one per shard and tick).
+type steadyWriter struct {
+	mu      sync.Mutex
+	written []testRecord
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// startSteadyWriter writes, every 250 ms, perTick[i] records of size bytes to open shard i (in hash key order), each
+// record's partition key hashing into its shard. It stops at the end of the test at the latest.
+func startSteadyWriter(t testing.TB, kc *kinesis.Client, stream string, perTick []int, size int) *steadyWriter {
+	t.Helper()
+	shards := openShards(t, kc, stream)
+	keys := make([][]string, len(shards)) // per shard, 10 partition keys that hash into it
+	for i := 0; slices.ContainsFunc(keys, func(ks []string) bool { return len(ks) < 10 }); i++ {
+		key := "key-" + strconv.Itoa(i)
+		if s := shardIndexFor(shards, key); len(keys[s]) < 10 {
+			keys[s] = append(keys[s], key)
+		}
+	}
+	sw := &steadyWriter{stop: make(chan struct{}), done: make(chan struct{})}
+	next := map[string]int{}
+	tick := time.NewTicker(250 * time.Millisecond)
+	go func() {
+		defer close(sw.done)
+		defer tick.Stop()
+		for {
+			var entries []ktypes.PutRecordsRequestEntry
+			var batch []testRecord
+			for i, s := range shards {
+				var agg kpl.Aggregator
+				for j := range perTick[i] {
+					key := keys[i][j%len(keys[i])]
+					data := fmt.Sprintf("%s|%d|", key, next[key])
+					data += strings.Repeat("x", max(size-len(data), 0))
+					next[key]++
+					agg.Add(key, "", []byte(data))
+					batch = append(batch, testRecord{key: key, n: next[key] - 1, data: []byte(data)})
+				}
+				if agg.Count() > 0 {
+					entries = append(entries, ktypes.PutRecordsRequestEntry{PartitionKey: aws.String(keys[i][0]),
+						ExplicitHashKey: s.HashKeyRange.StartingHashKey, Data: agg.AppendEncoded(nil)})
+				}
+			}
+			if err := putRecordsRetrying(kc, stream, entries); err != nil {
+				t.Errorf("steady writer: %v", err)
+				return
+			}
+			sw.mu.Lock()
+			sw.written = append(sw.written, batch...)
+			sw.mu.Unlock()
+			select {
+			case <-sw.stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { sw.finish() })
+	return sw
+}
+
+// finish stops the writer and returns every record it wrote.
+func (sw *steadyWriter) finish() []testRecord {
+	select {
+	case <-sw.stop:
+	default:
+		close(sw.stop)
+	}
+	<-sw.done
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	return slices.Clone(sw.written)
 }

@@ -369,7 +369,7 @@ func TestResumeInsideAggregateAfterRestart(t *testing.T) {
 	}
 }
 
-func mustTable(t *testing.T, name string) *LeaseTable {
+func mustTable(t testing.TB, name string) *LeaseTable {
 	t.Helper()
 	lt, err := NewLeaseTable(testDynamo(t), name)
 	if err != nil {
