@@ -3,7 +3,6 @@ package kcl
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -12,10 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/streamproc/streamproc/internal/eventually"
 )
@@ -116,12 +111,7 @@ func TestGracefulHandoff(t *testing.T) {
 			cfg := func(id string) Config {
 				cfg := balanceConfig(stream, table, id, c)
 				cfg.FailoverTime, cfg.HandoffTimeout = tc.failover, 2*time.Second
-				cfg.NewProcessor = func() Processor {
-					if id == "worker-a" {
-						return &testProcessor{worker: id, c: c, lazy: true, hangOnShutdown: &hang}
-					}
-					return &testProcessor{worker: id, c: c, lazy: true}
-				}
+				cfg.NewProcessor = func() Processor { return &testProcessor{worker: id, c: c, lazy: true, hangOnShutdown: &hang} }
 				return cfg
 			}
 			a := startWorker(t, cfg("worker-a"), kc, c, nil)
@@ -134,23 +124,8 @@ func TestGracefulHandoff(t *testing.T) {
 			cfgB := cfg("worker-b")
 			cfgB.Metrics, cfgB.Logger = metrics, slog.New(logs)
 			b := startWorker(t, cfgB, kc, c, nil)
-			var started time.Time
-			var shard string
-			eventually.Succeeds(t, 60*time.Second, func() error {
-				var ok bool
-				if started, shard, ok = logs.first("lease hand-off started"); !ok {
-					return fmt.Errorf("worker-b started no hand-off")
-				}
-				return nil
-			})
-			eventually.Succeeds(t, 60*time.Second, func() error {
-				if !slices.Contains(b.w.HeldLeases(), shard) {
-					return fmt.Errorf("worker-b holds %v, not %s", b.w.HeldLeases(), shard)
-				}
-				return nil
-			})
-			took := time.Since(started)
-			hang.Store(false)
+			shard, took := waitHandoff(t, logs, b)
+			hang.Store(false) // the moved lease's processor on worker-a stays stuck until the lease is taken from it
 
 			// THEN every record is delivered in order; with a graceful hand-off none twice, and without waiting for
 			// the lease to expire (the failover time is 20 s, ten times what a hand-off needs here)
@@ -171,39 +146,41 @@ func TestGracefulHandoff(t *testing.T) {
 			t.Logf("%s moved from worker-a to worker-b in %v (failover time %v, hand-off timeout %v); %d records, %d duplicates, %d LeaseLost on worker-a; %s %v, %s %v",
 				shard, took.Round(time.Millisecond), tc.failover, cfgB.HandoffTimeout, len(written), dups, lost,
 				MetricLeaseMoves, sums[MetricLeaseMoves], MetricHandoffTimeouts, sums[MetricHandoffTimeouts])
-			switch {
-			case !tc.hang && (dups != 0 || lost != 0 || took >= tc.failover || sums[MetricHandoffTimeouts] != 0):
+			if sums[MetricLeaseMoves] != 1 {
+				t.Fatalf("%s = %v on worker-b, want 1", MetricLeaseMoves, sums[MetricLeaseMoves])
+			}
+			if tc.hang {
+				if lost == 0 || sums[MetricHandoffTimeouts] != 1 || took < cfgB.HandoffTimeout+tc.failover {
+					t.Fatalf("timed-out hand-off: %d LeaseLost calls, %v timeouts, took %v; want the old owner to lose the lease after the timeout (%v)",
+						lost, sums[MetricHandoffTimeouts], took, cfgB.HandoffTimeout+tc.failover)
+				}
+			} else if dups != 0 || lost != 0 || took >= tc.failover || sums[MetricHandoffTimeouts] != 0 {
 				t.Fatalf("graceful hand-off: %d duplicates, %d LeaseLost calls, took %v, %v timeouts; want 0, 0, under the failover time %v, 0",
 					dups, lost, took, sums[MetricHandoffTimeouts], tc.failover)
-			case tc.hang && (lost == 0 || sums[MetricHandoffTimeouts] != 1 || took < cfgB.HandoffTimeout+tc.failover):
-				t.Fatalf("timed-out hand-off: %d LeaseLost calls, %v timeouts, took %v; want the old owner to lose the lease after the timeout (%v)",
-					lost, sums[MetricHandoffTimeouts], took, cfgB.HandoffTimeout+tc.failover)
-			case sums[MetricLeaseMoves] != 1:
-				t.Fatalf("%s = %v on worker-b, want 1", MetricLeaseMoves, sums[MetricLeaseMoves])
 			}
 		})
 	}
 }
 
-// createTableWithoutOwnerIndex creates a lease table as the Java KCL 2.x does: the hash key only.
-func createTableWithoutOwnerIndex(t *testing.T, name string) {
+// waitHandoff waits until worker b started a hand-off and holds the lease it moved; it returns the lease's shard
+// and how long the move took from its start.
+func waitHandoff(t *testing.T, logs *logRecorder, b *testWorker) (shard string, took time.Duration) {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := testDynamo(t).CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:            aws.String(name),
-		BillingMode:          types.BillingModePayPerRequest,
-		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrLeaseKey), KeyType: types.KeyTypeHash}},
-		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(AttrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	table := mustTable(t, name)
-	if err := table.CreateIfMissing(ctx); err != nil { // waits until it is active
-		t.Fatal(err)
-	}
-	if _, err := table.ownedKeys(ctx, "worker-a"); !errors.Is(err, errNoOwnerIndex) {
-		t.Fatalf("owned keys on a table without the owner index: %v, want errNoOwnerIndex", err)
-	}
+	var started time.Time
+	eventually.Succeeds(t, 60*time.Second, func() error {
+		var ok bool
+		if started, shard, ok = logs.first("lease hand-off started"); !ok {
+			return fmt.Errorf("worker-b started no hand-off")
+		}
+		return nil
+	})
+	eventually.Succeeds(t, 60*time.Second, func() error {
+		if !slices.Contains(b.w.HeldLeases(), shard) {
+			return fmt.Errorf("worker-b holds %v, not %s", b.w.HeldLeases(), shard)
+		}
+		return nil
+	})
+	return shard, time.Since(started)
 }
 
 // waitCountBalanced waits until the leases are spread with max - min <= 1 over the workers, none is being handed

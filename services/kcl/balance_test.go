@@ -52,29 +52,28 @@ func testTakeView(now time.Time, leases []Lease, balancing Balancing) takeView {
 	return v
 }
 
+// planCase is a take pass's situation and what it must plan.
+type planCase struct {
+	leases    []Lease
+	balancing Balancing // default: load
+	held      []string
+	stale     bool     // every counter last changed two failover times ago
+	unsettled []string // leases whose owner changed just now
+	cooldown  []string
+	take      int    // leases to take
+	takeFrom  string // owner of the leases to take ("" = unowned), checked when take > 0
+	handOff   string // owner of the lease to move here by hand-off; "" = none
+	handOffKB float64
+	notChild  bool // the lease "child" must not be planned
+}
+
 func TestPlanTakes(t *testing.T) {
-	now := time.Now()
-	tests := map[string]struct {
-		leases    []Lease
-		balancing Balancing // default: load
-		held      []string
-		stale     bool     // every counter last changed two failover times ago
-		unsettled []string // leases whose owner changed just now
-		cooldown  []string
-		take      int    // leases to take
-		takeFrom  string // owner of the leases to take ("" = unowned), checked when take > 0
-		handOff   string // owner of the lease to move here by hand-off; "" = none
-		handOffKB float64
-		notChild  bool // the lease "child" must not be planned
-	}{
+	runPlanCases(t, map[string]planCase{
 		"new leases: take my share": {leases: ownedLeases("", "", "", "", "", "", "", ""), take: 8},
 		"balance with two peers": {
 			leases: ownedLeases("b", "b", "b", "c", "c", "c", "", ""), take: 2, takeFrom: ""},
 		"at target: nothing": {
 			leases: ownedLeases("me", "me", "me", "b", "b", "b", "c", "c"), held: []string{"shard-a", "shard-b", "shard-c"}},
-		"move one from the most loaded": {leases: ownedLeases("b", "b", "b", "b", "b", "b", "c", "c"), handOff: "b"},
-		"no move when the busiest holds its share and I need one": {
-			leases: ownedLeases("b", "b", "b", "c", "c", "c", "me", "me"), held: []string{"shard-g", "shard-h"}},
 		"expired leases are free": {
 			leases: ownedLeases("dead", "dead", "dead", "dead"), stale: true, take: 4, takeFrom: "dead"},
 		"cooling down leases are skipped":          {leases: ownedLeases("", ""), cooldown: []string{"shard-a"}, take: 1},
@@ -91,6 +90,16 @@ func TestPlanTakes(t *testing.T) {
 				{Key: "parent", Owner: "b", Checkpoint: CheckpointShardEnd},
 				{Key: "child", ParentShardIDs: []string{"parent", "gone"}, Checkpoint: CheckpointTrimHorizon},
 			}, take: 1, takeFrom: ""},
+		"load: free leases until the mean is reached": {
+			leases: withThroughput(ownedLeases("b", "", "", "", ""), 2, 2, 2, 2, -1), take: 3, takeFrom: ""},
+	})
+}
+
+func TestPlanHandoffs(t *testing.T) {
+	runPlanCases(t, map[string]planCase{
+		"move one from the most loaded": {leases: ownedLeases("b", "b", "b", "b", "b", "b", "c", "c"), handOff: "b"},
+		"no move when the busiest holds its share and I need one": {
+			leases: ownedLeases("b", "b", "b", "c", "c", "c", "me", "me"), held: []string{"shard-g", "shard-h"}},
 		"a hand-off to me in progress: nothing more": {
 			leases: append(ownedLeases("b", "b", "b", "b", "b"),
 				Lease{Key: "moving", Owner: "me", CheckpointOwner: "b", Checkpoint: CheckpointTrimHorizon})},
@@ -111,14 +120,17 @@ func TestPlanTakes(t *testing.T) {
 			leases: ownedLeases("me", "b", "b", "c", "c", "c"), held: []string{"shard-a"}, handOff: "c"},
 		"load: within the band nothing moves": {
 			leases: withThroughput(ownedLeases("me", "me", "b", "b", "c"), 2.5, 2.4, 2.6, 2.5, 5.2), held: []string{"shard-a", "shard-b"}},
-		"load: free leases until the mean is reached": {
-			leases: withThroughput(ownedLeases("b", "", "", "", ""), 2, 2, 2, 2, -1), take: 3, takeFrom: ""},
 		"a lease that moved recently stays": {
 			leases:    ownedLeases("b", "b", "b", "b", "b", "b", "c", "c"),
 			unsettled: []string{"shard-a", "shard-b", "shard-c", "shard-d", "shard-e", "shard-f", "shard-g", "shard-h"}},
 		"no move while my own leases settle": {
 			leases: ownedLeases("me", "b", "b", "b", "b", "b"), held: []string{"shard-a"}, unsettled: []string{"shard-a"}},
-	}
+	})
+}
+
+// runPlanCases plans each case's take pass and checks the plan.
+func runPlanCases(t *testing.T, tests map[string]planCase) {
+	now := time.Now()
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			// GIVEN the leases as listed and this worker's view of them

@@ -25,13 +25,7 @@ import (
 // startHandoff starts the graceful hand-off of l from its owner to this worker.
 func (w *Worker) startHandoff(ctx context.Context, l Lease) {
 	from := l.Owner
-	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
-	err := w.table.startHandoff(callCtx, &l, w.cfg.WorkerID)
-	cancel()
-	if err != nil {
-		if !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
-			w.log.Warn("start hand-off failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
-		}
+	if !w.claim(ctx, "start hand-off", &l, w.table.startHandoff) {
 		return
 	}
 	w.mu.Lock()

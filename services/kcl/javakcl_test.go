@@ -46,18 +46,18 @@ func putPlainRecords(t *testing.T, kc *kinesis.Client, stream string, n int) (re
 	return recs, seqs
 }
 
-// javaLease is a lease item exactly as the Java KCL 3.x writes it (DynamoDBLeaseSerializer.toDynamoRecord), with
-// extra attributes.
-func javaLease(key, owner string, counter int, checkpoint, hashStart, hashEnd string, extra map[string]types.AttributeValue) map[string]types.AttributeValue {
+// javaLease is the lease of a shard exactly as the Java KCL 3.x writes it (DynamoDBLeaseSerializer.toDynamoRecord),
+// with extra attributes.
+func javaLease(shard ktypes.Shard, owner string, counter int, checkpoint string, extra map[string]types.AttributeValue) map[string]types.AttributeValue {
 	item := map[string]types.AttributeValue{
-		"leaseKey":                     attrS(key),
+		"leaseKey":                     attrS(aws.ToString(shard.ShardId)),
 		"leaseCounter":                 attrN(strconv.Itoa(counter)),
 		"leaseOwner":                   attrS(owner),
 		"ownerSwitchesSinceCheckpoint": attrN("0"),
 		"checkpoint":                   attrS(checkpoint),
 		"checkpointSubSequenceNumber":  attrN("0"),
-		"startingHashKey":              attrS(hashStart),
-		"endingHashKey":                attrS(hashEnd),
+		"startingHashKey":              attrS(aws.ToString(shard.HashKeyRange.StartingHashKey)),
+		"endingHashKey":                attrS(aws.ToString(shard.HashKeyRange.EndingHashKey)),
 		"entityType":                   attrS("LEASE"),
 	}
 	for k, v := range extra {
@@ -161,16 +161,11 @@ func TestJavaKCL3LeaseTableIsUnderstoodAndKept(t *testing.T) {
 	if err := table.CreateIfMissing(ctx); err != nil {
 		t.Fatal(err)
 	}
-	hash := func(s int) (string, string) {
-		return aws.ToString(shards[s].HashKeyRange.StartingHashKey), aws.ToString(shards[s].HashKeyRange.EndingHashKey)
-	}
-	start0, end0 := hash(0)
-	start1, end1 := hash(1)
 	key0, key1 := aws.ToString(shards[0].ShardId), aws.ToString(shards[1].ShardId)
 	seeded := append([]map[string]types.AttributeValue{
-		javaLease(key0, "java-worker-1", 7, seqs[0][39], start0, end0,
+		javaLease(shards[0], "java-worker-1", 7, seqs[0][39],
 			map[string]types.AttributeValue{"throughputKBps": attrN("2.5"), "x-team-note": attrS("keep me")}),
-		javaLease(key1, "worker-a", 11, seqs[1][29], start1, end1, map[string]types.AttributeValue{
+		javaLease(shards[1], "worker-a", 11, seqs[1][29], map[string]types.AttributeValue{
 			"throughputKBps": attrN("4"), "checkpointOwner": attrS("java-worker-2"), "x-custom": attrN("42")}),
 	}, javaEntities()...)
 	for _, item := range seeded {
@@ -214,9 +209,19 @@ func TestJavaKCL3LeaseTableIsUnderstoodAndKept(t *testing.T) {
 		t.Errorf("%d records of %s read while its Java owner still held it", n, key1)
 	}
 	// THEN every item it does not own is unchanged, and so is every attribute of the leases it does not own
+	checkItemsKept(t, client, table.Name(), seeded)
+	_, dups := c.distinct()
+	t.Logf("Java KCL 3.x table: resumed %s after its checkpoint and %s after its Java owner let go; %d records, %d duplicates; %d non-lease items and every unknown attribute unchanged",
+		key0, key1, len(want), dups, len(javaEntities()))
+}
+
+// checkItemsKept fails unless the table holds exactly the seeded items, each non-lease item unchanged and each lease
+// with every attribute unchanged but those a worker writes.
+func checkItemsKept(t *testing.T, client *dynamodb.Client, table string, seeded []map[string]types.AttributeValue) {
+	t.Helper()
 	owned := []string{AttrLeaseOwner, AttrLeaseCounter, AttrCheckpoint, AttrCheckpointSubSequenceNumber,
 		AttrOwnerSwitchesSinceCheckpoint, AttrThroughputKBps, AttrCheckpointOwner}
-	out, err := client.Scan(ctx, &dynamodb.ScanInput{TableName: aws.String(table.Name()), ConsistentRead: aws.Bool(true)})
+	out, err := client.Scan(context.Background(), &dynamodb.ScanInput{TableName: aws.String(table), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,21 +229,15 @@ func TestJavaKCL3LeaseTableIsUnderstoodAndKept(t *testing.T) {
 		t.Fatalf("%d items after the run, want the %d seeded", len(out.Items), len(seeded))
 	}
 	for _, want := range seeded {
-		got := rawItem(t, client, table.Name(), want["leaseKey"].(*types.AttributeValueMemberS).Value)
-		isLease := reflect.DeepEqual(want["entityType"], attrS("LEASE"))
+		got := rawItem(t, client, table, want[AttrLeaseKey].(*types.AttributeValueMemberS).Value)
+		isLease := reflect.DeepEqual(want[AttrEntityType], attrS(EntityTypeLease))
 		for name, v := range want {
-			if isLease && slices.Contains(owned, name) {
-				continue
-			}
-			if !reflect.DeepEqual(got[name], v) {
-				t.Errorf("item %s: %s = %#v after the run, want %#v unchanged", dump(want)["leaseKey"], name, got[name], v)
+			if !(isLease && slices.Contains(owned, name)) && !reflect.DeepEqual(got[name], v) {
+				t.Errorf("item %s: %s = %#v after the run, want %#v unchanged", dump(want)[AttrLeaseKey], name, got[name], v)
 			}
 		}
 		if !isLease && len(got) != len(want) {
-			t.Errorf("item %s: %v after the run, want %v", dump(want)["leaseKey"], dump(got), dump(want))
+			t.Errorf("item %s: %v after the run, want %v", dump(want)[AttrLeaseKey], dump(got), dump(want))
 		}
 	}
-	_, dups := c.distinct()
-	t.Logf("Java KCL 3.x table: resumed %s after its checkpoint and %s after its Java owner let go; %d records, %d duplicates; %d non-lease items and every unknown attribute unchanged",
-		key0, key1, len(want), dups, len(javaEntities()))
 }

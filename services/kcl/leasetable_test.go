@@ -98,7 +98,6 @@ func TestLeaseTableRawItems(t *testing.T) {
 		ParentShardIDs:  []string{"shardId-000000000000", "shardId-000000000001"},
 		StartingHashKey: "0", EndingHashKey: "170141183460469231731687303715884105727",
 	})
-
 	if err != nil || !created {
 		t.Fatalf("create = %v, %v; want true, nil", created, err)
 	}
@@ -111,6 +110,7 @@ func TestLeaseTableRawItems(t *testing.T) {
 		want map[string]types.AttributeValue
 	}
 	s, n, ss, base := attrS, attrN, attrSS, rawItemOfChild // short names for the table below
+	const seq = "49590338271490256608559692538361571095921575989136588898"
 	l, found, err := table.Get(ctx, "shardId-000000000002")
 	if err != nil || !found {
 		t.Fatalf("get = %v, %v", found, err)
@@ -129,23 +129,18 @@ func TestLeaseTableRawItems(t *testing.T) {
 		{"hand-off to worker-b started: the counter stays", step{func(l *Lease) error { return table.startHandoff(ctx, l, "worker-b") },
 			base(map[string]types.AttributeValue{"leaseCounter": n("3"), "leaseOwner": s("worker-b"), "checkpointOwner": s("worker-a"),
 				"throughputKBps": n("12.345679")})}},
-		{"checkpointed by the old owner inside an aggregate", step{func(l *Lease) error {
-			return table.checkpoint(ctx, l, "49590338271490256608559692538361571095921575989136588898", 7, nil)
-		}, base(map[string]types.AttributeValue{"leaseCounter": n("4"), "leaseOwner": s("worker-b"), "checkpointOwner": s("worker-a"),
-			"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
-			"checkpointSubSequenceNumber": n("7")})}},
+		{"checkpointed by the old owner inside an aggregate", step{func(l *Lease) error { return table.checkpoint(ctx, l, seq, 7, nil) },
+			base(map[string]types.AttributeValue{"leaseCounter": n("4"), "leaseOwner": s("worker-b"), "checkpointOwner": s("worker-a"),
+				"throughputKBps": n("12.345679"), "checkpoint": s(seq), "checkpointSubSequenceNumber": n("7")})}},
 		{"hand-off finished by the old owner", step{func(l *Lease) error { return table.finishHandoff(ctx, l) },
 			base(map[string]types.AttributeValue{"leaseCounter": n("5"), "leaseOwner": s("worker-b"), "ownerSwitchesSinceCheckpoint": n("1"),
-				"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
-				"checkpointSubSequenceNumber": n("7")})}},
+				"throughputKBps": n("12.345679"), "checkpoint": s(seq), "checkpointSubSequenceNumber": n("7")})}},
 		{"taken by worker-b, its new owner: no owner switch", step{func(l *Lease) error { return table.take(ctx, l, "worker-b") },
 			base(map[string]types.AttributeValue{"leaseCounter": n("6"), "leaseOwner": s("worker-b"), "ownerSwitchesSinceCheckpoint": n("1"),
-				"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
-				"checkpointSubSequenceNumber": n("7")})}},
+				"throughputKBps": n("12.345679"), "checkpoint": s(seq), "checkpointSubSequenceNumber": n("7")})}},
 		{"stolen by worker-c", step{func(l *Lease) error { return table.take(ctx, l, "worker-c") },
 			base(map[string]types.AttributeValue{"leaseCounter": n("7"), "leaseOwner": s("worker-c"), "ownerSwitchesSinceCheckpoint": n("2"),
-				"throughputKBps": n("12.345679"), "checkpoint": s("49590338271490256608559692538361571095921575989136588898"),
-				"checkpointSubSequenceNumber": n("7")})}},
+				"throughputKBps": n("12.345679"), "checkpoint": s(seq), "checkpointSubSequenceNumber": n("7")})}},
 		{"checkpointed at shard end", step{func(l *Lease) error {
 			return table.checkpoint(ctx, l, CheckpointShardEnd, 0, []string{"shardId-000000000005", "shardId-000000000006"})
 		}, base(map[string]types.AttributeValue{"leaseCounter": n("8"), "leaseOwner": s("worker-c"), "throughputKBps": n("12.345679"),
@@ -357,5 +352,26 @@ func TestCheckpointRemovesJavaPendingCheckpoint(t *testing.T) {
 	}
 	if got := item[AttrCheckpointSubSequenceNumber]; !reflect.DeepEqual(got, &types.AttributeValueMemberN{Value: "1"}) {
 		t.Errorf("checkpointSubSequenceNumber = %#v, want 1", got)
+	}
+}
+
+// createTableWithoutOwnerIndex creates a lease table as the Java KCL 2.x does: the hash key only.
+func createTableWithoutOwnerIndex(t *testing.T, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := testDynamo(t).CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		BillingMode:          types.BillingModePayPerRequest,
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(AttrLeaseKey), KeyType: types.KeyTypeHash}},
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(AttrLeaseKey), AttributeType: types.ScalarAttributeTypeS}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	table := mustTable(t, name)
+	if err := table.CreateIfMissing(ctx); err != nil { // waits until it is active
+		t.Fatal(err)
+	}
+	if _, err := table.ownedKeys(ctx, "worker-a"); !errors.Is(err, errNoOwnerIndex) {
+		t.Fatalf("owned keys on a table without the owner index: %v, want errNoOwnerIndex", err)
 	}
 }

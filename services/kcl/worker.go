@@ -447,17 +447,24 @@ func parentsDone(l Lease, byKey map[string]Lease) bool {
 	return true
 }
 
+// claim makes this worker the owner of l with write (a take, or the start of a hand-off), within RenewInterval. It
+// reports whether the write succeeded; a failure other than a lost race (another worker wrote the lease first) is
+// logged.
+func (w *Worker) claim(ctx context.Context, op string, l *Lease, write func(context.Context, *Lease, string) error) bool {
+	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
+	defer cancel()
+	err := write(callCtx, l, w.cfg.WorkerID)
+	if err != nil && !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
+		w.log.Warn(op+" failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
+	}
+	return err == nil
+}
+
 // takeOne takes a lease (conditional on the counter read) and starts its consumer.
 func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	previous := l.Owner
 	start := time.Now()
-	callCtx, cancelCall := context.WithTimeout(ctx, w.cfg.RenewInterval)
-	err := w.table.take(callCtx, &l, w.cfg.WorkerID)
-	cancelCall()
-	if err != nil {
-		if !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
-			w.log.Warn("take lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
-		}
+	if !w.claim(ctx, "take lease", &l, w.table.take) {
 		return
 	}
 	w.metrics.count(MetricLeasesTaken, telemetry.UnitCount, 1)
