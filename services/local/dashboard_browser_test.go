@@ -84,6 +84,16 @@ func TestDashboardShowsTheLoadLive(t *testing.T) {
 		t.Errorf("the page did not refresh during the load (updated %s both times)", last)
 	}
 	saveScreenshot(ctx, t, os.Getenv("DASHBOARD_SCREENSHOT"))
+	// AND on a phone's screen every chart fits the width: nothing to scroll sideways
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844)); err != nil {
+		t.Fatal(err)
+	}
+	eventually.Succeeds(t, 10*time.Second, func() error {
+		if wide := pageValue(ctx, t, `document.documentElement.scrollWidth > window.innerWidth`); wide != "false" {
+			return fmt.Errorf("the page is wider than a 390 px phone screen")
+		}
+		return nil
+	})
 	r.stopAndCheckNothingLeft(t)
 }
 
