@@ -6,9 +6,12 @@
 //  1. Below MinShards or above MaxShards: move towards the bound (UpdateShardCount).
 //  2. No known write datapoint within MaxDataAge: do nothing (missing data is unknown load, never zero load).
 //  3. Scale up at once when utilisation is above ScaleUpUtilisation for ScaleUpMinutes consecutive minutes, or when
-//     any write was throttled, both counted only on minutes after the last action settled, unless shard-level metrics show the throttling comes
-//     from one hot shard while the stream as a whole is below the threshold (then rule 4). The new count is sized
-//     for TargetUtilisation, or ScarceCallsTargetUtilisation when the call would leave fewer than ScaleUpReserve.
+//     any write was throttled, both counted only on minutes after the last action settled, unless shard-level
+//     metrics show the throttling comes from one hot shard while the stream as a whole is below the threshold (then
+//     rule 4); or when a rising load, predicted over the lead time (the newest datapoint's age, ReshardDuration and
+//     the minute to the next decision), would be above ScaleUpUtilisation before a resize decided later could land.
+//     The new count is sized for the load predicted GrowthHorizon beyond the lead time at TargetUtilisation, or
+//     ScarceCallsTargetUtilisation when the call would leave fewer than ScaleUpReserve.
 //  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
 //     midpoint of its hash range.
 //  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
@@ -70,6 +73,7 @@ const (
 	RuleNoData          Rule = "no_recent_data"
 	RuleScaleUp         Rule = "scale_up_utilisation"
 	RuleThrottled       Rule = "scale_up_throttled"
+	RuleScaleUpTrend    Rule = "scale_up_trend"
 	RuleAtMax           Rule = "at_max_shards"
 	RuleCallLimit       Rule = "update_limit_reached"
 	RuleHotShard        Rule = "hot_shard_split"
@@ -87,15 +91,18 @@ type Config struct {
 	MinShards int
 	// MaxShards is the most open shards. Default: 16 (the blog's Scaling Utils maximum).
 	MaxShards int
-	// ScaleUpUtilisation triggers a scale-up when exceeded for ScaleUpMinutes consecutive minutes. Default: 0.70.
+	// ScaleUpUtilisation triggers a scale-up when exceeded for ScaleUpMinutes consecutive minutes. Default: 0.75, the
+	// blog's Scaling Utils threshold: at 0.70 a stream pays for a tenth more shards than at 0.75 in steady state, and
+	// the simulation showed Scaling Utils spending fewer shard-hours than a 0.70 policy while throttling fewer
+	// minutes on a load step (see lambda/autoscaler/simulate).
 	ScaleUpUtilisation float64
 	// ScaleUpMinutes is how many consecutive known minutes must be above ScaleUpUtilisation. Default: 2.
 	ScaleUpMinutes int
 	// TargetUtilisation is what a new shard count is sized for, in both directions, and the most two merged shards
-	// may carry together. It sits just below ScaleUpUtilisation: a policy that must scale up at 70 % cannot run its
-	// steady state above 70 %, so every point below that is paid in shard-hours, while the gap to the threshold is
-	// the hysteresis (the load must grow by 70/65 - 1 = 8 % before a resized stream scales up again) and the gap to
-	// ScaleDownUtilisation keeps a scale-down from being followed by the opposite action. Default: 0.65.
+	// may carry together. It sits just below ScaleUpUtilisation: a policy that must scale up at 75 % cannot run its
+	// steady state above 75 %, so every point below that is paid in shard-hours, while the gap to the threshold is
+	// the hysteresis (the load must grow by 75/70 - 1 = 7 % before a resized stream scales up again) and the gap to
+	// ScaleDownUtilisation keeps a scale-down from being followed by the opposite action. Default: 0.70.
 	TargetUtilisation float64
 	// ScarceCallsTargetUtilisation replaces TargetUtilisation for a scale-up that leaves fewer than ScaleUpReserve
 	// UpdateShardCount calls in the rolling 24 hours: while calls are scarce each one buys more headroom, so a
@@ -114,9 +121,13 @@ type Config struct {
 	MaxMissingMinutes int
 	// MaxDataAge is how old the newest known minute may be for the policy to act on utilisation. Default: 5 minutes.
 	MaxDataAge time.Duration
-	// GrowthHorizon is how far ahead a scale-up extrapolates a rising load, so that a ramp costs few calls.
-	// Default: 10 minutes.
+	// GrowthHorizon is how far beyond the lead time a scale-up extrapolates a rising load, so that a ramp costs few
+	// calls. Default: 10 minutes.
 	GrowthHorizon time.Duration
+	// ReshardDuration is how long an UpdateShardCount takes before the new shards carry writes. With the age of the
+	// newest datapoint it is the lead time: how far ahead a scale-up must predict the load (rule 3). Kinesis takes
+	// seconds to minutes, more for more shards. Default: 4 minutes.
+	ReshardDuration time.Duration
 	// UpdateShardCountLimit is how many UpdateShardCount calls Kinesis allows per rolling 24 hours. Default: 10.
 	UpdateShardCountLimit int
 	// ScaleUpReserve is how many of those calls scale-downs never use, so a scale-up is always possible.
@@ -139,9 +150,9 @@ type Policy struct {
 func New(cfg Config) (*Policy, error) {
 	cfg.MinShards = cmp.Or(cfg.MinShards, 1)
 	cfg.MaxShards = cmp.Or(cfg.MaxShards, 16)
-	cfg.ScaleUpUtilisation = cmp.Or(cfg.ScaleUpUtilisation, 0.70)
+	cfg.ScaleUpUtilisation = cmp.Or(cfg.ScaleUpUtilisation, 0.75)
 	cfg.ScaleUpMinutes = cmp.Or(cfg.ScaleUpMinutes, 2)
-	cfg.TargetUtilisation = cmp.Or(cfg.TargetUtilisation, 0.65)
+	cfg.TargetUtilisation = cmp.Or(cfg.TargetUtilisation, 0.70)
 	cfg.ScaleDownUtilisation = cmp.Or(cfg.ScaleDownUtilisation, 0.35)
 	// After TargetUtilisation: its default follows the target's.
 	cfg.ScarceCallsTargetUtilisation = cmp.Or(cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
@@ -150,6 +161,7 @@ func New(cfg Config) (*Policy, error) {
 	cfg.MaxMissingMinutes = cmp.Or(cfg.MaxMissingMinutes, 2)
 	cfg.MaxDataAge = cmp.Or(cfg.MaxDataAge, 5*time.Minute)
 	cfg.GrowthHorizon = cmp.Or(cfg.GrowthHorizon, 10*time.Minute)
+	cfg.ReshardDuration = cmp.Or(cfg.ReshardDuration, 4*time.Minute)
 	cfg.UpdateShardCountLimit = cmp.Or(cfg.UpdateShardCountLimit, 10)
 	cfg.ScaleUpReserve = cmp.Or(cfg.ScaleUpReserve, 3)
 	cfg.HotShardUtilisation = cmp.Or(cfg.HotShardUtilisation, 0.90)
@@ -180,9 +192,9 @@ func New(cfg Config) (*Policy, error) {
 	if cfg.MaxMissingMinutes < 0 || cfg.MaxMissingMinutes >= cfg.ScaleDownMinutes {
 		bad("MaxMissingMinutes is %d, want 0 to ScaleDownMinutes-1 (%d)", cfg.MaxMissingMinutes, cfg.ScaleDownMinutes-1)
 	}
-	if cfg.ScaleDownCooldown < 0 || cfg.MaxDataAge < time.Minute || cfg.GrowthHorizon < 0 {
-		bad("ScaleDownCooldown %v, MaxDataAge %v, GrowthHorizon %v: want cooldown >= 0, data age >= 1m, horizon >= 0",
-			cfg.ScaleDownCooldown, cfg.MaxDataAge, cfg.GrowthHorizon)
+	if cfg.ScaleDownCooldown < 0 || cfg.MaxDataAge < time.Minute || cfg.GrowthHorizon < 0 || cfg.ReshardDuration < 0 {
+		bad("ScaleDownCooldown %v, MaxDataAge %v, GrowthHorizon %v, ReshardDuration %v: want cooldown >= 0, data age >= 1m, horizon and reshard duration >= 0",
+			cfg.ScaleDownCooldown, cfg.MaxDataAge, cfg.GrowthHorizon, cfg.ReshardDuration)
 	}
 	if cfg.UpdateShardCountLimit < 2 || cfg.ScaleUpReserve < 1 || cfg.ScaleUpReserve >= cfg.UpdateShardCountLimit {
 		bad("UpdateShardCountLimit %d and ScaleUpReserve %d: want limit >= 2 and 1 <= reserve < limit",
@@ -506,14 +518,15 @@ func (p *Policy) scaleUp(s *situation) *Decision {
 	case s.used >= c.UpdateShardCountLimit:
 		return s.none(RuleCallLimit, "%s, but all %d UpdateShardCount calls of the last 24 h are used", cause, s.used)
 	}
-	target, sizing := p.scaleUpTarget(s)
+	target, sizing := p.scaleUpTarget(s, rule)
 	return s.update(rule, target, "%s; %s", cause, sizing)
 }
 
 // scaleUpCause says why the stream must grow, or returns an empty cause when it need not: utilisation above
-// ScaleUpUtilisation for ScaleUpMinutes consecutive minutes of the current layout (RuleScaleUp), or else throttling
+// ScaleUpUtilisation for ScaleUpMinutes consecutive minutes of the current layout (RuleScaleUp); else throttling
 // in the throttle window, unless a hot shard explains it while the stream as a whole is below the threshold
-// (RuleThrottled; rule 4 splits the hot shard then).
+// (RuleThrottled; rule 4 splits the hot shard then); else a rising load that, predicted over the lead time (see
+// leadTime), would be above ScaleUpUtilisation before a scale-up decided later could land (RuleScaleUpTrend).
 func (p *Policy) scaleUpCause(s *situation) (Rule, string) {
 	c := p.cfg
 	// Only minutes measured on the current layout count: right after a scale-up the minutes before it settled still
@@ -524,18 +537,44 @@ func (p *Policy) scaleUpCause(s *situation) (Rule, string) {
 		}
 	}
 	throttled := s.stream.throttledSince(s.throttleSince)
-	if throttled > 0 && (s.hot == nil || s.utilisation > c.ScaleUpUtilisation) {
+	switch {
+	case throttled > 0 && (s.hot == nil || s.utilisation > c.ScaleUpUtilisation):
 		return RuleThrottled, fmt.Sprintf("%.0f records throttled in a minute at %.0f%% stream utilisation", throttled, 100*s.utilisation)
+	case throttled > 0:
+		return "", "" // a hot shard explains it: rule 4 splits that shard, which a stream-wide resize would not fix
 	}
-	return "", ""
+	return p.trendCause(s)
 }
 
-// scaleUpTarget sizes a scale-up and says how: the projected load (projectedLoad) at TargetUtilisation, or at
-// ScarceCallsTargetUtilisation when the call leaves fewer than ScaleUpReserve calls; at least one shard more, at
-// most double the shards and MaxShards.
-func (p *Policy) scaleUpTarget(s *situation) (int, string) {
+// trendCause is the trend part of scaleUpCause: a rising load (see series.growth) predicted above
+// ScaleUpUtilisation of the open shards at the end of the lead time.
+func (p *Policy) trendCause(s *situation) (Rule, string) {
+	g := s.stream.growth()
+	if g.perMinute <= 0 {
+		return "", ""
+	}
+	// A load already above the threshold is the level rule's to judge (it waits for minutes of the current layout);
+	// this rule acts on what is not yet there.
+	threshold := p.cfg.ScaleUpUtilisation * float64(s.n)
+	lead := p.leadTime(s.in.Now, s.stream[len(s.stream)-1])
+	predicted := loadIn(s.stream, g, lead)
+	if load(s.stream[len(s.stream)-1]) > threshold || predicted <= threshold {
+		return "", ""
+	}
+	kind := "the newest minute jumped above the band of the ten before"
+	if g.confirmed {
+		kind = "a ramp over the last minutes"
+	}
+	return RuleScaleUpTrend, fmt.Sprintf("load rising %.2f shards per minute (%s) is predicted at %.0f%% of %d shards in %v, when a resize decided later could land",
+		g.perMinute, kind, 100*predicted/float64(s.n), s.n, lead.Round(time.Second))
+}
+
+// scaleUpTarget sizes a scale-up made by rule and says how: the projected load (projectedLoad) at
+// TargetUtilisation, or at ScarceCallsTargetUtilisation when the call leaves fewer than ScaleUpReserve calls; at
+// least one shard more, at most double the shards and MaxShards.
+func (p *Policy) scaleUpTarget(s *situation, rule Rule) (int, string) {
 	c := p.cfg
-	need := p.projectedLoad(s.stream)
+	need := p.projectedLoad(s, rule == RuleScaleUpTrend)
 	target, scarce := c.TargetUtilisation, ""
 	if left := c.UpdateShardCountLimit - s.used - 1; left < c.ScaleUpReserve {
 		target = c.ScarceCallsTargetUtilisation
@@ -626,50 +665,6 @@ func (p *Policy) mergeColdNeighbours(s *situation) *Decision {
 func (p *Policy) steady(s *situation) Decision {
 	c := p.cfg
 	return *s.none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*s.utilisation, s.n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
-}
-
-// projectedLoad is the load a scale-up is sized for: the highest load of the last five minutes, plus GrowthHorizon
-// times the per-minute rise when the load has been rising steadily (a step or noise is not a ramp).
-func (p *Policy) projectedLoad(s series) float64 {
-	tail := s
-	if len(tail) > 5 {
-		tail = tail[len(tail)-5:]
-	}
-	peak := 0.0
-	var rises []float64
-	for i, m := range tail {
-		peak = max(peak, load(m))
-		if i > 0 && m.Start.Sub(tail[i-1].Start) == time.Minute {
-			rises = append(rises, load(m)-load(tail[i-1]))
-		}
-	}
-	if len(rises) < 3 {
-		return peak
-	}
-	slices.Sort(rises)
-	// Both estimates must agree that the load rises: the median rise ignores a single jump (a step), the
-	// least-squares slope ignores minute-to-minute noise that the median of a few rises does not.
-	slope := min(rises[len(rises)/2], leastSquaresSlope(tail))
-	if slope <= 0 {
-		return peak
-	}
-	return max(peak, load(tail[len(tail)-1])+slope*p.cfg.GrowthHorizon.Minutes())
-}
-
-// leastSquaresSlope is the fitted per-minute change of load over the minutes of s.
-func leastSquaresSlope(s series) float64 {
-	var sx, sy, sxx, sxy float64
-	for _, m := range s {
-		x := m.Start.Sub(s[0].Start).Minutes()
-		y := load(m)
-		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
-	}
-	n := float64(len(s))
-	den := n*sxx - sx*sx
-	if den == 0 {
-		return 0
-	}
-	return (n*sxy - sx*sy) / den
 }
 
 // hotShard returns the busiest shard that is over HotShardUtilisation for ScaleUpMinutes minutes or throttled,

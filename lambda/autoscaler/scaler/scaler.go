@@ -33,11 +33,11 @@ const (
 	EnvMinShards = "AUTOSCALER_MIN_SHARDS"
 	// EnvMaxShards is policy.Config.MaxShards. Default: 16.
 	EnvMaxShards = "AUTOSCALER_MAX_SHARDS"
-	// EnvScaleUpUtilisation is policy.Config.ScaleUpUtilisation as a fraction (0.70). Default: 0.70.
+	// EnvScaleUpUtilisation is policy.Config.ScaleUpUtilisation as a fraction (0.75). Default: 0.75.
 	EnvScaleUpUtilisation = "AUTOSCALER_SCALE_UP_UTILISATION"
 	// EnvScaleUpMinutes is policy.Config.ScaleUpMinutes. Default: 2.
 	EnvScaleUpMinutes = "AUTOSCALER_SCALE_UP_MINUTES"
-	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.65.
+	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.70.
 	EnvTargetUtilisation = "AUTOSCALER_TARGET_UTILISATION"
 	// EnvScarceCallsTargetUtilisation is policy.Config.ScarceCallsTargetUtilisation. Default: 0.50.
 	EnvScarceCallsTargetUtilisation = "AUTOSCALER_SCARCE_CALLS_TARGET_UTILISATION"

@@ -66,17 +66,9 @@ func run(w io.Writer, set Settings, cfg policy.Config, actions bool, seeds int) 
 	if seeds < 1 {
 		return nil
 	}
-	spread := make([][]Row, len(Traces()))
-	for seed := uint64(1); seed <= uint64(seeds); seed++ {
-		s := set
-		s.Seed = seed
-		for i, tr := range Traces() {
-			row, err := Simulate(tr, p, s, nil)
-			if err != nil {
-				return fmt.Errorf("trace %q, seed %d: %w", tr.Name, seed, err)
-			}
-			spread[i] = append(spread[i], row)
-		}
+	spread, err := SimulateSeeds(Traces(), p, set, seeds)
+	if err != nil {
+		return err
 	}
 	return printSpread(w, spread, p.Config())
 }

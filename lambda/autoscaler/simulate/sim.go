@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync"
 	"time"
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
@@ -314,6 +315,30 @@ func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, err
 	row.OracleAtScaleUp = oracleHours(tr, set, p.Config().ScaleUpUtilisation)
 	row.RulesFloor = rulesFloorHours(tr, set, floorRulesOf(p.Config()))
 	return row, nil
+}
+
+// SimulateSeeds runs Simulate for every trace with seeds 1..seeds (set's other settings unchanged), the traces in
+// parallel, and returns the rows by trace, then by seed.
+func SimulateSeeds(traces []Trace, p *policy.Policy, set Settings, seeds int) ([][]Row, error) {
+	rows := make([][]Row, len(traces))
+	errs := make([]error, len(traces))
+	var wg sync.WaitGroup
+	for i, tr := range traces {
+		wg.Go(func() {
+			for seed := uint64(1); seed <= uint64(seeds); seed++ {
+				s := set
+				s.Seed = seed
+				row, err := Simulate(tr, p, s, nil)
+				if err != nil {
+					errs[i] = fmt.Errorf("trace %q, seed %d: %w", tr.Name, seed, err)
+					return
+				}
+				rows[i] = append(rows[i], row)
+			}
+		})
+	}
+	wg.Wait()
+	return rows, errors.Join(errs...)
 }
 
 // noise is a deterministic load wobble in [-amp, amp].

@@ -168,58 +168,7 @@ func TestPolicyStaysWithinKinesisLimits(t *testing.T) {
 				t.Errorf("policy reached %d shards, above the maximum", row.Policy.MaxShards)
 			}
 			if row.Oracle > row.OracleAtScaleUp || row.Oracle <= 0 {
-				t.Errorf("oracle %.1f shard-hours should be positive and below the 70%% oracle %.1f", row.Oracle, row.OracleAtScaleUp)
-			}
-		})
-	}
-}
-
-// TestPolicyFigures pins what the policy reaches on each trace over a few seeds, so a change that loses ground
-// fails: fewer throttled minutes than Scaling Utils where that is possible, the floor where it is not (a step
-// beyond capacity throttles for the metric latency plus the UpdateShardCount delay whatever reads CloudWatch; a
-// 5-minute spike is over before any resize lands; nothing throttles on a decay), and how close its shard-hours come
-// to the rules floor, the least any controller keeping the thresholds can spend.
-func TestPolicyFigures(t *testing.T) {
-	t.Parallel()
-	p, err := policy.New(policy.Config{MaxShards: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := Settings{}.withDefaults()
-	floor := set.MetricLatency + set.UpdateDelay
-	tests := map[string]struct {
-		fewerThanSU  bool
-		maxThrottled int // when not fewerThanSU
-		maxVsFloor   float64
-	}{
-		"2x step":            {maxThrottled: floor, maxVsFloor: 1.12},
-		"10x ramp over 1h":   {fewerThanSU: true, maxVsFloor: 1.08},
-		"diurnal day":        {fewerThanSU: true, maxVsFloor: 1.12},
-		"5x spike for 5 min": {maxThrottled: 5, maxVsFloor: 1.06},
-		"slow decay":         {maxThrottled: 0, maxVsFloor: 1.12},
-		"one hot key":        {fewerThanSU: true, maxVsFloor: 1.25},
-	}
-	for _, tr := range Traces() {
-		tc, ok := tests[tr.Name]
-		if !ok {
-			t.Fatalf("no expectation for trace %q", tr.Name)
-		}
-		t.Run(tr.Name, func(t *testing.T) {
-			for seed := uint64(1); seed <= 3; seed++ {
-				row, err := Simulate(tr, p, Settings{Seed: seed}, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				pol, su := row.Policy.ThrottledMinutes, row.ScalingUtils.ThrottledMinutes
-				if tc.fewerThanSU && pol >= su {
-					t.Errorf("seed %d: %d throttled minutes, Scaling Utils %d", seed, pol, su)
-				}
-				if !tc.fewerThanSU && pol > tc.maxThrottled {
-					t.Errorf("seed %d: %d throttled minutes, want at most %d", seed, pol, tc.maxThrottled)
-				}
-				if r := row.Policy.ShardHours / row.RulesFloor; r > tc.maxVsFloor {
-					t.Errorf("seed %d: %.2fx the rules floor, want at most %.2fx", seed, r, tc.maxVsFloor)
-				}
+				t.Errorf("oracle %.1f shard-hours should be positive and below the oracle at the scale-up threshold %.1f", row.Oracle, row.OracleAtScaleUp)
 			}
 		})
 	}
