@@ -16,9 +16,14 @@
 //     midpoint of its hash range.
 //  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
 //     action, and only while more than ScaleUpReserve UpdateShardCount calls remain in the rolling 24 hours.
-//  6. Merge two adjacent cold shards (shard-level metrics) whose combined load stays below TargetUtilisation. Merges
-//     cost no UpdateShardCount call; a merge that follows a merge continues the same scale-down and is not held by
-//     the cool-down (each pair must still have been cold for the whole hold window).
+//  6. Merge two adjacent shards (shard-level metrics) whose combined load stayed below the merge limit (halfway
+//     from TargetUtilisation to ScaleUpUtilisation) for the hold window while the stream fits in one shard fewer at
+//     TargetUtilisation, the pair that fills one shard best; never the two halves of one split. Merges cost no UpdateShardCount call; a merge that follows a
+//     merge or split continues the same reshaping and is not held by the cool-down (each pair must still fit for
+//     the whole hold window; a shard new from a split or merge borrows its parents' minutes from before it existed).
+//  7. Carve: when three adjacent shards carry together less than two shards' worth at the merge limit but no two of
+//     them fit in one (a hot key's split leaves such a cold half), split the middle one at the point its load
+//     divides to fill each outer one to half the three's load; rule 6 then merges the pieces into their neighbours.
 //
 // Utilisation of a minute is the largest of four ratios against the open shards' capacity: written bytes against
 // 1 MiB/s per shard, written records against 1000/s per shard, GetRecords bytes (shared by every polling consumer)
@@ -67,22 +72,23 @@ type Rule string
 
 // Rules.
 const (
-	RuleNoShards        Rule = "no_open_shards"
-	RuleBelowMin        Rule = "below_min_shards"
-	RuleAboveMax        Rule = "above_max_shards"
-	RuleNoData          Rule = "no_recent_data"
-	RuleScaleUp         Rule = "scale_up_utilisation"
-	RuleThrottled       Rule = "scale_up_throttled"
-	RuleScaleUpTrend    Rule = "scale_up_trend"
-	RuleAtMax           Rule = "at_max_shards"
-	RuleCallLimit       Rule = "update_limit_reached"
-	RuleHotShard        Rule = "hot_shard_split"
-	RuleScaleDown       Rule = "scale_down"
-	RuleCooldown        Rule = "cooldown"
-	RuleReserve         Rule = "scale_down_reserve"
-	RuleNotEnoughData   Rule = "scale_down_not_enough_data"
-	RuleColdShardsMerge Rule = "cold_shards_merge"
-	RuleSteady          Rule = "steady"
+	RuleNoShards      Rule = "no_open_shards"
+	RuleBelowMin      Rule = "below_min_shards"
+	RuleAboveMax      Rule = "above_max_shards"
+	RuleNoData        Rule = "no_recent_data"
+	RuleScaleUp       Rule = "scale_up_utilisation"
+	RuleThrottled     Rule = "scale_up_throttled"
+	RuleScaleUpTrend  Rule = "scale_up_trend"
+	RuleAtMax         Rule = "at_max_shards"
+	RuleCallLimit     Rule = "update_limit_reached"
+	RuleHotShard      Rule = "hot_shard_split"
+	RuleScaleDown     Rule = "scale_down"
+	RuleCooldown      Rule = "cooldown"
+	RuleReserve       Rule = "scale_down_reserve"
+	RuleNotEnoughData Rule = "scale_down_not_enough_data"
+	RuleMergeShards   Rule = "merge_shards"
+	RuleCarve         Rule = "carve_split"
+	RuleSteady        Rule = "steady"
 )
 
 // Config tunes the policy. The zero value of every field means its documented default.
@@ -236,6 +242,11 @@ type Shard struct {
 	StartingHashKey *big.Int
 	// EndingHashKey is the highest hash key the shard owns.
 	EndingHashKey *big.Int
+	// ParentShardID is the shard this one was split from, or the first of the two it was merged from; "" for a
+	// shard the stream was created with.
+	ParentShardID string
+	// AdjacentParentShardID is the second of the two shards this one was merged from; "" otherwise.
+	AdjacentParentShardID string
 }
 
 // Input is everything one decision is made from.
@@ -246,8 +257,12 @@ type Input struct {
 	Shards []Shard
 	// Stream are the stream-level minutes; order does not matter, minutes without any datapoint may be absent.
 	Stream []Minute
-	// ShardMinutes are shard-level write minutes keyed by shard ID; nil when shard-level metrics are off.
+	// ShardMinutes are shard-level write minutes keyed by shard ID, of the open shards and of ClosedShards; nil when
+	// shard-level metrics are off.
 	ShardMinutes map[string][]Minute
+	// ClosedShards are closed parents of open shards, with their hash ranges: with their minutes, a shard new from a
+	// split or merge has a history from before it existed. May be empty.
+	ClosedShards []Shard
 	// History is the autoscaler's record of its own actions.
 	History History
 }
@@ -393,7 +408,10 @@ func (p *Policy) Decide(in Input) Decision {
 	if d := p.scaleDown(s); d != nil { // rule 5
 		return *d
 	}
-	if d := p.mergeColdNeighbours(s); d != nil { // rule 6
+	if d := p.mergeNeighbours(s); d != nil { // rule 6
+		return *d
+	}
+	if d := p.carve(s); d != nil { // rule 7
 		return *d
 	}
 	return p.steady(s)
@@ -422,6 +440,8 @@ type situation struct {
 	// hot is the shard rule 4 splits, nil when none is hot; hotReason says why it is hot.
 	hot       *Shard
 	hotReason string
+	// hold is the stream's load over the scale-down hold window.
+	hold holdWindow
 }
 
 // newSituation works out what every rule reads; the load is measured later, by measureLoad.
@@ -438,6 +458,7 @@ func (p *Policy) measureLoad(s *situation) {
 		s.throttleSince = recent
 	}
 	s.hot, s.hotReason = p.hotShard(s.in, s.throttleSince)
+	s.hold = p.holdWindow(s)
 }
 
 // decision is the decision every rule starts from: no action, the shard and call counts, and the utilisation (0
@@ -626,7 +647,7 @@ func (p *Policy) scaleDown(s *situation) *Decision {
 	if s.n <= c.MinShards {
 		return nil
 	}
-	h := p.holdWindow(s)
+	h := s.hold
 	if !h.low || h.target >= s.n {
 		return nil
 	}
@@ -634,13 +655,13 @@ func (p *Policy) scaleDown(s *situation) *Decision {
 	case h.missing > c.MaxMissingMinutes:
 		return s.none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", h.missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
 	case p.coolingDown(s):
-		if m := p.coldPair(s.in); m != nil && s.in.History.LastActionKind == ActionMergeShards {
+		if m := p.mergePair(s); m != nil && s.in.History.LastActionKind == ActionMergeShards {
 			return p.merge(s, m, "continuing a scale-down by merges (the cool-down does not apply between merges)")
 		}
 		sinceAction := s.in.Now.Sub(s.in.History.LastAction)
 		return s.none(RuleCooldown, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but the last action was %v ago (cool-down %v)", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, sinceAction.Round(time.Second), c.ScaleDownCooldown)
 	case s.used >= c.UpdateShardCountLimit-c.ScaleUpReserve:
-		if m := p.coldPair(s.in); m != nil {
+		if m := p.mergePair(s); m != nil {
 			return p.merge(s, m, fmt.Sprintf("stream is below %.0f%% but only the %d UpdateShardCount calls reserved for scale-ups remain, so merging instead", 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-s.used))
 		}
 		return s.none(RuleReserve, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but only the %d UpdateShardCount calls reserved for scale-ups remain", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-s.used)
@@ -648,192 +669,21 @@ func (p *Policy) scaleDown(s *situation) *Decision {
 	return s.update(RuleScaleDown, h.target, "peak utilisation %.0f%% over the last %d minutes is below %.0f%%; peak load %.2f shards at %.0f%% target gives %d shards (was %d)", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, h.peak, 100*c.TargetUtilisation, h.target, s.n)
 }
 
-// mergeColdNeighbours is rule 6: merge the coldest adjacent pair (see coldPair) once the cool-down is over, or right
-// after a merge (one scale-down carried out a pair at a time).
-func (p *Policy) mergeColdNeighbours(s *situation) *Decision {
-	if p.coolingDown(s) && s.in.History.LastActionKind != ActionMergeShards {
+// mergeNeighbours is rule 6: merge the best-fitting adjacent pair (see mergePair) once the cool-down is over, or
+// right after a merge or split (one reshaping carried out a step at a time).
+func (p *Policy) mergeNeighbours(s *situation) *Decision {
+	if p.coolingDown(s) && !rebalancing(s.in.History.LastActionKind) {
 		return nil
 	}
-	m := p.coldPair(s.in)
+	m := p.mergePair(s)
 	if m == nil {
 		return nil
 	}
-	return p.merge(s, m, "two adjacent shards are cold")
+	return p.merge(s, m, "two adjacent shards fit in one")
 }
 
 // steady is the decision when no rule applies: the load is within the thresholds, or what is off cannot be acted on.
 func (p *Policy) steady(s *situation) Decision {
 	c := p.cfg
 	return *s.none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*s.utilisation, s.n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
-}
-
-// hotShard returns the busiest shard that is over HotShardUtilisation for ScaleUpMinutes minutes or throttled,
-// if it can still be split.
-func (p *Policy) hotShard(in Input, since time.Time) (*Shard, string) {
-	c := p.cfg
-	var best *Shard
-	var bestLoad float64
-	reason := ""
-	for i := range in.Shards {
-		sh := &in.Shards[i]
-		s := known(in.ShardMinutes[sh.ID])
-		if len(s) == 0 || in.Now.Sub(s[len(s)-1].Start) > c.MaxDataAge || !splittable(*sh, c.MaxShards) {
-			continue
-		}
-		l := load(s[len(s)-1])
-		why := ""
-		if th := s.throttledSince(since); th > 0 {
-			why = fmt.Sprintf("shard %s throttled %.0f records in a minute (load %.0f%% of one shard)", sh.ID, th, 100*l)
-		} else if tail := s.lastConsecutive(c.ScaleUpMinutes); tail != nil {
-			if low := tail.lowestLoad(); low > c.HotShardUtilisation {
-				why = fmt.Sprintf("shard %s above %.0f%% of one shard for %d minutes (lowest %.0f%%)", sh.ID, 100*c.HotShardUtilisation, c.ScaleUpMinutes, 100*low)
-			}
-		}
-		if why != "" && (best == nil || l > bestLoad) {
-			best, bestLoad, reason = sh, l, why
-		}
-	}
-	return best, reason
-}
-
-// splittable reports whether a shard is still wide enough to split. Splitting halves the range; a single partition
-// key above one shard's limit can never be fixed by resharding, and this bound stops chasing it.
-func splittable(sh Shard, maxShards int) bool {
-	if sh.StartingHashKey == nil || sh.EndingHashKey == nil {
-		return false
-	}
-	width := new(big.Int).Sub(sh.EndingHashKey, sh.StartingHashKey)
-	minWidth := new(big.Int).Lsh(big.NewInt(1), 128)
-	minWidth.Div(minWidth, big.NewInt(int64(4*maxShards)))
-	return width.Cmp(minWidth) >= 0
-}
-
-// Midpoint returns the split point of a hash range: the first key of the upper half.
-func Midpoint(start, end *big.Int) *big.Int {
-	w := new(big.Int).Sub(end, start)
-	w.Add(w, big.NewInt(1))
-	w.Rsh(w, 1)
-	return w.Add(w, start)
-}
-
-// splitPoint is where a hot shard is split: the midpoint of its hash range, which halves the load of keys spread
-// evenly over it. A split point chosen from the shard's load is decided here.
-func splitPoint(sh Shard) *big.Int {
-	return Midpoint(sh.StartingHashKey, sh.EndingHashKey)
-}
-
-// split is a decision to split shard sh at its splitPoint.
-func (p *Policy) split(s *situation, sh Shard, reason string) *Decision {
-	d := s.decision()
-	d.Action, d.Rule = ActionSplitShard, RuleHotShard
-	d.ShardID = sh.ID
-	d.NewStartingHashKey = splitPoint(sh).String()
-	d.TargetShardCount = s.n + 1
-	d.Reason = fmt.Sprintf("%s; splitting it at its hash-range midpoint", reason)
-	return &d
-}
-
-type pair struct {
-	a, b Shard
-	peak float64
-}
-
-// coldPair returns the adjacent pair with the lowest combined peak, if both shards stayed below
-// ScaleDownUtilisation and together below TargetUtilisation for the whole hold window.
-func (p *Policy) coldPair(in Input) *pair {
-	c := p.cfg
-	if in.ShardMinutes == nil || len(in.Shards) <= c.MinShards {
-		return nil
-	}
-	shards := slices.Clone(in.Shards)
-	slices.SortFunc(shards, func(a, b Shard) int { return cmpKey(a.StartingHashKey, b.StartingHashKey) })
-	peaks := map[string]map[time.Time]float64{}
-	for _, sh := range shards {
-		s := known(in.ShardMinutes[sh.ID])
-		if len(s) == 0 || in.Now.Sub(s[len(s)-1].Start) > c.MaxDataAge {
-			continue
-		}
-		w, missing := s.window(c.ScaleDownMinutes)
-		if missing > c.MaxMissingMinutes || w.throttledSince(time.Time{}) > 0 {
-			continue
-		}
-		byMinute := map[time.Time]float64{}
-		cold := true
-		for _, m := range w {
-			l := load(m)
-			cold = cold && l < c.ScaleDownUtilisation
-			byMinute[m.Start] = l
-		}
-		if cold {
-			peaks[sh.ID] = byMinute
-		}
-	}
-	var best *pair
-	for i := 1; i < len(shards); i++ {
-		a, b := shards[i-1], shards[i]
-		if a.EndingHashKey == nil || b.StartingHashKey == nil ||
-			new(big.Int).Add(a.EndingHashKey, big.NewInt(1)).Cmp(b.StartingHashKey) != 0 {
-			continue
-		}
-		pa, okA := peaks[a.ID]
-		pb, okB := peaks[b.ID]
-		if !okA || !okB {
-			continue
-		}
-		peak := combinedPeak(pa, pb)
-		if peak < c.TargetUtilisation && (best == nil || peak < best.peak) {
-			best = &pair{a: a, b: b, peak: peak}
-		}
-	}
-	return best
-}
-
-// merge is a decision to merge the pair m.
-func (p *Policy) merge(s *situation, m *pair, reason string) *Decision {
-	d := s.decision()
-	d.Action, d.Rule = ActionMergeShards, RuleColdShardsMerge
-	d.ShardID, d.AdjacentShardID = m.a.ID, m.b.ID
-	d.TargetShardCount = s.n - 1
-	d.Reason = fmt.Sprintf("%s: %s and %s peaked at %.0f%% of one shard together over %d minutes (below %.0f%%); merging them",
-		reason, m.a.ID, m.b.ID, 100*m.peak, p.cfg.ScaleDownMinutes, 100*p.cfg.TargetUtilisation)
-	return &d
-}
-
-func cmpKey(a, b *big.Int) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return -1
-	case b == nil:
-		return 1
-	}
-	return cmp.Compare(a.Cmp(b), 0)
-}
-
-// combinedPeak is the largest per-minute sum of two shards' loads. A minute one shard has no datapoint for counts
-// that shard at its own peak, so missing data never makes a pair look colder.
-func combinedPeak(a, b map[time.Time]float64) float64 {
-	peakOf := func(m map[time.Time]float64) float64 {
-		p := 0.0
-		for _, v := range m {
-			p = max(p, v)
-		}
-		return p
-	}
-	pa, pb := peakOf(a), peakOf(b)
-	peak := 0.0
-	for t, la := range a {
-		lb, ok := b[t]
-		if !ok {
-			lb = pb
-		}
-		peak = max(peak, la+lb)
-	}
-	for t, lb := range b {
-		if _, ok := a[t]; !ok {
-			peak = max(peak, pa+lb)
-		}
-	}
-	return peak
 }

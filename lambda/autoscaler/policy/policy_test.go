@@ -489,9 +489,9 @@ func TestRuleScaleDown(t *testing.T) {
 	})
 }
 
-// Rule 6: two adjacent shards cold for the whole hold window are merged; merges continue a scale-down without the
-// cool-down and stand in for it when only reserved calls remain.
-func TestRuleMergeColdShards(t *testing.T) {
+// Rule 6: two adjacent shards that fit in one for the whole hold window are merged, the best fit first; merges
+// continue a scale-down without the cool-down and stand in for it when only reserved calls remain.
+func TestRuleMergeShards(t *testing.T) {
 	runDecideCases(t, map[string]decideCase{
 		"adjacent cold shards are merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
@@ -501,14 +501,37 @@ func TestRuleMergeColdShards(t *testing.T) {
 					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
 				}
 			},
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"cold shards that are not adjacent are not merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
 			shardMins: func(sh []Shard) map[string][]Minute {
 				return map[string][]Minute{
 					sh[0].ID: utilMinutes(1, repeat(0.2, 15)...), sh[1].ID: utilMinutes(1, repeat(0.7, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.5, 15)...),
+					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.6, 15)...),
+				}
+			},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
+		},
+		"a warm pair that fits in one shard is merged while the stream fits in one fewer": {
+			// 0.5 + 0.2 is below the merge limit (72.5%, halfway from the 70% target to 75%); the stream's 1.6
+			// shards fit in 3 at 53%.
+			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, repeat(0.3, 15)...), sh[1].ID: utilMinutes(1, repeat(0.6, 15)...),
+					sh[2].ID: utilMinutes(1, repeat(0.5, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
+				}
+			},
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
+		},
+		"no merge when the stream would be above the target with one shard fewer": {
+			// 0.5 + 0.2 fits, but 2.8 shards of load on 3 would be 93%.
+			shards: 4, stream: utilMinutes(4, repeat(0.7, 15)...),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, repeat(0.9, 15)...), sh[1].ID: utilMinutes(1, repeat(0.9, 15)...),
+					sh[2].ID: utilMinutes(1, repeat(0.5, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
 				}
 			},
 			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
@@ -526,17 +549,17 @@ func TestRuleMergeColdShards(t *testing.T) {
 		"merge instead of scale-down when only reserved calls remain": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(hoursAgo(7)...),
 			shardMins:  allShards(repeat(0.2, 15)),
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"merges continue without the cool-down": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(History{}, 2*time.Minute),
 			shardMins:  allShards(repeat(0.2, 15)),
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"merges continue without the cool-down when only reserved calls remain": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(calls(hoursAgo(7)...), 2*time.Minute),
 			shardMins:  allShards(repeat(0.2, 15)),
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"a merge right after an UpdateShardCount waits for the cool-down": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(5 * time.Minute),

@@ -206,7 +206,7 @@ func (s *Scaler) settledHistory(ctx context.Context, now time.Time) (policy.Hist
 // policyInput gathers what the policy decides from: the open shards, the metrics (with those of each active
 // fan-out consumer of the stream with ARN arn), now and the history.
 func (s *Scaler) policyInput(ctx context.Context, now time.Time, arn string, history policy.History) (policy.Input, error) {
-	shards, err := s.openShards(ctx)
+	shards, parents, err := s.listShards(ctx)
 	if err != nil {
 		return policy.Input{}, err
 	}
@@ -214,7 +214,7 @@ func (s *Scaler) policyInput(ctx context.Context, now time.Time, arn string, his
 	if err != nil {
 		return policy.Input{}, err
 	}
-	in, err := s.metricInput(ctx, now, shards, consumers)
+	in, err := s.metricInput(ctx, now, shards, parents, consumers)
 	if err != nil {
 		return policy.Input{}, err
 	}
@@ -368,30 +368,45 @@ func (s *Scaler) writeHistory(ctx context.Context, h policy.History) error {
 	return nil
 }
 
-func (s *Scaler) openShards(ctx context.Context) ([]policy.Shard, error) {
-	var shards []policy.Shard
-	in := &kinesis.ListShardsInput{StreamName: aws.String(s.cfg.StreamName), ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}}
+// listShards returns the stream's open shards and the closed shards that are their parents (a new shard borrows
+// their metrics from before it existed), with hash ranges and parents.
+func (s *Scaler) listShards(ctx context.Context) (open, parents []policy.Shard, err error) {
+	closed := map[string]policy.Shard{}
+	in := &kinesis.ListShardsInput{StreamName: aws.String(s.cfg.StreamName)}
 	for {
 		out, err := s.kinesis.ListShards(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("list open shards of %s: %w", s.cfg.StreamName, err)
+			return nil, nil, fmt.Errorf("list shards of %s: %w", s.cfg.StreamName, err)
 		}
 		for _, sh := range out.Shards {
-			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
-				continue // closed
+			ps := policy.Shard{
+				ID: aws.ToString(sh.ShardId), ParentShardID: aws.ToString(sh.ParentShardId),
+				AdjacentParentShardID: aws.ToString(sh.AdjacentParentShardId),
 			}
-			ps := policy.Shard{ID: aws.ToString(sh.ShardId)}
 			if sh.HashKeyRange != nil {
 				ps.StartingHashKey, _ = new(big.Int).SetString(aws.ToString(sh.HashKeyRange.StartingHashKey), 10)
 				ps.EndingHashKey, _ = new(big.Int).SetString(aws.ToString(sh.HashKeyRange.EndingHashKey), 10)
 			}
-			shards = append(shards, ps)
+			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
+				closed[ps.ID] = ps
+			} else {
+				open = append(open, ps)
+			}
 		}
 		if out.NextToken == nil {
-			return shards, nil
+			break
 		}
 		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
+	seen := map[string]bool{}
+	for _, sh := range open {
+		for _, id := range []string{sh.ParentShardID, sh.AdjacentParentShardID} {
+			if p, ok := closed[id]; ok && !seen[id] {
+				parents, seen[id] = append(parents, p), true
+			}
+		}
+	}
+	return open, parents, nil
 }
 
 // consumers returns the names of the stream's active enhanced fan-out consumers.
@@ -436,13 +451,14 @@ type query struct {
 // maxQueriesPerCall is GetMetricData's limit on queries per request.
 const maxQueriesPerCall = 500
 
-// metricInput reads the metrics of the stream (and, with ShardLevelMetrics, of each shard) over the minutes the
-// policy looks at, and returns them as the policy's input with shards; Now and History are left to the caller.
-func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy.Shard, consumers []string) (policy.Input, error) {
+// metricInput reads the metrics of the stream (and, with ShardLevelMetrics, of each open shard and its closed
+// parents) over the minutes the policy looks at, and returns them as the policy's input with the shards; Now and
+// History are left to the caller.
+func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards, parents []policy.Shard, consumers []string) (policy.Input, error) {
 	cfg := s.policy.Config()
 	end := now.Truncate(time.Minute)
 	start := end.Add(-time.Duration(cfg.ScaleDownMinutes)*time.Minute - cfg.MaxDataAge - 5*time.Minute)
-	qs := s.metricQueries(shards, consumers)
+	qs := s.metricQueries(append(slices.Clip(shards), parents...), consumers)
 	results, err := s.metricData(ctx, qs, start, end)
 	if err != nil {
 		return policy.Input{}, err
@@ -450,6 +466,7 @@ func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy
 	in := policy.Input{Shards: shards}
 	if s.cfg.ShardLevelMetrics {
 		in.ShardMinutes = map[string][]policy.Minute{}
+		in.ClosedShards = parents
 	}
 	for k, e := range foldMinutes(qs, results) {
 		e.m.WriteKnown = e.bytes && e.records

@@ -40,6 +40,8 @@ type modelShard struct {
 	id         string
 	start, end *big.Int // inclusive hash-key range
 	lo, hi     float64  // the same range as fractions of the key space
+	// parent and adjacentParent are the shards this one was split or merged from ("" when none).
+	parent, adjacentParent string
 }
 
 func (s modelShard) demand(l Load) float64 {
@@ -51,7 +53,7 @@ func (s modelShard) demand(l Load) float64 {
 }
 
 func (s modelShard) policyShard() policy.Shard {
-	return policy.Shard{ID: s.id, StartingHashKey: s.start, EndingHashKey: s.end}
+	return policy.Shard{ID: s.id, StartingHashKey: s.start, EndingHashKey: s.end, ParentShardID: s.parent, AdjacentParentShardID: s.adjacentParent}
 }
 
 func fraction(k *big.Int) float64 {
@@ -72,6 +74,7 @@ type StreamModel struct {
 	UpdateDelay, SplitMergeDelay int
 
 	shards      []modelShard
+	closed      map[string]modelShard // every shard closed by a split or merge, by ID
 	nextID      int
 	pending     func() // applied when the running operation completes
 	pendingDone int    // minute at which it completes
@@ -82,7 +85,7 @@ type StreamModel struct {
 
 // NewStreamModel returns a stream of n uniform shards.
 func NewStreamModel(n, updateDelay, splitMergeDelay int) *StreamModel {
-	m := &StreamModel{UpdateDelay: updateDelay, SplitMergeDelay: splitMergeDelay}
+	m := &StreamModel{UpdateDelay: updateDelay, SplitMergeDelay: splitMergeDelay, closed: map[string]modelShard{}}
 	m.shards = m.uniform(n)
 	return m
 }
@@ -96,6 +99,19 @@ func (m *StreamModel) uniform(n int) []modelShard {
 		m.nextID++
 	}
 	return out
+}
+
+// policyShards returns the open shards and their closed parents as the policy reads them.
+func (m *StreamModel) policyShards() (open, parents []policy.Shard) {
+	for _, sh := range m.shards {
+		open = append(open, sh.policyShard())
+		for _, id := range []string{sh.parent, sh.adjacentParent} {
+			if p, ok := m.closed[id]; ok {
+				parents = append(parents, p.policyShard())
+			}
+		}
+	}
+	return open, parents
 }
 
 // OpenShards is the number of open shards.
@@ -156,8 +172,10 @@ func (m *StreamModel) SplitShard(t int, id string, key *big.Int) error {
 	m.pending = func() {
 		a := newModelShard(m.nextID, s.start, new(big.Int).Sub(key, big.NewInt(1)))
 		b := newModelShard(m.nextID+1, key, s.end)
+		a.parent, b.parent = s.id, s.id
 		m.nextID += 2
 		m.shards = slices.Replace(m.shards, i, i+1, a, b)
+		m.closed[s.id] = s
 	}
 	m.pendingDone = t + m.SplitMergeDelay
 	return nil
@@ -182,8 +200,10 @@ func (m *StreamModel) MergeShards(t int, id, adjacent string) error {
 	a, b := m.shards[i], m.shards[j]
 	m.pending = func() {
 		merged := newModelShard(m.nextID, a.start, b.end)
+		merged.parent, merged.adjacentParent = a.id, b.id
 		m.nextID++
 		m.shards = slices.Replace(m.shards, i, j+1, merged)
+		m.closed[a.id], m.closed[b.id] = a, b
 	}
 	m.pendingDone = t + m.SplitMergeDelay
 	return nil

@@ -175,13 +175,10 @@ func (c *policyController) step(t minuteTime, s *StreamModel, v view) error {
 	}
 	now := t.Time().Add(30 * time.Second)
 	c.history, _ = c.history.MarkSettled(now)
-	shards := make([]policy.Shard, 0, len(s.shards))
-	for _, sh := range s.shards {
-		shards = append(shards, sh.policyShard())
-	}
+	shards, parents := s.policyShards()
 	window := c.p.Config().ScaleDownMinutes + 10
 	d := c.p.Decide(policy.Input{
-		Now: now, Shards: shards, History: c.history,
+		Now: now, Shards: shards, ClosedShards: parents, History: c.history,
 		Stream: v.streamMinutes(t, window), ShardMinutes: v.shardMinutes(t, window),
 	})
 	if c.log != nil && d.Action != policy.ActionNone {
