@@ -49,6 +49,8 @@ const (
 	EnvScaleDownCooldown = "AUTOSCALER_SCALE_DOWN_COOLDOWN"
 	// EnvScaleUpReserve is policy.Config.ScaleUpReserve. Default: 3.
 	EnvScaleUpReserve = "AUTOSCALER_SCALE_UP_RESERVE"
+	// EnvReshardDuration is policy.Config.ReshardDuration as a Go duration ("4m"). Default: 4m.
+	EnvReshardDuration = "AUTOSCALER_RESHARD_DURATION"
 	// EnvShardLevelMetrics is "true" or "false": read shard-level metrics for hot-shard splits and merges.
 	// Default: true (the stack enables shard-level metrics).
 	EnvShardLevelMetrics = "AUTOSCALER_SHARD_LEVEL_METRICS"
