@@ -15,7 +15,8 @@
 //  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
 //     midpoint of its hash range.
 //  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
-//     action, and only while more than ScaleUpReserve UpdateShardCount calls remain in the rolling 24 hours.
+//     action (unless that was a scale-down, which this one continues), and only while more than ScaleUpReserve
+//     UpdateShardCount calls remain in the rolling 24 hours.
 //  6. Merge two adjacent shards (shard-level metrics) whose combined load stayed below the merge limit (halfway
 //     from TargetUtilisation to ScaleUpUtilisation) for the hold window while the stream fits in one shard fewer at
 //     TargetUtilisation, the pair that fills one shard best; never the two halves of one split. Merges cost no UpdateShardCount call; a merge that follows a
@@ -640,7 +641,8 @@ func (p *Policy) holdWindow(s *situation) holdWindow {
 
 // scaleDown is rule 5: after a hold window of known minutes below ScaleDownUtilisation, UpdateShardCount down to
 // the window's peak at TargetUtilisation, unless too many minutes lack data, the last action is within the
-// cool-down, or only the calls reserved for scale-ups remain. Held back by the cool-down after a merge, or by the
+// cool-down (a scale-down continues one halted by Kinesis' halving limit at once), or only the calls reserved for
+// scale-ups remain. Held back by the cool-down after a merge, or by the
 // reserve, it merges a cold pair instead when there is one (merges cost no UpdateShardCount call).
 func (p *Policy) scaleDown(s *situation) *Decision {
 	c := p.cfg
@@ -654,7 +656,7 @@ func (p *Policy) scaleDown(s *situation) *Decision {
 	switch {
 	case h.missing > c.MaxMissingMinutes:
 		return s.none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", h.missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
-	case p.coolingDown(s):
+	case p.coolingDown(s) && !s.in.History.LastScaleDown:
 		if m := p.mergePair(s); m != nil && s.in.History.LastActionKind == ActionMergeShards {
 			return p.merge(s, m, "continuing a scale-down by merges (the cool-down does not apply between merges)")
 		}

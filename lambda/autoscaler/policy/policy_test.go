@@ -466,6 +466,12 @@ func TestRuleScaleDown(t *testing.T) {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(10 * time.Minute),
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 8,
 		},
+		"a scale-down continues one before it without the cool-down": {
+			// 8 shards at 20% after a scale-down from 16 ten minutes ago: Kinesis halves at most per call.
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
+			history:    History{}.RecordDecision(Decision{Action: ActionUpdateShardCount, CurrentShardCount: 16, TargetShardCount: 8}, now.Add(-10*time.Minute)),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
+		},
 		"scale down after the cool-down": {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(16 * time.Minute),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,

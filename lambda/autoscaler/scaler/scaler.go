@@ -237,7 +237,7 @@ func (s *Scaler) carryOut(ctx context.Context, now time.Time, history policy.His
 	// The action is recorded before it is made: tags are written while the stream is still ACTIVE (Kinesis lists
 	// ResourceInUseException for AddTagsToStream, and after the call the stream is UPDATING for minutes), and a
 	// failure between the two leaves one call too many counted, the safe side of the daily limit and the cool-down.
-	if err := s.writeHistory(ctx, history.Record(d.Action, now)); err != nil {
+	if err := s.writeHistory(ctx, history.RecordDecision(d, now)); err != nil {
 		return out, fmt.Errorf("record %s before making it: %w", d.Action, err)
 	}
 	if err := s.execute(ctx, d); err != nil {
