@@ -22,8 +22,9 @@ var (
 // keySpace is 2^128, the size of the Kinesis hash-key space.
 var keySpace = new(big.Int).Lsh(big.NewInt(1), 128)
 
-// Load is the demand of one minute, in shard-units: 1.0 is exactly one shard's write limit (the traces use a fixed
-// record size, so bytes and records scale together and one number is enough).
+// Load is the demand of one minute, in shard-units: 1.0 is exactly one shard's write limit, 1 MiB/s or 1000
+// records/s, whichever the trace's record size reaches first (a trace has one record size, so bytes and records
+// scale together and one number is enough).
 type Load struct {
 	// Uniform is spread evenly over the hash-key space (many partition keys).
 	Uniform float64
@@ -216,9 +217,16 @@ type observation struct {
 	throttled bool
 }
 
+// unitBytes is the bytes per second of one shard-unit of load for records of recordSize bytes: the byte limit, or
+// the record limit's bytes when records are smaller than 1 KiB.
+func unitBytes(recordSize float64) float64 {
+	return min(policy.WriteBytesPerShard, policy.WriteRecordsPerShard*recordSize)
+}
+
 // Serve carries one minute of load and returns its metrics. A shard over capacity accepts its capacity and rejects
 // the rest (counted as throttled records); the rejected records are not replayed later.
 func (m *StreamModel) Serve(start minuteTime, l Load, recordSize float64) observation {
+	unit := unitBytes(recordSize) * 60
 	m.shardHours += float64(len(m.shards)) / 60
 	obs := observation{shards: make(map[string]policy.Minute, len(m.shards))}
 	var total policy.Minute
@@ -228,13 +236,13 @@ func (m *StreamModel) Serve(start minuteTime, l Load, recordSize float64) observ
 		if d > 1+1e-9 {
 			obs.throttled = true
 		}
-		bytes := accepted * policy.WriteBytesPerShard * 60
+		bytes := accepted * unit
 		mi := policy.Minute{
 			Start:            start.Time(),
 			WriteKnown:       true,
 			IncomingBytes:    bytes,
 			IncomingRecords:  bytes / recordSize,
-			ThrottledRecords: (d - accepted) * policy.WriteBytesPerShard * 60 / recordSize,
+			ThrottledRecords: (d - accepted) * unit / recordSize,
 		}
 		obs.shards[s.id] = mi
 		total.IncomingBytes += mi.IncomingBytes

@@ -32,6 +32,10 @@ type Settings struct {
 	MissingRate float64
 	// Seed picks which datapoints go missing and the load noise. Default: 1.
 	Seed uint64
+	// Prices are what the cost model charges. Default: DefaultPrices (when every price is zero).
+	Prices Prices
+	// Readers are the consumers that read everything written. Default: none.
+	Readers Readers
 }
 
 func (s Settings) withDefaults() Settings {
@@ -49,6 +53,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Seed == 0 {
 		s.Seed = 1
+	}
+	if s.Prices == (Prices{}) {
+		s.Prices = DefaultPrices
 	}
 	return s
 }
@@ -69,6 +76,9 @@ type Result struct {
 	MaxCallsIn24h int
 	// MaxShards is the most open shards at any minute.
 	MaxShards int
+	// Shards are the open shards of each minute, and Throttled whether the minute throttled (for the charts).
+	Shards    []int
+	Throttled []bool
 }
 
 // controller decides once a minute, like the Lambda's schedule.
@@ -140,6 +150,7 @@ func Run(tr Trace, c controller, set Settings) (Result, error) {
 		if obs.throttled {
 			res.ThrottledMinutes++
 		}
+		res.Shards, res.Throttled = append(res.Shards, s.OpenShards()), append(res.Throttled, obs.throttled)
 		v.obs = append(v.obs, obs)
 	}
 	res.ShardHours = s.shardHours
@@ -209,7 +220,7 @@ func (c *policyController) step(t minuteTime, s *StreamModel, v view) error {
 	} else {
 		*c.splits++
 	}
-	c.history = c.history.Record(d.Action, now)
+	c.history = c.history.RecordDecision(d, now)
 	return nil
 }
 
@@ -289,9 +300,18 @@ type Row struct {
 	RulesFloor float64
 	// PolicyRefused and SURefused count the resharding calls the stream model refused from each controller.
 	PolicyRefused, SURefused int
+	// Hours is the trace's length.
+	Hours float64
+	// FixedPeakShards is the size of the fixed-peak option (see fixedPeakShards).
+	FixedPeakShards int
+	// Options are the four capacity options priced: this autoscaler, Scaling Utils, a fixed peak size, on-demand.
+	Options []Option
+	// Cheapest names the cheapest option that never throttled, "" when every one did.
+	Cheapest string
 }
 
-// Simulate runs a trace through this policy and Scaling Utils and computes both oracles and the rules floor.
+// Simulate runs a trace through this policy and Scaling Utils, computes both oracles and the rules floor, and
+// prices the capacity options.
 // When log is not nil, the policy's actions are written to it.
 func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, error) {
 	row := Row{Trace: tr.Name}
@@ -311,6 +331,9 @@ func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, err
 	row.Oracle = oracleHours(tr, set, 1.0)
 	row.OracleAtScaleUp = oracleHours(tr, set, p.Config().ScaleUpUtilisation)
 	row.RulesFloor = rulesFloorHours(tr, set, floorRulesOf(p.Config()))
+	row.Hours, row.FixedPeakShards = float64(tr.Minutes)/60, fixedPeakShards(tr, set)
+	row.Options = options(tr, set, row.Policy, row.ScalingUtils)
+	row.Cheapest = cheapest(row.Options)
 	return row, nil
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -251,8 +252,8 @@ func TestDailyCallLimitAndReserveUnderOscillatingLoad(t *testing.T) {
 	}
 }
 
-// TestRunPrintsTheSimulatedFigures checks that each trace's line of the printed table carries the figures Simulate
-// computes for it, in the order of the header, and that every trace is in the three tables.
+// TestRunPrintsTheSimulatedFigures checks that each trace's lines of the printed tables carry the figures Simulate
+// computes for it, in the order of the headers, and that every trace is in the four tables.
 func TestRunPrintsTheSimulatedFigures(t *testing.T) {
 	t.Parallel()
 	p, err := policy.New(policy.Config{MinShards: 1, MaxShards: 16})
@@ -260,7 +261,8 @@ func TestRunPrintsTheSimulatedFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if err := run(&out, Settings{}, policy.Config{MinShards: 1, MaxShards: 16}, false, 1); err != nil {
+	set := Settings{Readers: Readers{FanOut: 1}}
+	if err := run(&out, set, policy.Config{MinShards: 1, MaxShards: 16}, outputs{seeds: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "across seeds 1..1") {
@@ -268,23 +270,30 @@ func TestRunPrintsTheSimulatedFigures(t *testing.T) {
 	}
 	lines := strings.Split(out.String(), "\n")
 	for _, tr := range Traces() {
-		r, err := Simulate(tr, p, Settings{}, nil)
+		r, err := Simulate(tr, p, set, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := fmt.Sprintf("%s %d %d %.1f %.1f %.1f %.1f %.1f %d (%d) %d (%d) (%d) %d", tr.Name,
+		figures := fmt.Sprintf("%s %d %d %.1f %.1f %.1f %.1f %.1f %d (%d) %d (%d) (%d) %d", tr.Name,
 			r.Policy.ThrottledMinutes, r.ScalingUtils.ThrottledMinutes, r.Policy.ShardHours, r.ScalingUtils.ShardHours,
 			r.Oracle, r.OracleAtScaleUp, r.RulesFloor, r.Policy.UpdateCalls, r.Policy.MaxCallsIn24h, r.ScalingUtils.UpdateCalls,
 			r.ScalingUtils.MaxCallsIn24h, r.SURefused, r.Policy.SplitsMerges)
-		found := false
-		for _, l := range lines {
-			found = found || strings.Join(strings.Fields(l), " ") == want
+		o := optionsByName(r.Options)
+		costs := fmt.Sprintf("%s %.0f %d %.1f %.2f %d %d %.1f %.2f %d %d %.2f %d %.2f %s", tr.Name, r.Hours,
+			r.Policy.ThrottledMinutes, r.Policy.ShardHours, o[OptionAutoscaler].Dollars, r.Policy.UpdateCalls,
+			r.ScalingUtils.ThrottledMinutes, r.ScalingUtils.ShardHours, o[OptionScalingUtils].Dollars, r.ScalingUtils.UpdateCalls,
+			r.FixedPeakShards, o[OptionFixedPeak].Dollars, o[OptionOnDemand].ThrottledMinutes, o[OptionOnDemand].Dollars, cmp.Or(r.Cheapest, "none"))
+		for _, want := range []string{figures, costs} {
+			found := false
+			for _, l := range lines {
+				found = found || strings.Join(strings.Fields(l), " ") == want
+			}
+			if !found {
+				t.Errorf("no table line %q in:\n%s", want, out.String())
+			}
 		}
-		if !found {
-			t.Errorf("no table line %q in:\n%s", want, out.String())
-		}
-		if strings.Count(out.String(), tr.Name) != 3 {
-			t.Errorf("trace %q not in all three tables", tr.Name)
+		if strings.Count(out.String(), tr.Name) != 4 {
+			t.Errorf("trace %q not in all four tables", tr.Name)
 		}
 	}
 }
@@ -295,7 +304,7 @@ func TestRunFollowsThePolicyThresholds(t *testing.T) {
 	t.Parallel()
 	cfg := policy.Config{MinShards: 1, MaxShards: 16, ScaleUpUtilisation: 0.5, TargetUtilisation: 0.45, ScaleDownUtilisation: 0.25}
 	var out strings.Builder
-	if err := run(&out, Settings{}, cfg, false, 0); err != nil {
+	if err := run(&out, Settings{}, cfg, outputs{}); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "oracle@50%") || !strings.Contains(out.String(), "above 50%") {
