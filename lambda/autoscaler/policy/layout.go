@@ -137,6 +137,14 @@ func (p *Policy) shardWindows(in Input) []shardWindow {
 	return out
 }
 
+// windowsOf returns shardWindows of the situation's input, worked out once per decision.
+func (p *Policy) windowsOf(s *situation) []shardWindow {
+	if !s.windowsDone {
+		s.windows, s.windowsDone = p.shardWindows(s.in), true
+	}
+	return s.windows
+}
+
 // shardHistory returns own, the known minutes of open shard sh, preceded by the minutes from before its first one
 // that its parents (in parents, with their minutes in in.ShardMinutes) had: for a merge the sum of both parents',
 // for a split the parent's scaled by the share of the load sh took (see splitShare). Without parents it returns
@@ -250,7 +258,7 @@ func (p *Policy) mergePair(s *situation) *pair {
 	if s.n <= c.MinShards || s.hold.peak > c.TargetUtilisation*float64(s.n-1) {
 		return nil
 	}
-	windows := p.shardWindows(s.in)
+	windows := p.windowsOf(s)
 	var best *pair
 	for i := 1; i < len(windows); i++ {
 		a, b := windows[i-1], windows[i]
@@ -277,7 +285,7 @@ func (p *Policy) carve(s *situation) *Decision {
 		(p.coolingDown(s) && !rebalancing(s.in.History.LastActionKind)) {
 		return nil
 	}
-	windows := p.shardWindows(s.in)
+	windows := p.windowsOf(s)
 	var best []shardWindow
 	for i := 2; i < len(windows); i++ {
 		run := windows[i-2 : i+1]

@@ -443,6 +443,9 @@ type situation struct {
 	hotReason string
 	// hold is the stream's load over the scale-down hold window.
 	hold holdWindow
+	// windows are the open shards' hold windows (see windowsOf), once windowsDone.
+	windows     []shardWindow
+	windowsDone bool
 }
 
 // newSituation works out what every rule reads; the load is measured later, by measureLoad.

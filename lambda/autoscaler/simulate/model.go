@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 )
@@ -270,10 +271,17 @@ func oracleShards(l Load, c float64) int {
 	return 1 + int(math.Ceil((1-hotWidth)*l.Uniform/c-eps))
 }
 
-// missing decides, the same way for every policy, whether CloudWatch lost a datapoint.
+// missing decides, the same way for every policy, whether CloudWatch lost a datapoint: an FNV-1a hash of
+// "seed/minute/key" below rate.
 func missing(seed uint64, minute int, key string, rate float64) bool {
+	var buf [64]byte
+	b := strconv.AppendUint(buf[:0], seed, 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(minute), 10)
+	b = append(b, '/')
+	b = append(b, key...)
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d/%s", seed, minute, key)
+	h.Write(b)
 	return float64(h.Sum64()%1_000_000)/1_000_000 < rate
 }
 

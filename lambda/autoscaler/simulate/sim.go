@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,37 +90,52 @@ type controller interface {
 	step(t minuteTime, s *StreamModel, v view) error
 }
 
-// view is what CloudWatch lets a controller read at a given minute.
+// view is what CloudWatch lets a controller read at a given minute: the minutes observed so far, less those whose
+// datapoint it lost, published latency minutes after they start.
 type view struct {
-	obs      []observation
 	latency  int
 	missRate float64
 	seed     uint64
+	// stream and shards are the delivered stream-level and shard-level minutes, oldest first.
+	stream []policy.Minute
+	shards map[string][]policy.Minute
+}
+
+// record adds the observation of minute m, dropping the datapoints CloudWatch loses.
+func (v *view) record(m int, obs observation) {
+	if !missing(v.seed, m, "stream", v.missRate) {
+		v.stream = append(v.stream, obs.stream)
+	}
+	if v.shards == nil {
+		v.shards = map[string][]policy.Minute{}
+	}
+	for id, mi := range obs.shards {
+		if !missing(v.seed, m, id, v.missRate) {
+			v.shards[id] = append(v.shards[id], mi)
+		}
+	}
+}
+
+// published returns the minutes of ms (oldest first) from the last n minutes before t that are published by t.
+func (v view) published(ms []policy.Minute, t minuteTime, n int) []policy.Minute {
+	from, to := (t - minuteTime(n)).Time(), (t - minuteTime(v.latency)).Time()
+	i, _ := slices.BinarySearchFunc(ms, from, func(m policy.Minute, at time.Time) int { return m.Start.Compare(at) })
+	j, found := slices.BinarySearchFunc(ms, to, func(m policy.Minute, at time.Time) int { return m.Start.Compare(at) })
+	if found {
+		j++
+	}
+	return ms[i:max(i, j):max(i, j)]
 }
 
 // streamMinutes returns the published, delivered stream-level minutes of the last n minutes before t.
-func (v view) streamMinutes(t minuteTime, n int) []policy.Minute {
-	var out []policy.Minute
-	for m := int(t) - n; m <= int(t)-v.latency; m++ {
-		if m < 0 || m >= len(v.obs) || missing(v.seed, m, "stream", v.missRate) {
-			continue
-		}
-		out = append(out, v.obs[m].stream)
-	}
-	return out
-}
+func (v view) streamMinutes(t minuteTime, n int) []policy.Minute { return v.published(v.stream, t, n) }
 
 // shardMinutes returns the published, delivered shard-level minutes of the last n minutes before t.
 func (v view) shardMinutes(t minuteTime, n int) map[string][]policy.Minute {
-	out := map[string][]policy.Minute{}
-	for m := int(t) - n; m <= int(t)-v.latency; m++ {
-		if m < 0 || m >= len(v.obs) {
-			continue
-		}
-		for id, mi := range v.obs[m].shards {
-			if !missing(v.seed, m, id, v.missRate) {
-				out[id] = append(out[id], mi)
-			}
+	out := make(map[string][]policy.Minute, len(v.shards))
+	for id, ms := range v.shards {
+		if w := v.published(ms, t, n); len(w) > 0 {
+			out[id] = w
 		}
 	}
 	return out
@@ -127,11 +143,11 @@ func (v view) shardMinutes(t minuteTime, n int) map[string][]policy.Minute {
 
 // newest returns the newest published minute, and false when CloudWatch did not deliver it.
 func (v view) newest(t minuteTime) (policy.Minute, bool) {
-	m := int(t) - v.latency
-	if m < 0 || m >= len(v.obs) || missing(v.seed, m, "stream", v.missRate) {
+	w := v.published(v.stream, t, v.latency)
+	if len(w) == 0 {
 		return policy.Minute{}, false
 	}
-	return v.obs[m].stream, true
+	return w[len(w)-1], true
 }
 
 // Run replays a trace through one controller.
@@ -151,7 +167,7 @@ func Run(tr Trace, c controller, set Settings) (Result, error) {
 			res.ThrottledMinutes++
 		}
 		res.Shards, res.Throttled = append(res.Shards, s.OpenShards()), append(res.Throttled, obs.throttled)
-		v.obs = append(v.obs, obs)
+		v.record(int(t), obs)
 	}
 	res.ShardHours = s.shardHours
 	res.MaxCallsIn24h = s.maxIn24h
@@ -361,14 +377,17 @@ func SimulateSeeds(traces []Trace, p *policy.Policy, set Settings, seeds int) ([
 	return rows, errors.Join(errs...)
 }
 
+// noiseKeys are the four coins whose heads add a quarter of the wobble each.
+var noiseKeys = [4]string{"noise0", "noise1", "noise2", "noise3"}
+
 // noise is a deterministic load wobble in [-amp, amp].
 func noise(seed uint64, t minuteTime, amp float64) float64 {
 	if missing(seed, int(t), "noise-sign", 0.5) {
 		amp = -amp
 	}
 	h := 0.0
-	for i := range 4 {
-		if missing(seed, int(t), fmt.Sprint("noise", i), 0.5) {
+	for _, key := range noiseKeys {
+		if missing(seed, int(t), key, 0.5) {
 			h += 0.25
 		}
 	}
