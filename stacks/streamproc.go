@@ -1,7 +1,7 @@
 // Package stacks composes the constructs into the deployable stack of the streaming data processor: network,
 // Kinesis stream with its fan-out consumer, the producer service behind a load balancer, the consumer service with
-// its lease table, the shard autoscaler, and the dashboard with its alarms. The stack is environment-agnostic:
-// synth makes no AWS call and needs no credentials.
+// its lease table, the shard autoscaler (for a provisioned stream), and the dashboard with its alarms. The stack is
+// environment-agnostic: synth makes no AWS call and needs no credentials.
 package stacks
 
 import (
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -67,7 +68,7 @@ type StreamProcStack struct {
 	Producer *producerservice.ProducerService
 	// Consumer is the lease table and the consumer service reading Stream.
 	Consumer *consumerservice.ConsumerService
-	// Autoscaler is the Lambda that reshards Stream.
+	// Autoscaler is the Lambda that reshards Stream; nil for an on-demand stream.
 	Autoscaler *autoscaler.Autoscaler
 	// Dashboard is the CloudWatch dashboard and its alarms.
 	Dashboard *dashboard.Dashboard
@@ -121,6 +122,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		LogRetention:       logRetention,
 	})
 	s.Stream = stream.New(stack, jsii.String("Stream"), &stream.Props{
+		CapacityMode:   cfg.CapacityMode,
 		ShardCount:     cfg.ShardCount,
 		RetentionHours: cfg.RetentionHours,
 		ConsumerName:   jsii.String(id + "-consumer"),
@@ -167,14 +169,18 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 			ScaleInCooldown:  time.Duration(cfg.ConsumerScaleInCooldownSeconds) * time.Second,
 		},
 	})
-	s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
-		Stream:       s.Stream.Stream,
-		ModuleRoot:   root,
-		MinShards:    cfg.MinShards,
-		MaxShards:    cfg.MaxShards,
-		DryRun:       cfg.AutoscalerDryRun,
-		LogRetention: logRetention,
-	})
+	var throttlingAlarm awscloudwatch.IAlarm
+	if cfg.CapacityMode == stream.Provisioned {
+		s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
+			Stream:       s.Stream.Stream,
+			ModuleRoot:   root,
+			MinShards:    cfg.MinShards,
+			MaxShards:    cfg.MaxShards,
+			DryRun:       cfg.AutoscalerDryRun,
+			LogRetention: logRetention,
+		})
+		throttlingAlarm = s.Autoscaler.ThrottlingAlarm
+	}
 
 	s.Dashboard = dashboard.New(stack, jsii.String("Dashboard"), &dashboard.Props{
 		DashboardName:      jsii.String(id),
@@ -185,7 +191,8 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		ProducerService:    s.Producer.Service,
 		ConsumerService:    s.Consumer.Service,
 		LoadBalancer:       s.Producer.LoadBalancer,
-		ThrottlingAlarm:    s.Autoscaler.ThrottlingAlarm,
+		ThrottlingAlarm:    throttlingAlarm,
+		OnDemand:           cfg.CapacityMode == stream.OnDemand,
 	})
 
 	awscdk.NewCfnOutput(stack, jsii.String(OutputLoadBalancerURL), &awscdk.CfnOutputProps{
