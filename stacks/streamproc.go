@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -169,19 +170,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 			ScaleInCooldown:  time.Duration(cfg.ConsumerScaleInCooldownSeconds) * time.Second,
 		},
 	})
-	var throttlingAlarm awscloudwatch.IAlarm
-	if cfg.CapacityMode == stream.Provisioned {
-		s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
-			Stream:       s.Stream.Stream,
-			ModuleRoot:   root,
-			MinShards:    cfg.MinShards,
-			MaxShards:    cfg.MaxShards,
-			DryRun:       cfg.AutoscalerDryRun,
-			LogRetention: logRetention,
-		})
-		throttlingAlarm = s.Autoscaler.ThrottlingAlarm
-	}
-
+	throttlingAlarm := s.addAutoscaler(cfg, root, logRetention)
 	s.Dashboard = dashboard.New(stack, jsii.String("Dashboard"), &dashboard.Props{
 		DashboardName:      jsii.String(id),
 		Stream:             s.Stream.Stream,
@@ -214,6 +203,23 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		Value: s.Stream.Consumer.StreamConsumerArn(), Description: jsii.String("The enhanced fan-out consumer the consumer service reads through"),
 	})
 	return s
+}
+
+// addAutoscaler creates the shard autoscaler of a provisioned stream and returns its throttling alarm; an on-demand
+// stream has none, and gets nil.
+func (s *StreamProcStack) addAutoscaler(cfg Config, root string, logRetention awslogs.RetentionDays) awscloudwatch.IAlarm {
+	if cfg.CapacityMode != stream.Provisioned {
+		return nil
+	}
+	s.Autoscaler = autoscaler.New(s.Stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
+		Stream:       s.Stream.Stream,
+		ModuleRoot:   root,
+		MinShards:    cfg.MinShards,
+		MaxShards:    cfg.MaxShards,
+		DryRun:       cfg.AutoscalerDryRun,
+		LogRetention: logRetention,
+	})
+	return s.Autoscaler.ThrottlingAlarm
 }
 
 // ApplyNag runs the cdk-nag AwsSolutions rules over scope at synth: an unsuppressed error fails the synth.

@@ -107,7 +107,6 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	d := &Dashboard{Construct: this}
 
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
-	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5))
 	stream := p.Stream
 	streamDims := &map[string]*string{ingest.DimensionStream: stream.StreamName()}
 	consumerDims := make(map[string]*string, len(p.ConsumerDimensions))
@@ -149,55 +148,10 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	req5xx := emf(ingest.Requests5xx, "Sum", "5xx")
 	rejected := emf(ingest.RejectedBufferFull, "Sum", "Records refused, buffer full (503)")
 
-	// Alarms.
-	d.IteratorAgeAlarm = cw.NewAlarm(this, jsii.String("IteratorAgeAlarm"), &cw.AlarmProps{
-		AlarmDescription: jsii.String("Consumers are more than 5 minutes behind the stream (GetRecords iterator age or fan-out MillisBehindLatest)"),
-		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
-			Expression:   jsii.String("MAX([polling, fanout])"),
-			UsingMetrics: &map[string]cw.IMetric{"polling": iteratorAge, "fanout": fanOutBehind},
-			Label:        jsii.String("Consumer lag (ms)"),
-			Period:       minute,
-		}),
-		Threshold:          jsii.Number(IteratorAgeThresholdMillis),
-		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(5),
-		DatapointsToAlarm:  jsii.Number(3),
-		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-	})
-	d.LoadBalancer5xxAlarm = cw.NewAlarm(this, jsii.String("LoadBalancer5xxAlarm"), &cw.AlarmProps{
-		AlarmDescription: jsii.String("More than 10 HTTP 5xx answers (load balancer or producer) in 5 minutes"),
-		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
-			Expression: jsii.String("FILL(elb, 0) + FILL(target, 0)"),
-			UsingMetrics: &map[string]cw.IMetric{"elb": elb5xx.With(&cw.MetricOptions{Period: fiveMinutes}),
-				"target": target5xx.With(&cw.MetricOptions{Period: fiveMinutes})},
-			Label:  jsii.String("HTTP 5xx"),
-			Period: fiveMinutes,
-		}),
-		Threshold:          jsii.Number(LoadBalancer5xxThreshold),
-		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(1),
-		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-	})
-	d.BufferFullAlarm = cw.NewAlarm(this, jsii.String("BufferFullAlarm"), &cw.AlarmProps{
-		AlarmDescription:   jsii.String("The producers refused records with 503 (buffer full) in 3 of the last 5 minutes"),
-		Metric:             rejected,
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(5),
-		DatapointsToAlarm:  jsii.Number(BufferFullMinutes),
-		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-	})
+	d.addAlarms(this, alarmMetrics{iteratorAge: iteratorAge, fanOutBehind: fanOutBehind, elb5xx: elb5xx, target5xx: target5xx, rejected: rejected})
 	throttlingAlarm := p.ThrottlingAlarm
 	if p.OnDemand {
-		d.WriteThrottlingAlarm = cw.NewAlarm(this, jsii.String("WriteThrottlingAlarm"), &cw.AlarmProps{
-			AlarmDescription:   jsii.String("The on-demand stream refused writes (WriteProvisionedThroughputExceeded) in 3 of the last 5 minutes: the load more than doubled within 15 minutes, or a partition key is above one shard's limit"),
-			Metric:             stream.MetricWriteProvisionedThroughputExceeded(&cw.MetricOptions{Statistic: jsii.String("Sum"), Period: minute}),
-			Threshold:          jsii.Number(0),
-			ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-			EvaluationPeriods:  jsii.Number(5),
-			DatapointsToAlarm:  jsii.Number(OnDemandThrottledMinutes),
-			TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-		})
+		d.WriteThrottlingAlarm = newWriteThrottlingAlarm(this, stream)
 		throttlingAlarm = d.WriteThrottlingAlarm
 	}
 
@@ -226,18 +180,8 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 		emf(scaler.MetricTargetShardCount, "Maximum", "Target shards"),
 	}, []cw.IMetric{emf(scaler.MetricScalingActions, "Sum", "Scaling actions")})
 	if p.OnDemand {
-		// One graph's expressions must name their metrics apart.
-		perSecond := func(id string, m cw.Metric, expr, label string) cw.IMetric {
-			return cw.NewMathExpression(&cw.MathExpressionProps{
-				Expression: jsii.String(expr), UsingMetrics: &map[string]cw.IMetric{id: m},
-				Label: jsii.String(label), Period: minute,
-			})
-		}
-		capacityGraph = graph("Write rate (on-demand: capacity follows twice the 30-day peak)", []cw.IMetric{
-			perSecond("bytes", kinesis(stream.MetricIncomingBytes(nil), "Sum", "Incoming bytes"), "bytes / 60 / 1048576", "Incoming MiB/s"),
-		}, []cw.IMetric{
-			perSecond("records", kinesis(stream.MetricIncomingRecords(nil), "Sum", "Incoming records"), "records / 60", "Incoming records/s"),
-		})
+		bytes, records := writeRates(stream)
+		capacityGraph = graph("Write rate (on-demand: capacity follows twice the 30-day peak)", []cw.IMetric{bytes}, []cw.IMetric{records})
 	}
 
 	d.Dashboard = cw.NewDashboard(this, jsii.String("Dashboard"), &cw.DashboardProps{
@@ -305,4 +249,88 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 		awscdk.Aws_REGION(), jsii.String("#dashboards:name="), d.Dashboard.DashboardName(),
 	})
 	return d
+}
+
+// newWriteThrottlingAlarm is the on-demand stream's write-throttling alarm: writes refused in
+// OnDemandThrottledMinutes of the last five minutes.
+func newWriteThrottlingAlarm(scope constructs.Construct, stream awskinesis.IStream) cw.Alarm {
+	return cw.NewAlarm(scope, jsii.String("WriteThrottlingAlarm"), &cw.AlarmProps{
+		AlarmDescription: jsii.String("The on-demand stream refused writes (WriteProvisionedThroughputExceeded) in 3 of the last 5 minutes: the load more than doubled within 15 minutes, or a partition key is above one shard's limit"),
+		Metric: stream.MetricWriteProvisionedThroughputExceeded(&cw.MetricOptions{
+			Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(1)),
+		}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(OnDemandThrottledMinutes),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
+}
+
+// writeRates are the stream's written MiB/s and records/s, per minute: what an on-demand stream's capacity
+// follows.
+func writeRates(stream awskinesis.IStream) (bytes, records cw.IMetric) {
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	// One graph's expressions must name their metrics apart.
+	perSecond := func(id string, m cw.Metric, expr, label string) cw.IMetric {
+		return cw.NewMathExpression(&cw.MathExpressionProps{
+			Expression: jsii.String(expr), Label: jsii.String(label), Period: minute,
+			UsingMetrics: &map[string]cw.IMetric{id: m.With(&cw.MetricOptions{Statistic: jsii.String("Sum"), Period: minute})},
+		})
+	}
+	return perSecond("bytes", stream.MetricIncomingBytes(nil), "bytes / 60 / 1048576", "Incoming MiB/s"),
+		perSecond("records", stream.MetricIncomingRecords(nil), "records / 60", "Incoming records/s")
+}
+
+// alarmMetrics are the metrics the dashboard's own alarms watch.
+type alarmMetrics struct {
+	// iteratorAge and fanOutBehind are the polling and fan-out consumers' lag.
+	iteratorAge, fanOutBehind cw.IMetric
+	// elb5xx and target5xx are the load balancer's and the producer tasks' 5xx answers per minute.
+	elb5xx, target5xx cw.Metric
+	// rejected is the producers' records refused because their buffer is full.
+	rejected cw.IMetric
+}
+
+// addAlarms defines the consumer-lag, 5xx and buffer-full alarms.
+func (d *Dashboard) addAlarms(scope constructs.Construct, m alarmMetrics) {
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5))
+	d.IteratorAgeAlarm = cw.NewAlarm(scope, jsii.String("IteratorAgeAlarm"), &cw.AlarmProps{
+		AlarmDescription: jsii.String("Consumers are more than 5 minutes behind the stream (GetRecords iterator age or fan-out MillisBehindLatest)"),
+		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
+			Expression:   jsii.String("MAX([polling, fanout])"),
+			UsingMetrics: &map[string]cw.IMetric{"polling": m.iteratorAge, "fanout": m.fanOutBehind},
+			Label:        jsii.String("Consumer lag (ms)"),
+			Period:       minute,
+		}),
+		Threshold:          jsii.Number(IteratorAgeThresholdMillis),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(3),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
+	d.LoadBalancer5xxAlarm = cw.NewAlarm(scope, jsii.String("LoadBalancer5xxAlarm"), &cw.AlarmProps{
+		AlarmDescription: jsii.String("More than 10 HTTP 5xx answers (load balancer or producer) in 5 minutes"),
+		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
+			Expression: jsii.String("FILL(elb, 0) + FILL(target, 0)"),
+			UsingMetrics: &map[string]cw.IMetric{"elb": m.elb5xx.With(&cw.MetricOptions{Period: fiveMinutes}),
+				"target": m.target5xx.With(&cw.MetricOptions{Period: fiveMinutes})},
+			Label:  jsii.String("HTTP 5xx"),
+			Period: fiveMinutes,
+		}),
+		Threshold:          jsii.Number(LoadBalancer5xxThreshold),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
+	d.BufferFullAlarm = cw.NewAlarm(scope, jsii.String("BufferFullAlarm"), &cw.AlarmProps{
+		AlarmDescription:   jsii.String("The producers refused records with 503 (buffer full) in 3 of the last 5 minutes"),
+		Metric:             m.rejected,
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(BufferFullMinutes),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"math/big"
+	"slices"
 	"testing"
 	"time"
 )
@@ -107,6 +108,43 @@ func TestRuleCarve(t *testing.T) {
 			i := int(tc.wantShard[0] - 'a')
 			if cut := shareOf(shards[i], d.NewStartingHashKey); cut < tc.wantCut-0.001 || cut > tc.wantCut+0.001 {
 				t.Errorf("split at %.4f of %s's range, want %.2f", cut, tc.wantShard, tc.wantCut)
+			}
+		})
+	}
+}
+
+// Rule 6 picks the pair that fills one shard best, up to the merge limit (72.5 %, halfway from the 70 % target to
+// the 75 % threshold), and only while the stream fits in one shard fewer at the target; cold or not.
+func TestMergePicksTheBestFit(t *testing.T) {
+	tests := map[string]struct {
+		streamUtil float64 // of the 4 shards
+		each       []float64
+		wantPair   string // "" for no merge
+	}{
+		"a warm pair that fits is merged":                 {0.4, []float64{0.3, 0.6, 0.5, 0.2}, "c+d"},
+		"the fullest pair that fits goes first":           {0.3625, []float64{0.3, 0.2, 0.5, 0.45}, "b+c"},
+		"no pair within the merge limit":                  {0.45, []float64{0.5, 0.3, 0.45, 0.55}, ""},
+		"no merge when one fewer shard would be too full": {0.7, []float64{0.9, 0.9, 0.5, 0.2}, ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			// GIVEN 4 shards with 15 minutes at their loads
+			p, err := New(Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			shards := uniformShards(4)
+			_, byShard := loads(shards, tc.each...)
+			// WHEN the policy decides
+			d := p.Decide(Input{Now: now, Shards: shards, Stream: utilMinutes(4, repeat(tc.streamUtil, 15)...), ShardMinutes: byShard})
+			// THEN it merges the best-fitting pair, or nothing
+			got := ""
+			if d.Action == ActionMergeShards {
+				got = fmt.Sprintf("%c+%c", 'a'+rune(slices.IndexFunc(shards, func(s Shard) bool { return s.ID == d.ShardID })),
+					'a'+rune(slices.IndexFunc(shards, func(s Shard) bool { return s.ID == d.AdjacentShardID })))
+			}
+			if got != tc.wantPair {
+				t.Fatalf("merged %q (%s: %s), want %q", got, d.Rule, d.Reason, tc.wantPair)
 			}
 		})
 	}

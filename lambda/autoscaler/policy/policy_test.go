@@ -82,6 +82,17 @@ func merged(h History, ago time.Duration) History {
 	return h
 }
 
+// shardLoads gives the shards, in order, 15 shard-level minutes each at the given utilisation of one shard.
+func shardLoads(utils ...float64) func([]Shard) map[string][]Minute {
+	return func(sh []Shard) map[string][]Minute {
+		m := map[string][]Minute{}
+		for i, u := range utils {
+			m[sh[i].ID] = utilMinutes(1, repeat(u, 15)...)
+		}
+		return m
+	}
+}
+
 // allShards gives every shard the same shard-level minutes at the given utilisation of one shard.
 func allShards(utils []float64) func([]Shard) map[string][]Minute {
 	return func(sh []Shard) map[string][]Minute {
@@ -501,45 +512,12 @@ func TestRuleMergeShards(t *testing.T) {
 	runDecideCases(t, map[string]decideCase{
 		"adjacent cold shards are merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, repeat(0.7, 15)...), sh[1].ID: utilMinutes(1, repeat(0.5, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
-				}
-			},
+			shardMins:  shardLoads(0.7, 0.5, 0.2, 0.2),
 			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"cold shards that are not adjacent are not merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, repeat(0.2, 15)...), sh[1].ID: utilMinutes(1, repeat(0.7, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.6, 15)...),
-				}
-			},
-			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
-		},
-		"a warm pair that fits in one shard is merged while the stream fits in one fewer": {
-			// 0.5 + 0.2 is below the merge limit (72.5%, halfway from the 70% target to 75%); the stream's 1.6
-			// shards fit in 3 at 53%.
-			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, repeat(0.3, 15)...), sh[1].ID: utilMinutes(1, repeat(0.6, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.5, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
-				}
-			},
-			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
-		},
-		"no merge when the stream would be above the target with one shard fewer": {
-			// 0.5 + 0.2 fits, but 2.8 shards of load on 3 would be 93%.
-			shards: 4, stream: utilMinutes(4, repeat(0.7, 15)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, repeat(0.9, 15)...), sh[1].ID: utilMinutes(1, repeat(0.9, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.5, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
-				}
-			},
+			shardMins:  shardLoads(0.2, 0.7, 0.2, 0.6),
 			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
 		},
 		"cold shards with a missing-data gap are not merged": {

@@ -13,6 +13,16 @@ func flat(minutes int, recordSize float64, daily bool, f func(t int) float64) Tr
 
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*max(1, math.Abs(b)) }
 
+// step is a load of before shard-units for the first hour and after from then on.
+func step(before, after float64) func(t int) float64 {
+	return func(t int) float64 {
+		if t < 60 {
+			return before
+		}
+		return after
+	}
+}
+
 func TestTrafficCountsBillingUnits(t *testing.T) {
 	tests := map[string]struct {
 		recordSize          float64
@@ -89,20 +99,12 @@ func TestOnDemandThrottledMinutes(t *testing.T) {
 		trace Trace
 		want  int
 	}{
-		"steady load never throttles": {flat(120, 2048, false, func(int) float64 { return 3 }), 0},
-		"a new stream takes 4 MiB/s at once": {
-			flat(120, 2048, false, func(t int) float64 { return map[bool]float64{true: 0.5, false: 3.8}[t < 60] }), 0,
-		},
-		"a one-off jump beyond twice the base throttles until 15 minutes after it": {
-			// 3 -> 10 at minute 60: capacity 6 until the minute-60 peak counts, from minute 75.
-			flat(120, 2048, false, func(t int) float64 { return map[bool]float64{true: 3, false: 10}[t < 60] }), 15,
-		},
-		"a jump within twice the base does not throttle": {
-			flat(120, 2048, false, func(t int) float64 { return map[bool]float64{true: 3, false: 5.9}[t < 60] }), 0,
-		},
-		"a daily trace's burst is remembered from the days before": {
-			flat(120, 2048, true, func(t int) float64 { return map[bool]float64{true: 3, false: 10}[t < 60] }), 0,
-		},
+		"steady load never throttles":        {flat(120, 2048, false, func(int) float64 { return 3 }), 0},
+		"a new stream takes 4 MiB/s at once": {flat(120, 2048, false, step(0.5, 3.8)), 0},
+		// 3 -> 10 at minute 60: capacity 6 until the minute-60 peak counts, from minute 75.
+		"a one-off jump beyond twice the base throttles until 15 minutes after it": {flat(120, 2048, false, step(3, 10)), 15},
+		"a jump within twice the base does not throttle":                           {flat(120, 2048, false, step(3, 5.9)), 0},
+		"a daily trace's burst is remembered from the days before":                 {flat(120, 2048, true, step(3, 10)), 0},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -115,8 +117,8 @@ func TestOnDemandThrottledMinutes(t *testing.T) {
 
 func TestFixedPeakShards(t *testing.T) {
 	tests := map[string]struct {
-		trace Trace
-		want  int
+		trace      Trace
+		wantShards int
 	}{
 		// 3.5 with up to 3 % noise needs 4 shards whatever the seed.
 		"the highest minute, noise included": {flat(60, 2048, false, func(int) float64 { return 3.5 }), 4},
@@ -129,8 +131,8 @@ func TestFixedPeakShards(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			// WHEN the fixed size is worked out
 			got := fixedPeakShards(tc.trace, Settings{})
-			if got != tc.want {
-				t.Fatalf("%d shards, want %d", got, tc.want)
+			if got != tc.wantShards {
+				t.Fatalf("%d shards, want %d", got, tc.wantShards)
 			}
 			// THEN the stream model confirms that many uniform shards never throttle, and one fewer does
 			for n, wantThrottled := range map[int]bool{got: false, got - 1: true} {

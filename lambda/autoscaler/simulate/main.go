@@ -36,15 +36,24 @@ func main() {
 	flag.Uint64Var(&set.Seed, "seed", 1, "seed for lost datapoints and load noise")
 	flag.IntVar(&set.Readers.FanOut, "fanout-consumers", 1, "enhanced fan-out consumers reading everything (the stack registers one)")
 	flag.IntVar(&set.Readers.Polling, "polling-consumers", 0, "GetRecords consumers reading everything")
+	set.Prices = DefaultPrices
 	pr := &set.Prices
-	flag.Float64Var(&pr.ShardHour, "price-shard-hour", DefaultPrices.ShardHour, "USD per provisioned shard-hour")
-	flag.Float64Var(&pr.PutUnitsPerMillion, "price-put-units", DefaultPrices.PutUnitsPerMillion, "USD per million PUT payload units (25 KiB)")
-	flag.Float64Var(&pr.FanOutConsumerShardHour, "price-fanout-shard-hour", DefaultPrices.FanOutConsumerShardHour, "USD per enhanced fan-out consumer-shard-hour (provisioned)")
-	flag.Float64Var(&pr.FanOutGB, "price-fanout-gb", DefaultPrices.FanOutGB, "USD per GiB read by enhanced fan-out (provisioned)")
-	flag.Float64Var(&pr.OnDemandStreamHour, "price-on-demand-stream-hour", DefaultPrices.OnDemandStreamHour, "USD per on-demand stream-hour")
-	flag.Float64Var(&pr.OnDemandInGB, "price-on-demand-in-gb", DefaultPrices.OnDemandInGB, "USD per GiB written on-demand (records rounded up to 1 KiB)")
-	flag.Float64Var(&pr.OnDemandOutGB, "price-on-demand-out-gb", DefaultPrices.OnDemandOutGB, "USD per GiB read by GetRecords on-demand (rounded up the same)")
-	flag.Float64Var(&pr.OnDemandFanOutGB, "price-on-demand-fanout-gb", DefaultPrices.OnDemandFanOutGB, "USD per GiB read by enhanced fan-out on-demand (rounded up the same)")
+	for _, f := range []struct {
+		name  string
+		price *float64
+		usage string
+	}{
+		{"shard-hour", &pr.ShardHour, "provisioned shard-hour"},
+		{"put-units", &pr.PutUnitsPerMillion, "million PUT payload units (25 KiB)"},
+		{"fanout-shard-hour", &pr.FanOutConsumerShardHour, "enhanced fan-out consumer-shard-hour (provisioned)"},
+		{"fanout-gb", &pr.FanOutGB, "GiB read by enhanced fan-out (provisioned)"},
+		{"on-demand-stream-hour", &pr.OnDemandStreamHour, "on-demand stream-hour"},
+		{"on-demand-in-gb", &pr.OnDemandInGB, "GiB written on-demand (records rounded up to 1 KiB)"},
+		{"on-demand-out-gb", &pr.OnDemandOutGB, "GiB read by GetRecords on-demand (rounded up the same)"},
+		{"on-demand-fanout-gb", &pr.OnDemandFanOutGB, "GiB read by enhanced fan-out on-demand (rounded up the same)"},
+	} {
+		flag.Float64Var(f.price, "price-"+f.name, *f.price, "USD per "+f.usage)
+	}
 	cfg := policy.Config{MinShards: 1, MaxShards: 16}
 	flag.Float64Var(&cfg.ScaleUpUtilisation, "scale-up", 0, "policy: scale-up utilisation (0: the policy's default, 0.75)")
 	flag.Float64Var(&cfg.TargetUtilisation, "target", 0, "policy: utilisation a new count is sized for (0: default, 0.70)")
