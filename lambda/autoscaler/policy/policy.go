@@ -8,8 +8,8 @@
 //  3. Scale up at once when utilisation is above ScaleUpUtilisation for ScaleUpMinutes consecutive minutes, or when
 //     any write was throttled, both counted only on minutes after the last action settled, unless shard-level
 //     metrics show the throttling comes from one hot shard while the stream as a whole is below the threshold (then
-//     rule 4); or when a rising load, predicted over the lead time (the newest datapoint's age, ReshardDuration and
-//     the minute to the next decision), would be above ScaleUpUtilisation before a resize decided later could land.
+//     rule 4); or when a rising load, predicted over the lead time (the newest datapoint's age and ReshardDuration),
+//     would be above ScaleUpUtilisation before a resize decided at the next run could land.
 //     The new count is sized for the load predicted GrowthHorizon beyond the lead time at TargetUtilisation, or
 //     ScarceCallsTargetUtilisation when the call would leave fewer than ScaleUpReserve.
 //  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
@@ -19,9 +19,10 @@
 //     UpdateShardCount calls remain in the rolling 24 hours.
 //  6. Merge two adjacent shards (shard-level metrics) whose combined load stayed below the merge limit (halfway
 //     from TargetUtilisation to ScaleUpUtilisation) for the hold window while the stream fits in one shard fewer at
-//     TargetUtilisation, the pair that fills one shard best; never the two halves of one split. Merges cost no UpdateShardCount call; a merge that follows a
-//     merge or split continues the same reshaping and is not held by the cool-down (each pair must still fit for
-//     the whole hold window; a shard new from a split or merge borrows its parents' minutes from before it existed).
+//     TargetUtilisation, the pair that fills one shard best; never the two halves of one split. Merges cost no
+//     UpdateShardCount call; a merge that follows a merge or split continues the same reshaping and is not held by
+//     the cool-down (each pair must still fit for the whole hold window; a shard new from a split or merge borrows
+//     its parents' minutes from before it existed).
 //  7. Carve: when three adjacent shards carry together less than two shards' worth at the merge limit but no two of
 //     them fit in one (a hot key's split leaves such a cold half), split the middle one at the point its load
 //     divides to fill each outer one to half the three's load; rule 6 then merges the pieces into their neighbours.
