@@ -103,7 +103,7 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 	slices.Sort(consumerStream)
 	consumerStream = slices.Compact(consumerStream)
 
-	for _, stack := range []string{snapshotStack, variantStack} {
+	for _, stack := range allStacks {
 		t.Run(stack, func(t *testing.T) {
 			id := func(typ, prefix string) string {
 				id, _ := resourceWithPrefix(t, stack, typ, prefix)
@@ -124,13 +124,16 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
 					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable"),
 				},
-				"ShardAutoscalerRole": {
+			}
+			// An on-demand stack has no autoscaler (TestCapacityModes checks that).
+			if stack != onDemandStack {
+				want["ShardAutoscalerRole"] = map[string][]string{
 					streamARN: sdkActions[scaler.KinesisAPI]("kinesis"),
 					// GetMetricData has no resource-level permissions.
 					`"*"`: sdkActions[scaler.CloudWatchAPI]("cloudwatch"),
 					// Lambda writes the function's logs with the function's role.
 					arn("AWS::Logs::LogGroup", "ShardAutoscalerLogs", "Arn"): {"logs:CreateLogStream", "logs:PutLogEvents"},
-				},
+				}
 			}
 			statements := roleStatements(t, stack)
 			for prefix, wantGrants := range want {

@@ -73,6 +73,10 @@ func printBanner(out io.Writer, p *pipeline.Pipeline) {
 		processing = fmt.Sprintf("each runs the MultiLang record processor of %s per shard; its stderr lines and the workers' logs are in %s", multilang, consumerLog)
 		load = fmt.Sprintf("Send load:\n  go run ./services/loadgen -url %s -rate 500 -duration 30s", p.ProducerURL())
 	}
+	dashboard := ""
+	if url := p.DashboardURL(); url != "" {
+		dashboard = "Watch it live (the CloudWatch dashboard's twin): " + url + "\n\n"
+	}
 	fmt.Fprintf(out, `
 The pipeline runs locally.
   stream       %s (%d shards) on kinesis-local at %s
@@ -81,7 +85,7 @@ The pipeline runs locally.
   autoscaler   %s on the stream metrics published to the CloudWatch emulator at %s (decisions: %s)
   emulators    logs: %s
 
-Send a record (the blog's request, pointed at the local URL):
+%sSend a record (the blog's request, pointed at the local URL):
   curl -d '{"data":"This is a testing record"}' -H "Content-Type: application/json" -X POST %s/
 
 %s
@@ -91,5 +95,5 @@ Ctrl-C stops everything this command started.
 		p.ProducerURL(), filepath.Join(p.LogDir(), "producer.log"),
 		cfg.Consumers, cfg.ReadMode, pipeline.ApplicationName, processing,
 		autoscale, emu.CloudWatchEndpoint, filepath.Join(p.LogDir(), "autoscaler.log"),
-		filepath.Join(p.LogDir(), "emulators.log"), p.ProducerURL(), load)
+		filepath.Join(p.LogDir(), "emulators.log"), dashboard, p.ProducerURL(), load)
 }

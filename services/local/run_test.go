@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -94,6 +95,7 @@ func startLocalRun(t *testing.T, cfg pipeline.Config) *localRun {
 	r := &localRun{dir: t.TempDir(), out: &lockedBuilder{}, cancel: cancel, result: make(chan error, 1)}
 	ready := make(chan *pipeline.Pipeline, 1)
 	cfg.Port, cfg.Shards, cfg.Stream, cfg.Dir, cfg.AutoscaleInterval = freePort(t), 2, "local-test", r.dir, -1
+	cfg.DashboardPort = cmp.Or(cfg.DashboardPort, freePort(t))
 	cfg.FailoverTime, cfg.BuildOutput = 3*time.Second, r.out
 	go func() {
 		r.result <- run(ctx, cfg, r.out, false, func(p *pipeline.Pipeline) { ready <- p })

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -57,6 +58,8 @@ const (
 	DefaultConsumers         = 2
 	DefaultAutoscaleInterval = time.Minute
 	DefaultMetricsInterval   = 2 * time.Second
+	// DefaultDashboardPort is the local dashboard's port on 127.0.0.1.
+	DefaultDashboardPort = 8090
 	// publishInterval is how often the producer's new EMF lines become CloudWatch datapoints.
 	publishInterval = 5 * time.Second
 )
@@ -92,6 +95,8 @@ type Config struct {
 	MetricsInterval time.Duration
 	// BuildOutput receives the output of `go build`. Default: os.Stderr.
 	BuildOutput io.Writer
+	// DashboardPort is the local dashboard's port on 127.0.0.1; negative turns it off. Default: DefaultDashboardPort.
+	DashboardPort int
 	// MultiLangCommand, when set, makes the workers run this MultiLang record processor (any language) instead of
 	// writing JSON lines. Default: none.
 	MultiLangCommand string
@@ -109,6 +114,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.ReadMode = cmp.Or(cfg.ReadMode, ReadModeFanOut)
 	cfg.AutoscaleInterval = cmp.Or(cfg.AutoscaleInterval, DefaultAutoscaleInterval)
 	cfg.MetricsInterval = cmp.Or(cfg.MetricsInterval, DefaultMetricsInterval)
+	cfg.DashboardPort = cmp.Or(cfg.DashboardPort, DefaultDashboardPort)
 	cfg.BuildOutput = cmp.Or[io.Writer](cfg.BuildOutput, os.Stderr)
 	if cfg.PropertiesFile != "" {
 		abs, err := filepath.Abs(cfg.PropertiesFile)
@@ -120,6 +126,8 @@ func (cfg Config) withDefaults() (Config, error) {
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
 		return cfg, fmt.Errorf("pipeline: port %d: want 1-65535", cfg.Port)
+	case cfg.DashboardPort > 65535 || cfg.DashboardPort == cfg.Port:
+		return cfg, fmt.Errorf("pipeline: dashboard port %d: want 1-65535 and not the producer's, or negative for none", cfg.DashboardPort)
 	case cfg.Shards < 1:
 		return cfg, fmt.Errorf("pipeline: shards %d: want at least 1", cfg.Shards)
 	case cfg.Consumers < 1:
@@ -151,6 +159,9 @@ type Pipeline struct {
 
 	kinesis   *kinesis.Client
 	publisher *streamMetricsPublisher
+	dashboard *http.Server
+	// started is when Start began.
+	started   time.Time
 	scaler    *scaler.Scaler
 	scalerLog *os.File
 
@@ -176,6 +187,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		return nil, err
 	}
 	p := &Pipeline{
+		started:   time.Now(),
 		cfg:       cfg,
 		logDir:    filepath.Join(cfg.Dir, "logs"),
 		failed:    make(chan error, 1),
@@ -200,6 +212,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		return nil, err
 	}
 	if err := p.startAutoscaler(); err != nil {
+		return nil, err
+	}
+	if err := p.startDashboard(); err != nil {
 		return nil, err
 	}
 	if err := p.startProducer(ctx); err != nil {
@@ -265,6 +280,28 @@ func (p *Pipeline) startEmulators(ctx context.Context) error {
 	}
 	p.consumerKinesisEndpoint = p.proxy.URL
 	return nil
+}
+
+// startDashboard serves the local dashboard on 127.0.0.1 (Config.DashboardPort), unless it is off.
+func (p *Pipeline) startDashboard() error {
+	if p.cfg.DashboardPort < 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.cfg.DashboardPort)))
+	if err != nil {
+		return fmt.Errorf("dashboard: %w (choose another port with -dashboard-port)", err)
+	}
+	p.dashboard = &http.Server{Handler: p.DashboardHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.dashboard.Serve(ln) }()
+	return nil
+}
+
+// DashboardURL is the local dashboard's address, or "" when it is off.
+func (p *Pipeline) DashboardURL() string {
+	if p.cfg.DashboardPort < 0 {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/", p.cfg.DashboardPort)
 }
 
 // startAutoscaler prepares the autoscaler the run loop invokes every minute, and the publisher of the stream
@@ -507,6 +544,9 @@ func (p *Pipeline) Stop() error {
 		}
 		wg.Wait()
 		errs = append(errs, stopErrs...)
+		if p.dashboard != nil {
+			errs = append(errs, p.dashboard.Close())
+		}
 		if p.stopLoops != nil {
 			p.stopLoops()
 			<-p.loopsDone

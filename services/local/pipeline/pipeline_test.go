@@ -252,7 +252,7 @@ func TestRecordsProcessedComesFromTheEMFLines(t *testing.T) {
 		want   int64
 		wantOK bool
 	}{
-		"the worker's metrics": {line: `{"_aws":{"Timestamp":1,"CloudWatchMetrics":[]},"RecordsProcessed":3,"BytesProcessed":300}`, want: 3, wantOK: true},
+		"the worker's metrics": {line: emf(time.UnixMilli(1), map[string]any{"RecordsProcessed": 3, "BytesProcessed": 300}), want: 3, wantOK: true},
 		"a record line": {
 			line: `{"shard_id":"shardId-000000000000","sequence_number":"4968","sub_sequence_number":0,"partition_key":"6","arrival_time":"2026-11-26T01:00:09.486Z","data":"RecordsProcessed"}`,
 		},

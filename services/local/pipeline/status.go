@@ -1,13 +1,12 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 	"github.com/streamproc/streamproc/services/kcl"
 )
 
@@ -50,18 +49,12 @@ type processedCounter struct {
 // recordsProcessed reads the RecordsProcessed counter of a consumer's EMF line; ok is false for any other line
 // (records, logs, other metrics).
 func recordsProcessed(line []byte) (n int64, ok bool) {
-	if !bytes.Contains(line, []byte(`"`+kcl.MetricRecordsProcessed+`"`)) || !bytes.Contains(line, []byte(`"_aws"`)) {
+	l, ok := parseEMF(line)
+	v, has := l.Values[kcl.MetricRecordsProcessed]
+	if !ok || !has || len(v) != 1 {
 		return 0, false
 	}
-	var doc map[string]json.RawMessage
-	if json.Unmarshal(line, &doc) != nil {
-		return 0, false
-	}
-	var v float64
-	if json.Unmarshal(doc[kcl.MetricRecordsProcessed], &v) != nil {
-		return 0, false
-	}
-	return int64(v), true
+	return int64(v[0]), true
 }
 
 // Status reads the logs written since the last call and the stream's shard count.
@@ -87,11 +80,29 @@ func (p *Pipeline) Status(ctx context.Context) (Status, error) {
 	s.LastScaling = p.lastScaling
 	p.mu.Unlock()
 	s.Behind = max(0, s.RecordsIn-s.RecordsProcessed)
-	sum, err := p.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(p.cfg.Stream)})
+	sum, err := p.describeStream(ctx)
 	if err != nil {
-		return s, fmt.Errorf("describe stream %s: %w", p.cfg.Stream, err)
+		return s, err
 	}
-	s.OpenShards = int(aws.ToInt32(sum.StreamDescriptionSummary.OpenShardCount))
-	s.StreamStatus = string(sum.StreamDescriptionSummary.StreamStatus)
+	s.OpenShards = int(aws.ToInt32(sum.OpenShardCount))
+	s.StreamStatus = string(sum.StreamStatus)
 	return s, nil
+}
+
+// describeStream is the stream's summary.
+func (p *Pipeline) describeStream(ctx context.Context) (*types.StreamDescriptionSummary, error) {
+	out, err := p.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(p.cfg.Stream)})
+	if err != nil {
+		return nil, fmt.Errorf("describe stream %s: %w", p.cfg.Stream, err)
+	}
+	return out.StreamDescriptionSummary, nil
+}
+
+// openShards is the stream's open shard count.
+func (p *Pipeline) openShards(ctx context.Context) (int, error) {
+	sum, err := p.describeStream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(aws.ToInt32(sum.OpenShardCount)), nil
 }
