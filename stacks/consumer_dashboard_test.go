@@ -20,9 +20,21 @@ import (
 
 func TestLeaseTable(t *testing.T) {
 	has(t, synthesized.tDefaults, "AWS::DynamoDB::Table", map[string]any{
-		"BillingMode":                      "PAY_PER_REQUEST",
-		"KeySchema":                        []any{map[string]any{"AttributeName": kcl.LeaseTableHashKey, "KeyType": "HASH"}},
-		"AttributeDefinitions":             []any{map[string]any{"AttributeName": kcl.LeaseTableHashKey, "AttributeType": "S"}},
+		"BillingMode": "PAY_PER_REQUEST",
+		"KeySchema":   []any{map[string]any{"AttributeName": kcl.LeaseTableHashKey, "KeyType": "HASH"}},
+		"AttributeDefinitions": []any{
+			map[string]any{"AttributeName": kcl.LeaseTableHashKey, "AttributeType": "S"},
+			map[string]any{"AttributeName": kcl.AttrLeaseOwner, "AttributeType": "S"},
+		},
+		// The Java KCL 3.x's index of leases by owner, exactly as it creates it.
+		"GlobalSecondaryIndexes": []any{map[string]any{
+			"IndexName": kcl.LeaseOwnerIndexName,
+			"KeySchema": []any{
+				map[string]any{"AttributeName": kcl.AttrLeaseOwner, "KeyType": "HASH"},
+				map[string]any{"AttributeName": kcl.AttrLeaseKey, "KeyType": "RANGE"},
+			},
+			"Projection": map[string]any{"ProjectionType": "KEYS_ONLY"},
+		}},
 		"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
 	})
 	for stack, want := range map[string]string{snapshotStack: "Delete", variantStack: "Retain"} {
@@ -100,6 +112,7 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		settings.EnvLogLevel, settings.EnvMetricsNamespace, settings.EnvMetricsInterval,
 		settings.EnvProcessor, settings.EnvMultiLangCommand, settings.EnvMultiLangTimeout, settings.EnvMultiLangProtocolVersion,
 		settings.EnvMaxRecords, settings.EnvPollIdleInterval, settings.EnvProcessEmptyBatches, settings.EnvShardSyncInterval,
+		settings.EnvLeaseBalancing, settings.EnvRebalanceThreshold, settings.EnvHandoffTimeout,
 	}
 	// Set only with consumerProcessorCommand (the variant): the MultiLang processor.
 	multiLang := []string{settings.EnvProcessor, settings.EnvMultiLangCommand}
@@ -112,6 +125,9 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		settings.EnvPollIdleInterval:         "polling only: the consumer's default (1 s) or the image's properties file",
 		settings.EnvProcessEmptyBatches:      "the processor's own default or the image's properties file",
 		settings.EnvShardSyncInterval:        "the consumer's default (1 minute)",
+		settings.EnvLeaseBalancing:           "the consumer's default (by load)",
+		settings.EnvRebalanceThreshold:       "the consumer's default (10 %, as the Java KCL 3.x)",
+		settings.EnvHandoffTimeout:           "the consumer's default (30 s, as the Java KCL 3.x)",
 		settings.EnvRegion:                   "set by ECS itself",
 		settings.EnvInitialTimestamp:         "only with INITIAL_POSITION=AT_TIMESTAMP",
 		settings.EnvKinesisEndpoint:          "local emulator only",
@@ -177,7 +193,7 @@ func TestDashboardShowsEveryMetric(t *testing.T) {
 		"Producer CPU utilisation", "Consumer CPU utilisation", "Running tasks", "Consumer behind latest",
 		"PutRecords success", "Write throughput exceeded", "User records vs Kinesis records",
 		"Open shards and scaling actions", "Iterator age", "Producer request latency", "Producer 503s",
-		"Load balancer 4xx / 5xx", "Leases", "Alarms",
+		"Load balancer 4xx / 5xx", "Leases", "Alarms", "Load per worker", "Lease moves",
 	}
 	for _, title := range titles {
 		if !strings.Contains(body, title) {
@@ -194,11 +210,17 @@ func TestDashboardShowsEveryMetric(t *testing.T) {
 		kpl.MetricUserRecordsPut, kpl.MetricKinesisRecordsPut, ingest.RequestLatency, ingest.RejectedBufferFull,
 		ingest.Requests5xx, scaler.MetricOpenShardCount, scaler.MetricScalingActions, kcl.MetricMillisBehindLatest,
 		kcl.MetricCurrentLeases, kcl.MetricLeasesTaken, kcl.MetricLeasesLost, kcl.MetricRecordsProcessed,
+		kcl.MetricLeaseMoves, kcl.MetricHandoffTimeouts,
 	}
 	for _, m := range metrics {
 		if !strings.Contains(body, `\"`+m+`\"`) {
 			t.Errorf("dashboard lacks the metric %s", m)
 		}
+	}
+	// Each worker's load is searched by the dimensions the worker writes it with, for this application.
+	if search := `SEARCH('{StreamProc,` + consumerservice.DimensionApplication + `,` + consumerservice.DimensionService + `,` +
+		kcl.DimensionWorkerID + `} MetricName=\\\"` + kcl.MetricWorkerLoad + `\\\" ` + consumerservice.DimensionApplication + `=\\\"`; !strings.Contains(body, search) {
+		t.Errorf("dashboard body lacks the per-worker load search %s", search)
 	}
 	// The services' metrics are read in their namespace and with the dimensions they write.
 	for _, want := range []string{`\"StreamProc\"`, `\"` + ingest.DimensionStream + `\"`, `\"` + consumerservice.DimensionApplication + `\"`, `\"` + consumerservice.DimensionService + `\",\"` + consumerservice.ServiceName + `\"`, "ECS/ContainerInsights"} {

@@ -83,6 +83,7 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 	// configuration never makes:
 	// - the consumer worker (services/kcl): DynamoDBAPI's DescribeTable and CreateTable run only in
 	//   LeaseTable.CreateIfMissing, with CREATE_LEASE_TABLE=true; the task sets false (the stack owns the table).
+	//   Query reads the lease table's owner index only.
 	//   SubscribeToShard acts on the registered consumer, the other KinesisAPI calls on the stream.
 	// - the consumer's main (services/consumer): its own Kinesis calls run in ensureStreamConsumer only, when
 	//   CONSUMER_ARN is empty; the task sets it to the registered consumer's ARN.
@@ -122,7 +123,8 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				"ConsumerTaskTaskRole": {
 					streamARN: consumerStream,
 					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
-					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable"),
+					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
+					`{"Fn::Join":["",[` + arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn") + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`: {"dynamodb:Query"},
 				},
 			}
 			// An on-demand stack has no autoscaler (TestCapacityModes checks that).

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awskinesis"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
@@ -75,9 +76,9 @@ var ConsumerActions = []string{
 	"kinesis:SubscribeToShard",
 }
 
-// LeaseTableActions are the DynamoDB calls the lease coordinator makes (services/kcl's DynamoDBAPI, less
-// DescribeTable and CreateTable: only CREATE_LEASE_TABLE=true makes them, and the stack owns the table), granted on
-// the lease table only.
+// LeaseTableActions are the DynamoDB calls the lease coordinator makes on the lease table (services/kcl's
+// DynamoDBAPI, less DescribeTable and CreateTable: only CREATE_LEASE_TABLE=true makes them, and the stack owns the
+// table; and less Query, which reads the owner index only: LeaseOwnerIndexActions).
 var LeaseTableActions = []string{
 	"dynamodb:GetItem",
 	"dynamodb:PutItem",
@@ -85,6 +86,10 @@ var LeaseTableActions = []string{
 	"dynamodb:Scan",
 	"dynamodb:DeleteItem", // lease clean-up of finished and aged-out shards
 }
+
+// LeaseOwnerIndexActions are the calls the lease coordinator makes on the lease table's owner index
+// (kcl.LeaseOwnerIndexName): it finds the leases assigned to its worker.
+var LeaseOwnerIndexActions = []string{"dynamodb:Query"}
 
 // Props configures a ConsumerService. Cluster, Stream, StreamConsumer and Image are required.
 type Props struct {
@@ -176,6 +181,14 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		},
 		RemovalPolicy: p.LeaseTableRemovalPolicy,
 	})
+	// The Java KCL 3.x's index of leases by owner: a Java KCL 3.x worker needs it to join, and the workers find the
+	// leases assigned to them through it.
+	c.LeaseTable.AddGlobalSecondaryIndex(&awsdynamodb.GlobalSecondaryIndexProps{
+		IndexName:      jsii.String(kcl.LeaseOwnerIndexName),
+		PartitionKey:   &awsdynamodb.Attribute{Name: jsii.String(kcl.AttrLeaseOwner), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:        &awsdynamodb.Attribute{Name: jsii.String(kcl.AttrLeaseKey), Type: awsdynamodb.AttributeType_STRING},
+		ProjectionType: awsdynamodb.ProjectionType_KEYS_ONLY,
+	})
 	appName := c.LeaseTable.TableName()
 	c.Resources = fargateservice.Add(this, &fargateservice.Props{
 		Cluster:       p.Cluster,
@@ -195,7 +208,11 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 	if p.ReadMode == ReadModeFanOut {
 		p.StreamConsumer.Grant(role, *jsii.Strings(ConsumerActions...)...)
 	}
-	c.LeaseTable.Grant(role, *jsii.Strings(LeaseTableActions...)...)
+	// The table's own Grant would give every action on its indexes too: each resource gets exactly its calls.
+	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{Grantee: role,
+		Actions: jsii.Strings(LeaseTableActions...), ResourceArns: &[]*string{c.LeaseTable.TableArn()}})
+	awsiam.Grant_AddToPrincipal(&awsiam.GrantOnPrincipalOptions{Grantee: role, Actions: jsii.Strings(LeaseOwnerIndexActions...),
+		ResourceArns: &[]*string{jsii.String(*c.LeaseTable.TableArn() + "/index/" + kcl.LeaseOwnerIndexName)}})
 
 	cdknag.NagSuppressions_AddResourceSuppressions(c.TaskDefinition, &[]*cdknag.NagPackSuppression{{
 		Id: jsii.String("AwsSolutions-ECS2"),

@@ -1,8 +1,9 @@
 // Package dashboard defines the CloudWatch dashboard of the pipeline and its alarms. It shows what the blog's
 // dashboard shows (CPU and running tasks of both services, consumer lag, PutRecords success, throttling, user
 // records against Kinesis records) and more: open shards and scaling actions (provisioned) or the write rate
-// (on-demand), iterator age, the producer's request latency and 503 rate, the load balancer's 4xx/5xx, and lease
-// counts. The services' metric names come from the packages that emit them.
+// (on-demand), iterator age, the producer's request latency and 503 rate, the load balancer's 4xx/5xx, lease
+// counts, and how the consumer workers share the load (each worker's load, the leases moved between them). The
+// services' metric names come from the packages that emit them.
 package dashboard
 
 import (
@@ -242,6 +243,7 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 					kinesis(stream.MetricGetRecordsBytes(nil), "Sum", "GetRecords bytes"),
 				}, nil),
 			},
+			leaseBalanceRow(p.MetricsNamespace, consumerDims, worker),
 		},
 	})
 	d.URL = awscdk.Fn_Join(jsii.String(""), &[]*string{

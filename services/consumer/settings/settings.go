@@ -41,6 +41,15 @@ const (
 	EnvCheckpointInterval = "CHECKPOINT_INTERVAL"
 	// EnvFailoverTime is the lease failover time (Go duration). Default: 10s, as the Java KCL.
 	EnvFailoverTime = "FAILOVER_TIME"
+	// EnvLeaseBalancing is what the workers even out: "load" (their leases' throughput) or "count" (their numbers of
+	// leases, as the Java KCL 2.x). Default: load.
+	EnvLeaseBalancing = "LEASE_BALANCING"
+	// EnvRebalanceThreshold is the band around the mean load within which workers count as balanced, in percent
+	// (1-100). Default: 10, as the Java KCL 3.x.
+	EnvRebalanceThreshold = "REBALANCE_THRESHOLD_PERCENT"
+	// EnvHandoffTimeout is how long, on top of the failover time, a worker waits for a lease's old owner to
+	// checkpoint and let go before it takes the lease anyway (Go duration). Default: 30s, as the Java KCL 3.x.
+	EnvHandoffTimeout = "HANDOFF_TIMEOUT"
 	// EnvShutdownTimeout bounds the graceful shutdown (Go duration). Default: 25s, under ECS's 30 s stop timeout.
 	// The producer's variable of the same name bounds its shutdown.
 	EnvShutdownTimeout = "SHUTDOWN_TIMEOUT"
@@ -152,6 +161,13 @@ type Settings struct {
 	FailoverTime time.Duration
 	// ShutdownTimeout bounds the graceful shutdown (EnvShutdownTimeout). Default: DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// Balancing is what the workers even out (EnvLeaseBalancing). Default: kcl.BalancingLoad.
+	Balancing kcl.Balancing
+	// RebalanceThresholdPercent is the band around the mean load (EnvRebalanceThreshold). Default:
+	// kcl.DefaultRebalanceThresholdPercent.
+	RebalanceThresholdPercent int
+	// HandoffTimeout bounds a graceful hand-off (EnvHandoffTimeout). Default: kcl.DefaultHandoffTimeout.
+	HandoffTimeout time.Duration
 	// Processor is what is done with the records (EnvProcessor): ProcessorLog or ProcessorMultiLang.
 	Processor string
 	// MultiLang configures the MultiLang record processors (EnvMultiLangCommand, EnvMultiLangTimeout,
@@ -208,7 +224,11 @@ func Load(lookup func(string) (string, bool)) (Settings, error) {
 		CheckpointInterval: p.Duration(EnvCheckpointInterval, DefaultCheckpointInterval),
 		FailoverTime:       p.Duration(EnvFailoverTime, kcl.DefaultFailoverTime),
 		ShutdownTimeout:    p.Duration(EnvShutdownTimeout, DefaultShutdownTimeout),
-		Telemetry:          p.Telemetry(),
+		Balancing: kcl.Balancing(p.Choice(EnvLeaseBalancing, string(kcl.BalancingLoad), string(kcl.BalancingLoad),
+			string(kcl.BalancingCount))),
+		RebalanceThresholdPercent: p.Int(EnvRebalanceThreshold, kcl.DefaultRebalanceThresholdPercent, 1, 100),
+		HandoffTimeout:            p.Duration(EnvHandoffTimeout, kcl.DefaultHandoffTimeout),
+		Telemetry:                 p.Telemetry(),
 	}
 	if strings.ContainsAny(s.Application, " /") || len(s.Application) > 128 {
 		p.Invalid(EnvApplicationName, "want a DynamoDB table name: 3-128 of a-z A-Z 0-9 _ - .")

@@ -14,7 +14,7 @@ import (
 var fuzzEnvNames = []string{
 	EnvStreamName, EnvApplicationName, EnvReadMode, EnvConsumerARN, EnvInitialPosition, EnvInitialTimestamp,
 	EnvKinesisEndpoint, EnvDynamoDBEndpoint, EnvWorkerID, EnvCreateLeaseTable, EnvCheckpointRecords,
-	EnvCheckpointInterval, EnvFailoverTime, EnvShutdownTimeout,
+	EnvCheckpointInterval, EnvFailoverTime, EnvShutdownTimeout, EnvLeaseBalancing, EnvRebalanceThreshold, EnvHandoffTimeout,
 }
 
 // FuzzLoad: any environment yields settings or an *Error naming one of the variables, never a panic; accepted
@@ -57,8 +57,11 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("initial position %q", s.InitialPosition)
 		case s.InitialPosition == kcl.CheckpointAtTimestamp && s.InitialTimestamp.IsZero():
 			t.Fatal("AT_TIMESTAMP without a timestamp")
-		case s.CheckpointRecords < 1 || s.CheckpointInterval <= 0 || s.FailoverTime <= 0 || s.ShutdownTimeout <= 0:
+		case s.CheckpointRecords < 1 || s.CheckpointInterval <= 0 || s.FailoverTime <= 0 || s.ShutdownTimeout <= 0 ||
+			s.RebalanceThresholdPercent < 1 || s.RebalanceThresholdPercent > 100 || s.HandoffTimeout <= 0:
 			t.Fatalf("out-of-range numbers accepted: %+v", s)
+		case s.Balancing != kcl.BalancingLoad && s.Balancing != kcl.BalancingCount:
+			t.Fatalf("balancing %q", s.Balancing)
 		}
 	})
 }

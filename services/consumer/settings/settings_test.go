@@ -26,6 +26,9 @@ func TestLoadSettingsNamesTheBadVariable(t *testing.T) {
 		"bad interval":         {set: map[string]string{EnvCheckpointInterval: "soon"}, wantVar: EnvCheckpointInterval},
 		"bad create flag":      {set: map[string]string{EnvCreateLeaseTable: "maybe"}, wantVar: EnvCreateLeaseTable},
 		"bad consumer arn":     {set: map[string]string{EnvConsumerARN: "consumer"}, wantVar: EnvConsumerARN},
+		"bad balancing":        {set: map[string]string{EnvLeaseBalancing: "cpu"}, wantVar: EnvLeaseBalancing},
+		"threshold over 100":   {set: map[string]string{EnvRebalanceThreshold: "150"}, wantVar: EnvRebalanceThreshold},
+		"bad hand-off timeout": {set: map[string]string{EnvHandoffTimeout: "-1s"}, wantVar: EnvHandoffTimeout},
 		"good":                 {set: map[string]string{EnvReadMode: "fanout", EnvInitialPosition: "LATEST"}},
 	}
 	for name, tc := range tests {
@@ -58,7 +61,8 @@ func TestLoadSettingsDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.ReadMode != kcl.ReadModePolling || s.InitialPosition != kcl.CheckpointTrimHorizon || !s.CreateLeaseTable ||
-		s.CheckpointRecords != 1000 || s.CheckpointInterval != 10*time.Second || s.FailoverTime != 10*time.Second {
+		s.CheckpointRecords != 1000 || s.CheckpointInterval != 10*time.Second || s.FailoverTime != 10*time.Second ||
+		s.Balancing != kcl.BalancingLoad || s.RebalanceThresholdPercent != 10 || s.HandoffTimeout != 30*time.Second {
 		t.Fatalf("defaults: %+v", s)
 	}
 }
