@@ -122,8 +122,8 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				"ProducerTaskTaskRole": {streamARN: sdkActions[kpl.KinesisAPI]("kinesis")},
 				"ConsumerTaskTaskRole": {
 					streamARN: consumerStream,
-					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
-					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
+					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"):                                                      {"kinesis:SubscribeToShard"},
+					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                                                                        sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
 					`{"Fn::Join":["",[` + arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn") + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`: {"dynamodb:Query"},
 				},
 			}
