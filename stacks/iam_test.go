@@ -114,6 +114,8 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				return `{"Fn::GetAtt":["` + id(typ, prefix) + `","` + attr + `"]}`
 			}
 			streamARN := arn("AWS::Kinesis::Stream", "Stream", "Arn")
+			leaseTableARN := arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn")
+			ownerIndexARN := `{"Fn::Join":["",[` + leaseTableARN + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`
 			env := containerEnv(t, taskContainer(t, stack, "Consumer", consumerservice.ContainerName))
 			if env[settings.EnvCreateLeaseTable] != "false" || !strings.Contains(env[settings.EnvConsumerARN], "StreamFanOutConsumer") {
 				t.Fatalf("consumer env %v: the exclusions above assume CREATE_LEASE_TABLE=false and CONSUMER_ARN set", env)
@@ -122,9 +124,9 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				"ProducerTaskTaskRole": {streamARN: sdkActions[kpl.KinesisAPI]("kinesis")},
 				"ConsumerTaskTaskRole": {
 					streamARN: consumerStream,
-					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"):                                                      {"kinesis:SubscribeToShard"},
-					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                                                                        sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
-					`{"Fn::Join":["",[` + arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn") + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`: {"dynamodb:Query"},
+					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
+					leaseTableARN: sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
+					ownerIndexARN: {"dynamodb:Query"},
 				},
 			}
 			// An on-demand stack has no autoscaler (TestCapacityModes checks that).
