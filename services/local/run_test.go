@@ -25,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/streamproc/streamproc/internal/eventually"
+	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/kpl"
 	"github.com/streamproc/streamproc/services/local/pipeline"
 )
@@ -61,11 +62,17 @@ func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	stored := storedRecord(t, r.p, ack)
 	// THEN a consumer worker processes it: one JSON line at the acknowledged position
 	eventually.Succeeds(t, time.Minute, func() error {
-		if !consumerLogged(t, r.dir, ack.ShardID, ack.SequenceNumber) {
+		if consumerLogged(t, r.dir, ack.ShardID, ack.SequenceNumber) == 0 {
 			return fmt.Errorf("no consumer logged the record at %s/%s", ack.ShardID, ack.SequenceNumber)
 		}
 		return nil
 	})
+	// THEN once the two workers, started together, have evened out (a lease each, none being handed over), the
+	// record was printed once: a lease moves by graceful hand-off, after its old owner checkpointed
+	waitLeaseEach(t, r.p)
+	if n := consumerLogged(t, r.dir, ack.ShardID, ack.SequenceNumber); n != 1 {
+		t.Errorf("the record was printed %d times, want once", n)
+	}
 	// THEN the status line counts it in and processed, and the autoscaler sees the published stream metrics
 	checkStatusCountsTheRecord(t, r.p)
 	checkStreamMetrics(t, r.p, stored)
@@ -315,8 +322,8 @@ func streamMetricSum(ctx context.Context, t *testing.T, p *pipeline.Pipeline, st
 	return sum
 }
 
-// consumerLogged reports whether a consumer worker's log holds the record line of the test's record.
-func consumerLogged(t *testing.T, dir, shardID, sequenceNumber string) bool {
+// consumerLogged counts the record lines of the test's record in the consumer workers' logs.
+func consumerLogged(t *testing.T, dir, shardID, sequenceNumber string) (lines int) {
 	t.Helper()
 	logs, err := filepath.Glob(filepath.Join(dir, "logs", "consumer-*.log"))
 	if err != nil {
@@ -335,11 +342,38 @@ func consumerLogged(t *testing.T, dir, shardID, sequenceNumber string) bool {
 			}
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.ShardID == shardID &&
 				rec.SequenceNumber == sequenceNumber && rec.Data == "This is a testing record" {
-				return true
+				lines++
 			}
 		}
 	}
-	return false
+	return lines
+}
+
+// waitLeaseEach waits until each of the pipeline's consumer workers holds one lease of the stream's and none is
+// being handed over.
+func waitLeaseEach(t *testing.T, p *pipeline.Pipeline) {
+	t.Helper()
+	table, err := kcl.NewLeaseTable(p.Emulators().DynamoDBClient(), pipeline.ApplicationName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually.Succeeds(t, time.Minute, func() error {
+		leases, err := table.List(context.Background())
+		if err != nil {
+			return err
+		}
+		owners := map[string]int{}
+		for _, l := range leases {
+			if l.HandingOver() {
+				return fmt.Errorf("lease %s being handed over to %s", l.Key, l.Owner)
+			}
+			owners[l.Owner]++
+		}
+		if len(owners) != p.Config().Consumers || owners[""] != 0 {
+			return fmt.Errorf("leases by owner %v, want one for each of %d workers", owners, p.Config().Consumers)
+		}
+		return nil
+	})
 }
 
 func TestParseFlagsRejectsBadValues(t *testing.T) {
