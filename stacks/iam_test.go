@@ -83,7 +83,6 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 	// configuration never makes:
 	// - the consumer worker (services/kcl): DynamoDBAPI's DescribeTable and CreateTable run only in
 	//   LeaseTable.CreateIfMissing, with CREATE_LEASE_TABLE=true; the task sets false (the stack owns the table).
-	//   Query reads the lease table's owner index only.
 	//   SubscribeToShard acts on the registered consumer, the other KinesisAPI calls on the stream.
 	// - the consumer's main (services/consumer): its own Kinesis calls run in ensureStreamConsumer only, when
 	//   CONSUMER_ARN is empty; the task sets it to the registered consumer's ARN.
@@ -114,8 +113,6 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				return `{"Fn::GetAtt":["` + id(typ, prefix) + `","` + attr + `"]}`
 			}
 			streamARN := arn("AWS::Kinesis::Stream", "Stream", "Arn")
-			leaseTableARN := arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn")
-			ownerIndexARN := `{"Fn::Join":["",[` + leaseTableARN + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`
 			env := containerEnv(t, taskContainer(t, stack, "Consumer", consumerservice.ContainerName))
 			if env[settings.EnvCreateLeaseTable] != "false" || !strings.Contains(env[settings.EnvConsumerARN], "StreamFanOutConsumer") {
 				t.Fatalf("consumer env %v: the exclusions above assume CREATE_LEASE_TABLE=false and CONSUMER_ARN set", env)
@@ -125,8 +122,9 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				"ConsumerTaskTaskRole": {
 					streamARN: consumerStream,
 					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
-					leaseTableARN: sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
-					ownerIndexARN: {"dynamodb:Query"},
+					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
+					// Query reads the owner index only.
+					`{"Fn::Join":["",[` + arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn") + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`: {"dynamodb:Query"},
 				},
 			}
 			// An on-demand stack has no autoscaler (TestCapacityModes checks that).
