@@ -74,6 +74,9 @@ const (
 	MetricObjectsAdopted = "ObjectsAdopted"
 	// MetricUploadErrors counts failed S3 calls (each is retried; none checkpoints or skips).
 	MetricUploadErrors = "UploadErrors"
+	// MetricRecordsOutsideShardRangeDropped counts KPL user records dropped because they lie outside their
+	// shard's hash key range (see Config.KeepRecordsOutsideShardRange).
+	MetricRecordsOutsideShardRangeDropped = "RecordsOutsideShardRangeDropped"
 	// DimensionFlushReason is the dimension of MetricFlushReason.
 	DimensionFlushReason = "Reason"
 )
@@ -136,6 +139,12 @@ type Config struct {
 	// LeaseLostUploadTimeout bounds the one upload of the open object when the lease is lost (the successor
 	// adopts it if it lands). Default: DefaultLeaseLostUploadTimeout.
 	LeaseLostUploadTimeout time.Duration
+	// KeepRecordsOutsideShardRange writes the KPL user records whose hash key lies outside the shard they were read
+	// from (kcl.Record.OutsideShardRange). By default they are dropped, as the Java KCL drops them: this project's
+	// KPL (package kpl), finding an aggregate stored in another shard than it predicted, puts those records again
+	// to the right shard and acknowledges them only then, so keeping both copies would land them twice. Set it for
+	// producers that do not put them again. Default: false.
+	KeepRecordsOutsideShardRange bool
 	// Logger receives the sink's logs. Default: slog.Default().
 	Logger *slog.Logger
 	// Metrics receives the metrics named Metric... (a *telemetry.Metrics writes them as EMF). Default: none.

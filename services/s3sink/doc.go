@@ -39,7 +39,9 @@
 // in an object in S3, and an S3 error never checkpoints (uploads retry with backoff; after Config.UploadAttempts the
 // worker retries the call, and after kcl.Config.MaxProcessAttempts another worker takes over). A shard's children are
 // read only once it is checkpointed at its end, so records of one partition key land in order across resharding.
-// Objects are never partial: each is one PutObject of a complete file.
+// Objects are never partial: each is one PutObject of a complete file. KPL user records read from a shard whose hash
+// key range does not hold them are dropped by default, as the Java KCL drops them, because the project's KPL puts
+// them again to the right shard (Config.KeepRecordsOutsideShardRange).
 //
 // # Memory and the spill file
 //

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -36,6 +37,8 @@ type faultRule struct {
 	held, release chan struct{}
 	heldOnce      sync.Once
 	seen, hit     int
+	// statuses are the emulator's answers to the held requests, once released.
+	statuses []int
 }
 
 func newFaultTransport() *faultTransport {
@@ -67,6 +70,13 @@ func (f *faultTransport) hits(r *faultRule) int {
 	return r.hit
 }
 
+// heldStatuses returns the answers to r's held requests so far.
+func (f *faultTransport) heldStatuses(r *faultRule) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(r.statuses)
+}
+
 // RoundTrip implements http.RoundTripper.
 func (f *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := f.match(req)
@@ -91,7 +101,13 @@ func (f *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		r.heldOnce.Do(func() { close(r.held) })
 		<-r.release
 		// A request on the wire completes at S3 even when its client gave up: forward it regardless.
-		return f.next.RoundTrip(req.Clone(context.WithoutCancel(req.Context())))
+		resp, err := f.next.RoundTrip(req.Clone(context.WithoutCancel(req.Context())))
+		if err == nil {
+			f.mu.Lock()
+			r.statuses = append(r.statuses, resp.StatusCode)
+			f.mu.Unlock()
+		}
+		return resp, err
 	}
 }
 

@@ -178,30 +178,39 @@ func readObject(t testing.TB, client *s3.Client, bucket, key string) object {
 	return object{key: key, metadata: got.Metadata, rows: rows}
 }
 
-// checkObjects fails t unless the objects hold exactly want, each record in one object once, and each object is
-// whole: named after its first record, its metadata naming its last record and its count, its records in shard
-// order.
-func checkObjects(t testing.TB, prefix string, objects []object, want []kcl.Record) {
+// checkObjects fails t unless the objects hold exactly the records whose payloads are want, each record in one
+// object once, and each object is whole: named after its first record, its metadata naming its last record and
+// its count, its records in shard order.
+func checkObjects(t testing.TB, prefix string, objects []object, want []string) {
 	t.Helper()
 	seen := map[string]string{} // data -> key
 	for _, o := range objects {
 		checkObjectWhole(t, prefix, o)
 		for _, r := range o.rows {
 			if prev, dup := seen[string(r.Data)]; dup {
-				t.Errorf("record %q is in %s and in %s", r.Data, prev, o.key)
+				t.Errorf("record %.40q is in %s and in %s", r.Data, prev, o.key)
 			}
 			seen[string(r.Data)] = o.key
 		}
 	}
-	for _, r := range want {
-		if _, ok := seen[string(r.Data)]; !ok {
-			t.Errorf("record %q (%s) is in no object", r.Data, positionOf(&r))
+	for _, d := range want {
+		if _, ok := seen[d]; !ok {
+			t.Errorf("record %.40q is in no object", d)
 		}
-		delete(seen, string(r.Data))
+		delete(seen, d)
 	}
 	for data, key := range seen {
-		t.Errorf("object %s holds %q, which was never delivered", key, data)
+		t.Errorf("object %s holds %.40q, which was never sent", key, data)
 	}
+}
+
+// payloads returns the records' payloads.
+func payloads(records []kcl.Record) []string {
+	out := make([]string, len(records))
+	for i, r := range records {
+		out[i] = string(r.Data)
+	}
+	return out
 }
 
 // checkObjectWhole fails t unless o is named after its first record and its metadata names its last.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/streamproc/streamproc/services/kcl"
@@ -174,6 +175,12 @@ func (p *Processor) take(ctx context.Context, records []kcl.Record) (int, error)
 	if p.adopted != nil {
 		return p.skipAdopted(records)
 	}
+	if n := p.skipOutsideShardRange(records); n > 0 {
+		return n, nil
+	}
+	if i := slices.IndexFunc(records, p.dropped); i > 0 {
+		records = records[:i] // the batch stops before the next record dropped
+	}
 	if p.batch == nil {
 		if p.checkExisting {
 			return 0, p.lookUpExisting(ctx, &records[0])
@@ -206,6 +213,24 @@ func (p *Processor) skipAdopted(records []kcl.Record) (int, error) {
 		}
 	}
 	return len(records), nil
+}
+
+// dropped tells whether r is a KPL user record outside its shard's hash key range that is not kept (see
+// Config.KeepRecordsOutsideShardRange).
+func (p *Processor) dropped(r kcl.Record) bool {
+	return r.OutsideShardRange && !p.cfg.KeepRecordsOutsideShardRange
+}
+
+// skipOutsideShardRange skips the records dropped at the start of records and returns how many.
+func (p *Processor) skipOutsideShardRange(records []kcl.Record) int {
+	n := 0
+	for n < len(records) && p.dropped(records[n]) {
+		n++
+	}
+	if n > 0 {
+		p.cfg.Metrics.Add(MetricRecordsOutsideShardRangeDropped, telemetry.UnitCount, float64(n))
+	}
+	return n
 }
 
 // lookUpExisting looks for an object at the key of the object first would start; one found is adopted.

@@ -314,7 +314,7 @@ func TestNextOwnerAdoptsWhatThePreviousOneWrote(t *testing.T) {
 				t.Errorf("objects %v, want %v", got, tc.wantObjects)
 			}
 			if !tc.wantRestart {
-				checkObjects(t, "lake", objects, records)
+				checkObjects(t, "lake", objects, payloads(records))
 			}
 			if env.metrics.get(MetricObjectsAdopted) != 1 {
 				t.Errorf("ObjectsAdopted = %v, want 1", env.metrics.get(MetricObjectsAdopted))
@@ -346,7 +346,7 @@ func TestRestartAfterAdoptionWritesTheRest(t *testing.T) {
 	}
 	// THEN every record is in exactly one object
 	objects := env.objects()
-	checkObjects(t, "lake", objects, records)
+	checkObjects(t, "lake", objects, payloads(records))
 	sortByFirst(objects)
 	want := []string{"record-0-..record-1-", "record-2-..record-4-", "record-5-..record-5-"}
 	if got := ranges(objects); !reflect.DeepEqual(got, want) {
@@ -432,7 +432,7 @@ func TestS3Faults(t *testing.T) {
 				t.Fatalf("process records: %v", err)
 			}
 			// THEN every record lands once, each object checkpointed, and the errors are counted
-			checkObjects(t, "lake", env.objects(), records)
+			checkObjects(t, "lake", env.objects(), payloads(records))
 			if want := []string{at(records, 2), at(records, 5)}; !reflect.DeepEqual(cp.all(), want) {
 				t.Errorf("checkpoints %v, want %v", cp.all(), want)
 			}
@@ -459,7 +459,7 @@ func TestFailedCheckpointIsRetriedBeforeTheNextObject(t *testing.T) {
 	if want := []string{at(records, 2), at(records, 5)}; !reflect.DeepEqual(cp.all(), want) {
 		t.Errorf("checkpoints %v, want %v", cp.all(), want)
 	}
-	checkObjects(t, "lake", env.objects(), records)
+	checkObjects(t, "lake", env.objects(), payloads(records))
 }
 
 func TestLateUploadOfTheOldOwnerIsRefused(t *testing.T) {
@@ -486,8 +486,52 @@ func TestLateUploadOfTheOldOwnerIsRefused(t *testing.T) {
 	if !errors.Is(err, kcl.ErrLeaseLost) {
 		t.Errorf("old owner: %v, want its checkpoint refused with ErrLeaseLost", err)
 	}
-	checkObjects(t, "lake", env.objects(), records)
+	checkObjects(t, "lake", env.objects(), payloads(records))
 	if want := []string{at(records, 2)}; !reflect.DeepEqual(cp.all(), want) {
 		t.Errorf("successor's checkpoints %v, want %v", cp.all(), want)
+	}
+}
+
+func TestRecordsOutsideShardRange(t *testing.T) {
+	tests := map[string]struct {
+		keep        bool
+		want        []string
+		wantDropped float64
+	}{
+		"dropped by default (the KPL put them again to the right shard)": {
+			want: []string{"record-0-", "record-3-", "record-4-"}, wantDropped: 3,
+		},
+		"kept when asked": {keep: true, want: []string{"record-0-", "record-1-", "record-2-", "record-3-", "record-4-", "record-5-"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			// GIVEN records 1, 2 and 5 outside the shard's hash key range
+			env := newSinkEnv(t)
+			records := testRecords(testShard, 0, 6, 100)
+			for _, i := range []int{1, 2, 5} {
+				records[i].OutsideShardRange = true
+			}
+			p := env.processor(Config{KeepRecordsOutsideShardRange: tc.keep})
+			cp := &fakeCheckpointer{}
+			// WHEN the processor is given them and shut down
+			process(t, p, cp, records)
+			if err := p.ShutdownRequested(t.Context(), kcl.ShutdownRequestedInput{Checkpointer: cp}); err != nil {
+				t.Fatal(err)
+			}
+			// THEN only the records kept are in the object
+			var got []string
+			for _, o := range env.objects() {
+				checkObjectWhole(t, "lake", o)
+				for _, r := range o.rows {
+					got = append(got, strings.TrimRight(string(r.Data), "x"))
+				}
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("records in objects %v, want %v", got, tc.want)
+			}
+			if got := env.metrics.get(MetricRecordsOutsideShardRangeDropped); got != tc.wantDropped {
+				t.Errorf("RecordsOutsideShardRangeDropped = %v, want %v", got, tc.wantDropped)
+			}
+		})
 	}
 }
