@@ -36,15 +36,19 @@ type encoder interface {
 	finish() error
 }
 
+// parquetCodec compresses Parquet pages. One for all objects: its pooled encoders (each with a window of a few
+// MiB) serve the pages being compressed at one time, instead of each open object keeping its own.
+var parquetCodec = &zstd.Codec{Level: zstd.SpeedFastest}
+
 // newEncoder returns f's encoder writing to w; Parquet pages are buffered in files of pageDir, so memory stays
 // bounded by the page size, not the object's.
 func newEncoder(f Format, w io.Writer, pageDir string) encoder {
 	if f == FormatNDJSON {
-		gz := gzip.NewWriter(w)
+		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
 		return &ndjsonEncoder{gz: gz, w: bufio.NewWriterSize(gz, 64<<10)}
 	}
 	return &parquetEncoder{w: parquet.NewGenericWriter[Row](w,
-		parquet.Compression(&zstd.Codec{Level: zstd.SpeedFastest}),
+		parquet.Compression(parquetCodec),
 		parquet.ColumnPageBuffers(parquet.NewFileBufferPool(pageDir, "pages-*")),
 		parquet.CreatedBy("streamproc s3sink", "1", ""),
 	)}
