@@ -12,7 +12,7 @@ export CDK_DISABLE_CLI_TELEMETRY := true
 CDK_PACKAGES = $(shell go list . ./stacks/... ./constructs/... 2>/dev/null)
 RACE_PACKAGES = $(shell go list ./services/... ./lambda/... ./internal/... 2>/dev/null)
 
-.PHONY: test local figures synth deps vet bench clean
+.PHONY: test local figures synth deps vet bench clean browser
 
 ## deps: install the pinned Node tools (CDK CLI, emulators) when package-lock.json changed. Go modules are
 ## fetched by the go command on first use (module graph pruning keeps the services' builds free of the CDK).
@@ -26,8 +26,20 @@ node_modules/.installed: package.json package-lock.json
 vet: deps
 	go vet ./...
 
-## test: every test of the project (vet, race-detected unit and integration tests on emulators, CDK tests).
-test: vet
+## browser: Debian's Chromium, which the local dashboard's browser test drives; installed when missing and this runs
+## as root (as CI does), otherwise a message says how to install it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the dashboard's browser test ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  else \
+	    echo "Chromium is missing and the dashboard's browser test needs it: sudo apt-get install chromium" >&2; exit 1; \
+	  fi; }
+
+## test: every test of the project (vet, race-detected unit and integration tests on emulators, the dashboard in a
+## headless browser, CDK tests).
+test: vet browser
 	go test -race -timeout 30m $(RACE_PACKAGES)
 	$(if $(strip $(CDK_PACKAGES)),go test -timeout 30m $(CDK_PACKAGES),@true)
 

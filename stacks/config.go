@@ -1,8 +1,11 @@
 package stacks
 
 import (
+	"cmp"
 	"fmt"
+	"path"
 	"strconv"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/constructs-go/constructs/v10"
@@ -36,6 +39,13 @@ const (
 	ContextRetainData         = "retainData"
 	ContextAutoscalerDryRun   = "autoscalerDryRun"
 	ContextConsumerReadMode   = "consumerReadMode"
+	// ContextConsumerDockerfile names the consumer image's Dockerfile, relative to the module root and under
+	// services/ (the image's build context): services/consumer/python.Dockerfile runs a Python MultiLang record
+	// processor.
+	ContextConsumerDockerfile = "consumerDockerfile"
+	// ContextConsumerProcessorCommand, when set, makes the consumer run this MultiLang record processor command
+	// (PROCESSOR=multilang), which the consumer image must hold.
+	ContextConsumerProcessorCommand = "consumerProcessorCommand"
 	// The services' CPU scaling cooldowns, in seconds.
 	ContextProducerScaleOutCooldown = "producerScaleOutCooldownSeconds"
 	ContextProducerScaleInCooldown  = "producerScaleInCooldownSeconds"
@@ -92,36 +102,36 @@ type Config struct {
 	ConsumerReadMode string
 	// AutoscalerDryRun makes the shard autoscaler decide and log without resharding. Default: false.
 	AutoscalerDryRun bool
+	// ConsumerDockerfile is the consumer image's Dockerfile, relative to the module root and under services/.
+	// Default: ConsumerDockerfile (the Go consumer alone).
+	ConsumerDockerfile string
+	// ConsumerProcessorCommand is the MultiLang record processor the consumer runs. Default: "" (the image's own
+	// choice: JSON lines, or the properties file python.Dockerfile starts it with).
+	ConsumerProcessorCommand string
 }
 
 // withDefaults returns c with every zero field set to its default.
 func (c Config) withDefaults() Config {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&c.ShardCount, stream.DefaultShardCount)
-	def(&c.RetentionHours, stream.DefaultRetentionHours)
-	def(&c.MinShards, autoscaler.DefaultMinShards)
-	def(&c.MaxShards, autoscaler.DefaultMaxShards)
-	def(&c.ProducerCPU, fargateservice.DefaultCPU)
-	def(&c.ProducerMemoryMiB, fargateservice.DefaultMemoryMiB)
-	def(&c.ProducerMinTasks, fargateservice.DefaultMinTasks)
-	def(&c.ProducerMaxTasks, producerservice.DefaultMaxTasks)
-	def(&c.ConsumerCPU, DefaultConsumerCPU)
-	def(&c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)
-	def(&c.ConsumerMinTasks, DefaultConsumerMinTasks)
-	def(&c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
-	def(&c.ProducerScaleOutCooldownSeconds, int(producerservice.DefaultScaleOutCooldown.Seconds()))
-	def(&c.ProducerScaleInCooldownSeconds, int(producerservice.DefaultScaleInCooldown.Seconds()))
-	def(&c.ConsumerScaleOutCooldownSeconds, int(consumerservice.DefaultScaleOutCooldown.Seconds()))
-	def(&c.ConsumerScaleInCooldownSeconds, int(consumerservice.DefaultScaleInCooldown.Seconds()))
-	def(&c.NatGateways, network.DefaultNatGateways)
-	def(&c.LogRetentionDays, DefaultLogRetentionDays)
-	if c.ConsumerReadMode == "" {
-		c.ConsumerReadMode = consumerservice.ReadModeFanOut
-	}
+	c.ShardCount = cmp.Or(c.ShardCount, stream.DefaultShardCount)
+	c.RetentionHours = cmp.Or(c.RetentionHours, stream.DefaultRetentionHours)
+	c.MinShards = cmp.Or(c.MinShards, autoscaler.DefaultMinShards)
+	c.MaxShards = cmp.Or(c.MaxShards, autoscaler.DefaultMaxShards)
+	c.ProducerCPU = cmp.Or(c.ProducerCPU, fargateservice.DefaultCPU)
+	c.ProducerMemoryMiB = cmp.Or(c.ProducerMemoryMiB, fargateservice.DefaultMemoryMiB)
+	c.ProducerMinTasks = cmp.Or(c.ProducerMinTasks, fargateservice.DefaultMinTasks)
+	c.ProducerMaxTasks = cmp.Or(c.ProducerMaxTasks, producerservice.DefaultMaxTasks)
+	c.ConsumerCPU = cmp.Or(c.ConsumerCPU, DefaultConsumerCPU)
+	c.ConsumerMemoryMiB = cmp.Or(c.ConsumerMemoryMiB, DefaultConsumerMemoryMiB)
+	c.ConsumerMinTasks = cmp.Or(c.ConsumerMinTasks, DefaultConsumerMinTasks)
+	c.ConsumerMaxTasks = cmp.Or(c.ConsumerMaxTasks, DefaultConsumerMaxTasks)
+	c.ProducerScaleOutCooldownSeconds = cmp.Or(c.ProducerScaleOutCooldownSeconds, int(producerservice.DefaultScaleOutCooldown.Seconds()))
+	c.ProducerScaleInCooldownSeconds = cmp.Or(c.ProducerScaleInCooldownSeconds, int(producerservice.DefaultScaleInCooldown.Seconds()))
+	c.ConsumerScaleOutCooldownSeconds = cmp.Or(c.ConsumerScaleOutCooldownSeconds, int(consumerservice.DefaultScaleOutCooldown.Seconds()))
+	c.ConsumerScaleInCooldownSeconds = cmp.Or(c.ConsumerScaleInCooldownSeconds, int(consumerservice.DefaultScaleInCooldown.Seconds()))
+	c.NatGateways = cmp.Or(c.NatGateways, network.DefaultNatGateways)
+	c.LogRetentionDays = cmp.Or(c.LogRetentionDays, DefaultLogRetentionDays)
+	c.ConsumerReadMode = cmp.Or(c.ConsumerReadMode, consumerservice.ReadModeFanOut)
+	c.ConsumerDockerfile = cmp.Or(c.ConsumerDockerfile, ConsumerDockerfile)
 	return c
 }
 
@@ -134,6 +144,9 @@ func (c Config) validate() error {
 		return fmt.Errorf("%s=%d: want at least 1", ContextMinShards, c.MinShards)
 	case c.ConsumerReadMode != consumerservice.ReadModeFanOut && c.ConsumerReadMode != consumerservice.ReadModePolling:
 		return fmt.Errorf("%s=%q: want %q or %q", ContextConsumerReadMode, c.ConsumerReadMode, consumerservice.ReadModeFanOut, consumerservice.ReadModePolling)
+	case path.IsAbs(c.ConsumerDockerfile) || !strings.HasPrefix(path.Clean(c.ConsumerDockerfile), "services/"):
+		return fmt.Errorf("%s=%q: want a Dockerfile under services/ (the image's build context), relative to the module root, such as %s",
+			ContextConsumerDockerfile, c.ConsumerDockerfile, ConsumerPythonDockerfile)
 	}
 	for key, v := range map[string]int{
 		ContextProducerScaleOutCooldown: c.ProducerScaleOutCooldownSeconds, ContextProducerScaleInCooldown: c.ProducerScaleInCooldownSeconds,
@@ -199,7 +212,8 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		}
 		*dst = b
 	}
-	strs := map[string]*string{ContextCertificateArn: &c.CertificateArn, ContextConsumerReadMode: &c.ConsumerReadMode}
+	strs := map[string]*string{ContextCertificateArn: &c.CertificateArn, ContextConsumerReadMode: &c.ConsumerReadMode,
+		ContextConsumerDockerfile: &c.ConsumerDockerfile, ContextConsumerProcessorCommand: &c.ConsumerProcessorCommand}
 	for key, dst := range strs {
 		v := node.TryGetContext(&key)
 		if v == nil {

@@ -58,6 +58,9 @@ func TestInvalidConfigStopsTheSynth(t *testing.T) {
 		"log retention CloudWatch does not have": {stacks.Config{LogRetentionDays: 31}, "logRetentionDays=31"},
 		"three NAT gateways in two AZs":          {stacks.Config{NatGateways: 3}, "NatGateways is 3, want 1 to 2"},
 		"cooldown above an hour":                 {stacks.Config{ProducerScaleInCooldownSeconds: 3601}, "producerScaleInCooldownSeconds=3601: want 1 to 3600 seconds"},
+		"Dockerfile outside the image context":   {stacks.Config{ConsumerDockerfile: "../Dockerfile"}, `consumerDockerfile="../Dockerfile": want a Dockerfile under services/`},
+		"absolute Dockerfile":                    {stacks.Config{ConsumerDockerfile: "/services/Dockerfile"}, `consumerDockerfile="/services/Dockerfile": want a Dockerfile under services/`},
+		"missing Dockerfile":                     {stacks.Config{ConsumerDockerfile: "services/consumer/ruby.Dockerfile"}, `consumerDockerfile="services/consumer/ruby.Dockerfile": stat`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -98,14 +98,26 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		settings.EnvWorkerID, settings.EnvCreateLeaseTable, settings.EnvCheckpointRecords, settings.EnvCheckpointInterval,
 		settings.EnvFailoverTime, settings.EnvShutdownTimeout, settings.EnvECSMetadataURI, settings.EnvRegion,
 		settings.EnvLogLevel, settings.EnvMetricsNamespace, settings.EnvMetricsInterval,
+		settings.EnvProcessor, settings.EnvMultiLangCommand, settings.EnvMultiLangTimeout, settings.EnvMultiLangProtocolVersion,
+		settings.EnvMaxRecords, settings.EnvPollIdleInterval, settings.EnvProcessEmptyBatches, settings.EnvShardSyncInterval,
 	}
+	// Set only with consumerProcessorCommand (the variant): the MultiLang processor.
+	multiLang := []string{settings.EnvProcessor, settings.EnvMultiLangCommand}
 	notSet := map[string]string{
-		settings.EnvRegion:           "set by ECS itself",
-		settings.EnvInitialTimestamp: "only with INITIAL_POSITION=AT_TIMESTAMP",
-		settings.EnvKinesisEndpoint:  "local emulator only",
-		settings.EnvDynamoDBEndpoint: "local emulator only",
-		settings.EnvWorkerID:         "defaults to the ECS task id",
-		settings.EnvECSMetadataURI:   "set by ECS itself",
+		settings.EnvProcessor:                "the image's choice unless consumerProcessorCommand is set",
+		settings.EnvMultiLangCommand:         "the image's choice unless consumerProcessorCommand is set",
+		settings.EnvMultiLangTimeout:         "the consumer's default (1 minute) or the image's properties file",
+		settings.EnvMultiLangProtocolVersion: "the consumer's default (2) or the image's properties file",
+		settings.EnvMaxRecords:               "polling only: the consumer's default (10000) or the image's properties file",
+		settings.EnvPollIdleInterval:         "polling only: the consumer's default (1 s) or the image's properties file",
+		settings.EnvProcessEmptyBatches:      "the processor's own default or the image's properties file",
+		settings.EnvShardSyncInterval:        "the consumer's default (1 minute)",
+		settings.EnvRegion:                   "set by ECS itself",
+		settings.EnvInitialTimestamp:         "only with INITIAL_POSITION=AT_TIMESTAMP",
+		settings.EnvKinesisEndpoint:          "local emulator only",
+		settings.EnvDynamoDBEndpoint:         "local emulator only",
+		settings.EnvWorkerID:                 "defaults to the ECS task id",
+		settings.EnvECSMetadataURI:           "set by ECS itself",
 	}
 	var want []string
 	for _, n := range read {
@@ -123,7 +135,7 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 			t.Errorf("consumer settings declare %s, which this test does not know: set it in the task definition or list why not", m[1])
 		}
 	}
-	for _, stack := range []string{snapshotStack, variantStack} {
+	for stack, want := range map[string][]string{snapshotStack: want, variantStack: slices.Sorted(slices.Values(append(slices.Clone(want), multiLang...)))} {
 		c := taskContainer(t, stack, "Consumer", consumerservice.ContainerName)
 		if got := containerEnvNames(t, c); !slices.Equal(got, want) {
 			t.Errorf("%s: consumer container env %v, want exactly %v", stack, got, want)
@@ -148,6 +160,9 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		}
 		if s.ReadMode != kcl.ReadModeFanOut || s.CreateLeaseTable {
 			t.Errorf("%s: consumer settings %+v, want fan-out reads and a lease table owned by the stack", stack, s)
+		}
+		if stack == variantStack && (s.Processor != settings.ProcessorMultiLang || strings.Join(s.MultiLang.Command, " ") != variantConfig.ConsumerProcessorCommand) {
+			t.Errorf("%s: consumer processor %q %q, want the MultiLang command %q", stack, s.Processor, s.MultiLang.Command, variantConfig.ConsumerProcessorCommand)
 		}
 	}
 }

@@ -21,7 +21,7 @@ var update = flag.Bool("update", false, "rewrite testdata/"+snapshotStack+".temp
 // The test app holds two stacks, synthesized once for the whole package (node starts once):
 //   - snapshotStack: every default, exactly as `make synth` builds it (same context from cdk.json);
 //   - variantStack: HTTPS with a certificate, two NAT gateways, interface endpoints, retained data, other sizes and
-//     scaling cooldowns.
+//     scaling cooldowns, the Python consumer image running a MultiLang record processor.
 const (
 	snapshotStack = "StreamProc"
 	variantStack  = "StreamProcVariant"
@@ -36,6 +36,7 @@ var variantConfig = stacks.Config{
 	RetainData: true, AutoscalerDryRun: true,
 	ProducerScaleOutCooldownSeconds: 30, ProducerScaleInCooldownSeconds: 300,
 	ConsumerScaleOutCooldownSeconds: 20, ConsumerScaleInCooldownSeconds: 120,
+	ConsumerDockerfile: stacks.ConsumerPythonDockerfile, ConsumerProcessorCommand: "python3 /app/sample_kclpy_app.py",
 }
 
 // synthesized is the package's one synth.

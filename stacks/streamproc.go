@@ -7,6 +7,7 @@ package stacks
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -42,6 +43,9 @@ const (
 	// ProducerDockerfile and ConsumerDockerfile are the services' Dockerfiles, relative to the module root.
 	ProducerDockerfile = "services/producer/Dockerfile"
 	ConsumerDockerfile = "services/consumer/Dockerfile"
+	// ConsumerPythonDockerfile is the consumer with a Python MultiLang record processor (amazon_kclpy's sample and
+	// its properties file), for ContextConsumerDockerfile.
+	ConsumerPythonDockerfile = "services/consumer/python.Dockerfile"
 )
 
 // StreamProcStackProps configures the stack. The zero value deploys the documented defaults.
@@ -93,6 +97,9 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		if err != nil {
 			panic(fmt.Sprintf("stack %s: %v", id, err))
 		}
+	}
+	if _, err := os.Stat(filepath.Join(root, cfg.ConsumerDockerfile)); err != nil {
+		panic(fmt.Sprintf("stack %s: %s=%q: %v", id, ContextConsumerDockerfile, cfg.ConsumerDockerfile, err))
 	}
 	sp := p.StackProps
 	if sp.Description == nil {
@@ -154,8 +161,9 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		Cluster:                 s.Cluster,
 		Stream:                  s.Stream.Stream,
 		StreamConsumer:          s.Stream.Consumer,
-		Image:                   source.ServiceImage(root, ConsumerDockerfile),
+		Image:                   source.ServiceImage(root, cfg.ConsumerDockerfile),
 		ReadMode:                cfg.ConsumerReadMode,
+		ProcessorCommand:        cfg.ConsumerProcessorCommand,
 		LeaseTableRemovalPolicy: dataRemoval,
 		Sizing: fargateservice.Sizing{
 			CPU:              cfg.ConsumerCPU,

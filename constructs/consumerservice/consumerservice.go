@@ -5,6 +5,7 @@
 package consumerservice
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"time"
@@ -101,6 +102,9 @@ type Props struct {
 	// Sizing sizes and scales the service. Default: fargateservice's defaults, at most DefaultMaxTasks tasks,
 	// DefaultScaleOutCooldown and DefaultScaleInCooldown.
 	fargateservice.Sizing
+	// ProcessorCommand, when set, makes the consumer run this MultiLang record processor command (any language;
+	// the image must hold it) instead of the image's own choice. Default: "".
+	ProcessorCommand string
 	// LeaseTableRemovalPolicy applies to the lease table. Default: awscdk.RemovalPolicy_DESTROY: the leases and
 	// checkpoints only mean something for the stream they were taken on, which the stack deletes too by default; a
 	// new table makes the consumers start again at TRIM_HORIZON (at-least-once). Use RETAIN to keep the checkpoints
@@ -121,10 +125,11 @@ type ConsumerService struct {
 }
 
 // Environment is the consumer container's environment: every variable the consumer reads in AWS. Left out: the
-// local-only endpoints, WORKER_ID (the ECS task id is the default), INITIAL_TIMESTAMP (only with AT_TIMESTAMP) and
-// ECS_CONTAINER_METADATA_URI_V4 (set by ECS itself).
-func Environment(streamName, applicationName, consumerARN *string, readMode string) map[string]*string {
-	return map[string]*string{
+// local-only endpoints, WORKER_ID (the ECS task id is the default), INITIAL_TIMESTAMP (only with AT_TIMESTAMP),
+// ECS_CONTAINER_METADATA_URI_V4 and AWS_REGION (set by ECS itself), the MultiLang variables when processorCommand is
+// empty (the image chooses), and the reading settings whose defaults apply.
+func Environment(streamName, applicationName, consumerARN *string, readMode, processorCommand string) map[string]*string {
+	env := map[string]*string{
 		settings.EnvStreamName:         streamName,
 		settings.EnvApplicationName:    applicationName,
 		settings.EnvReadMode:           jsii.String(readMode),
@@ -139,6 +144,11 @@ func Environment(streamName, applicationName, consumerARN *string, readMode stri
 		settings.EnvMetricsNamespace:   jsii.String(telemetry.DefaultNamespace),
 		settings.EnvMetricsInterval:    jsii.String(telemetry.DefaultFlushInterval.String()),
 	}
+	if processorCommand != "" {
+		env[settings.EnvProcessor] = jsii.String(settings.ProcessorMultiLang)
+		env[settings.EnvMultiLangCommand] = jsii.String(processorCommand)
+	}
+	return env
 }
 
 // New creates the consumer service and its lease table. It panics when props are invalid.
@@ -147,24 +157,14 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		panic("consumerservice: Cluster, Stream, StreamConsumer and Image are required")
 	}
 	p := *props
-	if p.MaxTasks == 0 {
-		p.MaxTasks = DefaultMaxTasks
-	}
-	if p.ScaleOutCooldown == 0 {
-		p.ScaleOutCooldown = DefaultScaleOutCooldown
-	}
-	if p.ScaleInCooldown == 0 {
-		p.ScaleInCooldown = DefaultScaleInCooldown
-	}
-	if p.ReadMode == "" {
-		p.ReadMode = ReadModeFanOut
-	}
+	p.MaxTasks = cmp.Or(p.MaxTasks, DefaultMaxTasks)
+	p.ScaleOutCooldown = cmp.Or(p.ScaleOutCooldown, DefaultScaleOutCooldown)
+	p.ScaleInCooldown = cmp.Or(p.ScaleInCooldown, DefaultScaleInCooldown)
+	p.ReadMode = cmp.Or(p.ReadMode, ReadModeFanOut)
 	if p.ReadMode != ReadModeFanOut && p.ReadMode != ReadModePolling {
 		panic(fmt.Sprintf("consumerservice: ReadMode is %q, want %q or %q", p.ReadMode, ReadModeFanOut, ReadModePolling))
 	}
-	if p.LeaseTableRemovalPolicy == "" {
-		p.LeaseTableRemovalPolicy = awscdk.RemovalPolicy_DESTROY
-	}
+	p.LeaseTableRemovalPolicy = cmp.Or(p.LeaseTableRemovalPolicy, awscdk.RemovalPolicy_DESTROY)
 
 	this := constructs.NewConstruct(scope, id)
 	c := &ConsumerService{Construct: this}
@@ -181,7 +181,7 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		Cluster:       p.Cluster,
 		Image:         p.Image,
 		ContainerName: ContainerName,
-		Environment:   Environment(p.Stream.StreamName(), appName, p.StreamConsumer.StreamConsumerArn(), p.ReadMode),
+		Environment:   Environment(p.Stream.StreamName(), appName, p.StreamConsumer.StreamConsumerArn(), p.ReadMode, p.ProcessorCommand),
 		StopTimeout:   StopTimeout,
 		Sizing:        p.Sizing,
 	})

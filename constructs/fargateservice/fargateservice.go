@@ -6,6 +6,7 @@
 package fargateservice
 
 import (
+	"cmp"
 	"fmt"
 	"time"
 
@@ -107,16 +108,12 @@ func Add(scope constructs.Construct, props *Props) Resources {
 		panic("fargateservice: Cluster, Image and ContainerName are required")
 	}
 	p := *props
-	setDefault(&p.CPU, DefaultCPU)
-	setDefault(&p.MemoryMiB, DefaultMemoryMiB)
-	setDefault(&p.MinTasks, DefaultMinTasks)
-	setDefault(&p.TargetCPUPercent, DefaultTargetCPUPercent)
-	if p.LogRetention == "" {
-		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
-	}
-	if p.LogRemovalPolicy == "" {
-		p.LogRemovalPolicy = awscdk.RemovalPolicy_DESTROY
-	}
+	p.CPU = cmp.Or(p.CPU, DefaultCPU)
+	p.MemoryMiB = cmp.Or(p.MemoryMiB, DefaultMemoryMiB)
+	p.MinTasks = cmp.Or(p.MinTasks, DefaultMinTasks)
+	p.TargetCPUPercent = cmp.Or(p.TargetCPUPercent, DefaultTargetCPUPercent)
+	p.LogRetention = cmp.Or(p.LogRetention, awslogs.RetentionDays_ONE_MONTH)
+	p.LogRemovalPolicy = cmp.Or(p.LogRemovalPolicy, awscdk.RemovalPolicy_DESTROY)
 	if p.MinTasks < 1 || p.MaxTasks < p.MinTasks {
 		panic(fmt.Sprintf("%s service: MinTasks=%d MaxTasks=%d, want 1 <= MinTasks <= MaxTasks", p.ContainerName, p.MinTasks, p.MaxTasks))
 	}
@@ -198,11 +195,4 @@ func seconds(d time.Duration) awscdk.Duration {
 		return nil
 	}
 	return awscdk.Duration_Seconds(jsii.Number(d.Seconds()))
-}
-
-// setDefault replaces a zero *v with def.
-func setDefault(v *int, def int) {
-	if *v == 0 {
-		*v = def
-	}
 }

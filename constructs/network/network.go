@@ -5,6 +5,7 @@
 package network
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -69,18 +70,12 @@ func New(scope constructs.Construct, id *string, props *Props) *Network {
 	if props != nil {
 		p = *props
 	}
-	if p.NatGateways == 0 {
-		p.NatGateways = DefaultNatGateways
-	}
+	p.NatGateways = cmp.Or(p.NatGateways, DefaultNatGateways)
 	if p.NatGateways < 1 || p.NatGateways > MaxAzs {
 		panic(fmt.Sprintf("network: NatGateways is %d, want 1 to %d (the private subnets need egress)", p.NatGateways, MaxAzs))
 	}
-	if p.LogRetention == "" {
-		p.LogRetention = awslogs.RetentionDays_ONE_MONTH
-	}
-	if p.RemovalPolicy == "" {
-		p.RemovalPolicy = awscdk.RemovalPolicy_DESTROY
-	}
+	p.LogRetention = cmp.Or(p.LogRetention, awslogs.RetentionDays_ONE_MONTH)
+	p.RemovalPolicy = cmp.Or(p.RemovalPolicy, awscdk.RemovalPolicy_DESTROY)
 
 	this := constructs.NewConstruct(scope, id)
 	n := &Network{Construct: this, InterfaceEndpoints: map[string]awsec2.InterfaceVpcEndpoint{}}

@@ -5,6 +5,7 @@
 package producerservice
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"time"
@@ -130,15 +131,9 @@ func New(scope constructs.Construct, id *string, props *Props) *ProducerService 
 		panic(fmt.Sprintf("producerservice: Cluster, Stream, Image and InboundCidr are required, got cluster=%t stream=%t image=%t inboundCidr=%t",
 			p.Cluster != nil, p.Stream != nil, p.Image != nil, p.InboundCidr != nil))
 	}
-	if p.MaxTasks == 0 {
-		p.MaxTasks = DefaultMaxTasks
-	}
-	if p.ScaleOutCooldown == 0 {
-		p.ScaleOutCooldown = DefaultScaleOutCooldown
-	}
-	if p.ScaleInCooldown == 0 {
-		p.ScaleInCooldown = DefaultScaleInCooldown
-	}
+	p.MaxTasks = cmp.Or(p.MaxTasks, DefaultMaxTasks)
+	p.ScaleOutCooldown = cmp.Or(p.ScaleOutCooldown, DefaultScaleOutCooldown)
+	p.ScaleInCooldown = cmp.Or(p.ScaleInCooldown, DefaultScaleInCooldown)
 	https := p.CertificateArn != nil && *p.CertificateArn != ""
 
 	this := constructs.NewConstruct(scope, id)

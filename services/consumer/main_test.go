@@ -7,9 +7,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -246,5 +249,47 @@ func checkEMF(t *testing.T, out string, want map[string]float64, present []strin
 		if !seen[name] {
 			t.Errorf("EMF %s never written with a positive value", name)
 		}
+	}
+}
+
+func TestCommandLineTakesThePropertiesFileAsTheJavaDaemonDoes(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "app.properties")
+	if err := os.WriteFile(file, []byte("executableName = python3 processor.py\nstreamName = s\napplicationName = a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		args          []string
+		wantProcessor string
+		wantWarning   string
+		wantErr       string
+	}{
+		"no arguments":             {args: nil, wantErr: settings.EnvStreamName},
+		"-p":                       {args: []string{"-p", file}, wantProcessor: settings.ProcessorMultiLang},
+		"--properties-file":        {args: []string{"--properties-file", file}, wantProcessor: settings.ProcessorMultiLang},
+		"the file alone":           {args: []string{file}, wantProcessor: settings.ProcessorMultiLang},
+		"a logback file":           {args: []string{"-p", file, "-l", "logback.xml"}, wantProcessor: settings.ProcessorMultiLang, wantWarning: "logback.xml is not used"},
+		"two files":                {args: []string{file, file}, wantErr: "unexpected arguments"},
+		"a properties file absent": {args: []string{"-p", filepath.Join(dir, "missing.properties")}, wantErr: "missing.properties"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, err := loadSettings(tc.args, envconfig.Lookup(nil), io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one saying %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Processor != tc.wantProcessor || s.Stream != "s" {
+				t.Errorf("processor %q stream %q, want %q and the file's stream", s.Processor, s.Stream, tc.wantProcessor)
+			}
+			if tc.wantWarning != "" && !strings.Contains(strings.Join(s.Warnings, "\n"), tc.wantWarning) {
+				t.Errorf("warnings %q, want one saying %q", s.Warnings, tc.wantWarning)
+			}
+		})
 	}
 }

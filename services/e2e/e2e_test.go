@@ -42,6 +42,7 @@ func startPipeline(t *testing.T, cfg pipeline.Config) *pipeline.Pipeline {
 	cfg.Dir = t.TempDir()
 	cfg.FailoverTime = failoverTime
 	cfg.AutoscaleInterval = -1 // the tests drive the autoscaler themselves
+	cfg.DashboardPort = -1
 	cfg.BuildOutput = testWriter{t}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()

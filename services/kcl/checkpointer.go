@@ -97,7 +97,7 @@ func (c *checkpointer) writeLocked(ctx context.Context, seq string, sub int64, c
 	}
 	l := h.lease
 	start := time.Now()
-	err := c.w.table.Checkpoint(ctx, &l, seq, sub, children)
+	err := c.w.table.checkpoint(ctx, &l, seq, sub, children)
 	if errors.Is(err, ErrLeaseLost) {
 		c.w.lose(h, "checkpoint failed its condition")
 		return err

@@ -127,7 +127,7 @@ func (w *Worker) cleanupLeases(ctx context.Context) {
 		return
 	}
 	for _, d := range planCleanup(leases, shards) {
-		deleted, err := w.table.Delete(ctx, d.lease)
+		deleted, err := w.table.delete(ctx, d.lease)
 		if err != nil {
 			if ctx.Err() == nil {
 				w.log.Warn("lease clean-up: delete failed", telemetry.LogKeyShardID, d.lease.Key, telemetry.LogKeyError, err.Error())

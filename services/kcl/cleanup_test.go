@@ -314,7 +314,7 @@ func TestLeaseCleanupOfShardGoneFromStream(t *testing.T) {
 		{Key: gone, Checkpoint: "49590338271490256608559692538361571095921575989136588898"},
 		{Key: child, Checkpoint: CheckpointTrimHorizon, ParentShardIDs: []string{gone}},
 	} {
-		if created, err := lt.CreateIfNotExists(context.Background(), l); err != nil || !created {
+		if created, err := lt.createIfNotExists(context.Background(), l); err != nil || !created {
 			t.Fatalf("create lease %s: created %v, %v", l.Key, created, err)
 		}
 	}

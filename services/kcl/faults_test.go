@@ -224,7 +224,7 @@ func TestLeaseStolenStopsProcessorWithoutCheckpoint(t *testing.T) {
 	if err != nil || !found {
 		t.Fatalf("get lease: %v, found %v", err, found)
 	}
-	if err := table.Take(ctx, &l, "thief"); err != nil {
+	if err := table.take(ctx, &l, "thief"); err != nil {
 		t.Fatalf("steal lease: %v", err)
 	}
 	stolenAt := time.Now()

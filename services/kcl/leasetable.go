@@ -27,8 +27,9 @@ type DynamoDBAPI interface {
 // worker must stop processing the shard at once, without checkpointing.
 var ErrLeaseLost = errors.New("lease lost")
 
-// LeaseTable reads and writes leases with conditional writes only (no transactions, no TTL), so it works on DynamoDB
-// and on dynalite alike.
+// LeaseTable is a Java KCL lease table. Outside the worker it is for reading the leases (List, Get) and for creating
+// the table in local runs (CreateIfMissing); the worker writes them, with conditional writes only (no transactions,
+// no TTL), so it works on DynamoDB and on dynalite alike.
 type LeaseTable struct {
 	client DynamoDBAPI
 	name   string
@@ -134,8 +135,8 @@ func (t *LeaseTable) Get(ctx context.Context, key string) (l Lease, found bool, 
 	return l, true, nil
 }
 
-// CreateIfNotExists writes a new lease unless one with the same key exists; created says which happened.
-func (t *LeaseTable) CreateIfNotExists(ctx context.Context, l Lease) (created bool, err error) {
+// createIfNotExists writes a new lease unless one with the same key exists; created says which happened.
+func (t *LeaseTable) createIfNotExists(ctx context.Context, l Lease) (created bool, err error) {
 	_, err = t.client.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName:           &t.name,
 		Item:                leaseToItem(l),
@@ -153,15 +154,15 @@ func (t *LeaseTable) CreateIfNotExists(ctx context.Context, l Lease) (created bo
 	return true, nil
 }
 
-// Renew increments the counter of a lease this worker holds. It fails with ErrLeaseLost when the counter or the owner
+// renew increments the counter of a lease this worker holds. It fails with ErrLeaseLost when the counter or the owner
 // changed since l was read or written.
-func (t *LeaseTable) Renew(ctx context.Context, l *Lease) error {
+func (t *LeaseTable) renew(ctx context.Context, l *Lease) error {
 	return t.update(ctx, l, "renew", l.Owner, "SET #c = :next", nil, nil)
 }
 
-// Take makes owner the holder of a lease, provided its counter did not change since l was read. On success l holds
+// take makes owner the holder of a lease, provided its counter did not change since l was read. On success l holds
 // the item as written (with its latest checkpoint).
-func (t *LeaseTable) Take(ctx context.Context, l *Lease, owner string) error {
+func (t *LeaseTable) take(ctx context.Context, l *Lease, owner string) error {
 	set := "SET #c = :next, #o = :owner"
 	values := map[string]types.AttributeValue{":owner": &types.AttributeValueMemberS{Value: owner}}
 	names := map[string]string{"#o": AttrLeaseOwner}
@@ -173,15 +174,15 @@ func (t *LeaseTable) Take(ctx context.Context, l *Lease, owner string) error {
 	return t.update(ctx, l, "take", "", set, values, names)
 }
 
-// Release removes this worker as the holder of a lease so that any worker can take it at once, without waiting for
+// release removes this worker as the holder of a lease so that any worker can take it at once, without waiting for
 // it to expire.
-func (t *LeaseTable) Release(ctx context.Context, l *Lease) error {
+func (t *LeaseTable) release(ctx context.Context, l *Lease) error {
 	return t.update(ctx, l, "release", l.Owner, "SET #c = :next REMOVE #o", nil, map[string]string{"#o": AttrLeaseOwner})
 }
 
-// Checkpoint records a processed position of a lease this worker holds and removes any pending checkpoint of the
+// checkpoint records a processed position of a lease this worker holds and removes any pending checkpoint of the
 // Java KCL. children is written with a SHARD_END checkpoint. It fails with ErrLeaseLost when the lease changed hands.
-func (t *LeaseTable) Checkpoint(ctx context.Context, l *Lease, sequenceNumber string, subSequenceNumber int64, children []string) error {
+func (t *LeaseTable) checkpoint(ctx context.Context, l *Lease, sequenceNumber string, subSequenceNumber int64, children []string) error {
 	set := "SET #c = :next, #cp = :cp, #cps = :cps, #sw = :zero"
 	values := map[string]types.AttributeValue{
 		":cp":   &types.AttributeValueMemberS{Value: sequenceNumber},
@@ -206,9 +207,9 @@ func (t *LeaseTable) Checkpoint(ctx context.Context, l *Lease, sequenceNumber st
 	return t.update(ctx, l, "checkpoint", l.Owner, set, values, names)
 }
 
-// Delete removes a lease, provided its counter did not change since l was read (a worker that renewed, took or
+// delete removes a lease, provided its counter did not change since l was read (a worker that renewed, took or
 // checkpointed it meanwhile keeps it). deleted is false when the condition failed or the lease no longer exists.
-func (t *LeaseTable) Delete(ctx context.Context, l Lease) (deleted bool, err error) {
+func (t *LeaseTable) delete(ctx context.Context, l Lease) (deleted bool, err error) {
 	_, err = t.client.DeleteItem(ctx, &dynamodb.DeleteItemInput{
 		TableName:                &t.name,
 		Key:                      keyOf(l.Key),

@@ -60,15 +60,16 @@ func TestLeaseTableRawItems(t *testing.T) {
 	ctx := context.Background()
 	table, client := newTestLeaseTable(t)
 
-	created, err := table.CreateIfNotExists(ctx, Lease{
+	created, err := table.createIfNotExists(ctx, Lease{
 		Key: "shardId-000000000002", Checkpoint: CheckpointTrimHorizon,
 		ParentShardIDs:  []string{"shardId-000000000000", "shardId-000000000001"},
 		StartingHashKey: "0", EndingHashKey: "170141183460469231731687303715884105727",
 	})
+
 	if err != nil || !created {
 		t.Fatalf("create = %v, %v; want true, nil", created, err)
 	}
-	if created, err := table.CreateIfNotExists(ctx, Lease{Key: "shardId-000000000002", Checkpoint: CheckpointLatest}); err != nil || created {
+	if created, err := table.createIfNotExists(ctx, Lease{Key: "shardId-000000000002", Checkpoint: CheckpointLatest}); err != nil || created {
 		t.Fatalf("second create = %v, %v; want false, nil", created, err)
 	}
 
@@ -86,21 +87,21 @@ func TestLeaseTableRawItems(t *testing.T) {
 		step
 	}{
 		{"created without owner", step{func(*Lease) error { return nil }, base(map[string]types.AttributeValue{"leaseCounter": n("0")})}},
-		{"taken by worker-a", step{func(l *Lease) error { return table.Take(ctx, l, "worker-a") },
+		{"taken by worker-a", step{func(l *Lease) error { return table.take(ctx, l, "worker-a") },
 			base(map[string]types.AttributeValue{"leaseCounter": n("1"), "leaseOwner": s("worker-a")})}},
-		{"renewed", step{func(l *Lease) error { return table.Renew(ctx, l) },
+		{"renewed", step{func(l *Lease) error { return table.renew(ctx, l) },
 			base(map[string]types.AttributeValue{"leaseCounter": n("2"), "leaseOwner": s("worker-a")})}},
-		{"stolen by worker-b", step{func(l *Lease) error { return table.Take(ctx, l, "worker-b") },
+		{"stolen by worker-b", step{func(l *Lease) error { return table.take(ctx, l, "worker-b") },
 			base(map[string]types.AttributeValue{"leaseCounter": n("3"), "leaseOwner": s("worker-b"), "ownerSwitchesSinceCheckpoint": n("1")})}},
 		{"checkpointed inside an aggregate", step{func(l *Lease) error {
-			return table.Checkpoint(ctx, l, "49590338271490256608559692538361571095921575989136588898", 7, nil)
+			return table.checkpoint(ctx, l, "49590338271490256608559692538361571095921575989136588898", 7, nil)
 		}, base(map[string]types.AttributeValue{"leaseCounter": n("4"), "leaseOwner": s("worker-b"),
 			"checkpoint": s("49590338271490256608559692538361571095921575989136588898"), "checkpointSubSequenceNumber": n("7")})}},
 		{"checkpointed at shard end", step{func(l *Lease) error {
-			return table.Checkpoint(ctx, l, CheckpointShardEnd, 0, []string{"shardId-000000000005", "shardId-000000000006"})
+			return table.checkpoint(ctx, l, CheckpointShardEnd, 0, []string{"shardId-000000000005", "shardId-000000000006"})
 		}, base(map[string]types.AttributeValue{"leaseCounter": n("5"), "leaseOwner": s("worker-b"),
 			"checkpoint": s("SHARD_END"), "childShardIds": ss("shardId-000000000005", "shardId-000000000006")})}},
-		{"released", step{func(l *Lease) error { return table.Release(ctx, l) },
+		{"released", step{func(l *Lease) error { return table.release(ctx, l) },
 			base(map[string]types.AttributeValue{"leaseCounter": n("6"),
 				"checkpoint": s("SHARD_END"), "childShardIds": ss("shardId-000000000005", "shardId-000000000006")})}},
 	}
@@ -167,26 +168,26 @@ func TestLeaseTableConditionalWrites(t *testing.T) {
 		other func(l *Lease) error
 		act   func(l *Lease) error
 	}{
-		"renew after a steal":      {other: func(l *Lease) error { return table.Take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.Renew(ctx, l) }},
-		"checkpoint after a steal": {other: func(l *Lease) error { return table.Take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.Checkpoint(ctx, l, "1", 0, nil) }},
-		"release after a steal":    {other: func(l *Lease) error { return table.Take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.Release(ctx, l) }},
-		"take with a stale counter": {other: func(l *Lease) error { return table.Renew(ctx, l) },
-			act: func(l *Lease) error { return table.Take(ctx, l, "worker-c") }},
-		"renew after a release by another copy": {other: func(l *Lease) error { return table.Release(ctx, l) }, act: func(l *Lease) error { return table.Renew(ctx, l) }},
+		"renew after a steal":      {other: func(l *Lease) error { return table.take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.renew(ctx, l) }},
+		"checkpoint after a steal": {other: func(l *Lease) error { return table.take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.checkpoint(ctx, l, "1", 0, nil) }},
+		"release after a steal":    {other: func(l *Lease) error { return table.take(ctx, l, "worker-b") }, act: func(l *Lease) error { return table.release(ctx, l) }},
+		"take with a stale counter": {other: func(l *Lease) error { return table.renew(ctx, l) },
+			act: func(l *Lease) error { return table.take(ctx, l, "worker-c") }},
+		"renew after a release by another copy": {other: func(l *Lease) error { return table.release(ctx, l) }, act: func(l *Lease) error { return table.renew(ctx, l) }},
 	}
 	i := 0
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			i++
 			key := "shardId-" + formatInt(int64(i))
-			if _, err := table.CreateIfNotExists(ctx, Lease{Key: key, Checkpoint: CheckpointTrimHorizon}); err != nil {
+			if _, err := table.createIfNotExists(ctx, Lease{Key: key, Checkpoint: CheckpointTrimHorizon}); err != nil {
 				t.Fatal(err)
 			}
 			holder, _, err := table.Get(ctx, key)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := table.Take(ctx, &holder, "worker-a"); err != nil {
+			if err := table.take(ctx, &holder, "worker-a"); err != nil {
 				t.Fatal(err)
 			}
 			other := holder
@@ -241,14 +242,14 @@ func TestLeaseFromJavaKCLItem(t *testing.T) {
 func TestCheckpointRemovesJavaPendingCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	table, client := newTestLeaseTable(t)
-	if _, err := table.CreateIfNotExists(ctx, Lease{Key: "shardId-000000000000", Checkpoint: CheckpointTrimHorizon}); err != nil {
+	if _, err := table.createIfNotExists(ctx, Lease{Key: "shardId-000000000000", Checkpoint: CheckpointTrimHorizon}); err != nil {
 		t.Fatal(err)
 	}
 	l, _, err := table.Get(ctx, "shardId-000000000000")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := table.Take(ctx, &l, "worker-a"); err != nil {
+	if err := table.take(ctx, &l, "worker-a"); err != nil {
 		t.Fatal(err)
 	}
 	// A Java KCL worker's prepareCheckpoint left a pending checkpoint on the item.
@@ -267,7 +268,7 @@ func TestCheckpointRemovesJavaPendingCheckpoint(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := table.Checkpoint(ctx, &l, "49590338271490256608559692538361571095921575989136588898", 1, nil); err != nil {
+	if err := table.checkpoint(ctx, &l, "49590338271490256608559692538361571095921575989136588898", 1, nil); err != nil {
 		t.Fatal(err)
 	}
 	item := rawItem(t, client, table.Name(), l.Key)

@@ -10,21 +10,25 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/streamproc/streamproc/internal/eventually"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
-// TestRunStopsGracefullyWhenItsContextEnds: cancelling Run's context (SIGTERM in a service) checkpoints what was
-// processed and releases the leases, and Run returns nil.
-func TestRunStopsGracefullyWhenItsContextEnds(t *testing.T) {
-	// GIVEN a worker run by Run over two shards of records
+// streamOf creates a stream of shards shards holding recs (perAggregate user records an aggregate) and returns its
+// client, its name and a worker configuration over it.
+func streamOf(t *testing.T, shards int32, recs []testRecord, perAggregate int) (*kinesis.Client, string, Config) {
+	t.Helper()
 	kc := testKinesis(t)
-	stream := createStream(t, kc, 2)
-	recs := makeRecords(400, 20, 50)
-	putAggregated(t, kc, stream, recs, 50)
-	cfg := fastConfig(stream, uniqueName("app"), "worker-a")
-	c := newCollector()
-	cfg.NewProcessor = func() Processor { return &testProcessor{worker: cfg.WorkerID, c: c} }
+	stream := createStream(t, kc, shards)
+	putAggregated(t, kc, stream, recs, perAggregate)
+	return kc, stream, fastConfig(stream, uniqueName("app"), "worker-a")
+}
+
+// runWithRun runs a worker with Run, as a service does. stop cancels Run's context, as SIGTERM does, and returns
+// Run's result; the test's clean-up calls it too.
+func runWithRun(t *testing.T, cfg Config, kc KinesisAPI) (stop func() error) {
+	t.Helper()
 	w, err := New(cfg, kc, testDynamo(t))
 	if err != nil {
 		t.Fatal(err)
@@ -32,12 +36,30 @@ func TestRunStopsGracefullyWhenItsContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	stop = sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// TestRunStopsGracefullyWhenItsContextEnds: cancelling Run's context (SIGTERM in a service) checkpoints what was
+// processed and releases the leases, and Run returns nil.
+func TestRunStopsGracefullyWhenItsContextEnds(t *testing.T) {
+	// GIVEN a worker run by Run over two shards of records
+	recs := makeRecords(400, 20, 50)
+	kc, _, cfg := streamOf(t, 2, recs, 50)
+	c := newCollector()
+	cfg.NewProcessor = func() Processor { return &testProcessor{worker: cfg.WorkerID, c: c} }
+	stop := runWithRun(t, cfg, kc)
 	c.waitFor(t, len(recs), 60*time.Second)
 	// WHEN its context is cancelled
-	cancel()
+	result := make(chan error, 1)
+	go func() { result <- stop() }()
 	// THEN Run returns nil after every processor was asked to shut down, and the leases are released
 	select {
-	case err := <-done:
+	case err := <-result:
 		if err != nil {
 			t.Fatalf("Run = %v, want nil after a graceful stop", err)
 		}
@@ -63,24 +85,14 @@ func (p *stuckProcessor) ShutdownRequested(ctx context.Context, _ ShutdownReques
 // TestRunStopsAtOnceAfterTheShutdownTimeout: a processor that hangs in ShutdownRequested cannot hold Run past
 // ShutdownTimeout; Run says the shutdown was cut short, and the lease is left to expire.
 func TestRunStopsAtOnceAfterTheShutdownTimeout(t *testing.T) {
-	kc := testKinesis(t)
-	stream := createStream(t, kc, 1)
-	putAggregated(t, kc, stream, makeRecords(10, 2, 10), 10)
-	cfg := fastConfig(stream, uniqueName("app"), "worker-a")
+	kc, _, cfg := streamOf(t, 1, makeRecords(10, 2, 10), 10)
 	cfg.ShutdownTimeout = 500 * time.Millisecond
 	c := newCollector()
 	cfg.NewProcessor = func() Processor { return &stuckProcessor{testProcessor{worker: cfg.WorkerID, c: c}} }
-	w, err := New(cfg, kc, testDynamo(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	stop := runWithRun(t, cfg, kc)
 	c.waitFor(t, 10, 30*time.Second)
 	start := time.Now()
-	cancel()
-	err = <-done
+	err := stop()
 	if err == nil || !strings.Contains(err.Error(), "did not finish within 500ms") {
 		t.Fatalf("Run = %v, want the shutdown timeout named", err)
 	}
@@ -138,11 +150,8 @@ func (p *restartingProcessor) Close() error {
 // and replaced by one that starts at the checkpoint; nothing is skipped.
 func TestRestartFromCheckpointDeliversAgainWhatFollowsIt(t *testing.T) {
 	// GIVEN one shard of several batches, and processors of which the first fails its second batch
-	kc := testKinesis(t)
-	stream := createStream(t, kc, 1)
 	recs := makeRecords(300, 10, 100)
-	putAggregated(t, kc, stream, recs, 30)
-	cfg := fastConfig(stream, uniqueName("app"), "worker-a")
+	kc, _, cfg := streamOf(t, 1, recs, 30)
 	cfg.MaxRecordsPerCall = 2 // two aggregates a batch: several batches
 	c, life := newCollector(), &lifecycleLog{}
 	var made int
@@ -175,10 +184,7 @@ func TestRestartFromCheckpointDeliversAgainWhatFollowsIt(t *testing.T) {
 // TestRestartsWithoutProgressGiveTheLeaseUp: a processor that restarts every time at the same checkpoint makes the
 // worker give the lease up after MaxProcessAttempts, rather than loop.
 func TestRestartsWithoutProgressGiveTheLeaseUp(t *testing.T) {
-	kc := testKinesis(t)
-	stream := createStream(t, kc, 1)
-	putAggregated(t, kc, stream, makeRecords(20, 2, 10), 10)
-	cfg := fastConfig(stream, uniqueName("app"), "worker-a")
+	kc, _, cfg := streamOf(t, 1, makeRecords(20, 2, 10), 10)
 	cfg.MaxProcessAttempts = 3
 	logs := &telemetry.SyncBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
@@ -204,11 +210,8 @@ func TestRestartsWithoutProgressGiveTheLeaseUp(t *testing.T) {
 // TestCheckpointAtTheLastRecordOfAnEndedShardIsItsEnd: inside ShardEnded, CheckpointAt the last record delivered
 // records SHARD_END, as the Java checkpointer does, so the shard's children are read.
 func TestCheckpointAtTheLastRecordOfAnEndedShardIsItsEnd(t *testing.T) {
-	kc := testKinesis(t)
-	stream := createStream(t, kc, 1)
 	recs := makeRecords(100, 5, 10)
-	putAggregated(t, kc, stream, recs, 10)
-	cfg := fastConfig(stream, uniqueName("app"), "worker-a")
+	kc, stream, cfg := streamOf(t, 1, recs, 10)
 	c := newCollector()
 	cfg.NewProcessor = func() Processor {
 		return &lastRecordCheckpointer{testProcessor: testProcessor{worker: cfg.WorkerID, c: c}}

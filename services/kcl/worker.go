@@ -315,7 +315,7 @@ func (w *Worker) renew(ctx context.Context, h *heldLease) {
 	start := time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
 	defer cancel()
-	err := w.table.Renew(callCtx, &l)
+	err := w.table.renew(callCtx, &l)
 	switch {
 	case err == nil:
 		h.lease = l
@@ -529,7 +529,7 @@ func (w *Worker) takeOne(ctx context.Context, l Lease) {
 	previous := l.Owner
 	start := time.Now()
 	callCtx, cancelCall := context.WithTimeout(ctx, w.cfg.RenewInterval)
-	err := w.table.Take(callCtx, &l, w.cfg.WorkerID)
+	err := w.table.take(callCtx, &l, w.cfg.WorkerID)
 	cancelCall()
 	if err != nil {
 		if !errors.Is(err, ErrLeaseLost) && ctx.Err() == nil {
@@ -580,7 +580,7 @@ func (w *Worker) release(ctx context.Context, h *heldLease) {
 	l := h.lease
 	callCtx, cancel := context.WithTimeout(ctx, w.cfg.RenewInterval)
 	defer cancel()
-	if err := w.table.Release(callCtx, &l); err != nil {
+	if err := w.table.release(callCtx, &l); err != nil {
 		w.log.Warn("release lease failed", telemetry.LogKeyShardID, l.Key, telemetry.LogKeyError, err.Error())
 		return
 	}
@@ -630,7 +630,7 @@ func (w *Worker) syncShards(ctx context.Context) error {
 			l.StartingHashKey = aws.ToString(s.HashKeyRange.StartingHashKey)
 			l.EndingHashKey = aws.ToString(s.HashKeyRange.EndingHashKey)
 		}
-		created, err := w.table.CreateIfNotExists(ctx, l)
+		created, err := w.table.createIfNotExists(ctx, l)
 		if err != nil {
 			return err
 		}

@@ -278,6 +278,7 @@ func startLocal(ctx context.Context, o options) (*pipeline.Pipeline, error) {
 		Port: port, Shards: o.localShards, ReadMode: o.local, Dir: filepath.Join(pipeline.DefaultDir, "loadgen-"+o.local),
 		// The load must not be resharded under the measurement.
 		AutoscaleInterval: -1,
+		DashboardPort:     -1,
 	})
 }
 

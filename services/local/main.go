@@ -9,6 +9,10 @@
 //
 //	go run ./services/local [-port 8080] [-shards 5] [-consumers 2] [-read-mode fanout|polling] [-dir .local]
 //	                        [-autoscale-interval 1m] [-min-shards 1] [-max-shards 16] ...
+//	                        [-multilang "python3 record_processor.py"] [-properties-file sample.properties]
+//
+// With -multilang or -properties-file the workers run a MultiLang record processor (any language) instead of
+// writing JSON lines.
 //
 // `-h` lists every flag.
 package main
@@ -62,6 +66,9 @@ func parseFlags(args []string, errOut io.Writer) (pipeline.Config, error) {
 	fs.Float64Var(&cfg.Policy.ScaleDownUtilisation, "scale-down-utilisation", 0, "autoscaler: scale down below this share (0: the default, 0.35)")
 	fs.IntVar(&cfg.Policy.ScaleUpMinutes, "scale-up-minutes", 0, "autoscaler: minutes above the scale-up share before scaling up (0: the default, 2)")
 	fs.IntVar(&cfg.Policy.ScaleDownMinutes, "scale-down-minutes", 0, "autoscaler: minutes below the scale-down share before scaling down (0: the default, 15)")
+	fs.IntVar(&cfg.DashboardPort, "dashboard-port", pipeline.DefaultDashboardPort, "port of the live dashboard on 127.0.0.1 (negative: none)")
+	fs.StringVar(&cfg.MultiLangCommand, "multilang", "", "run this MultiLang record processor `command` (any language) in the workers, such as \"python3 services/multilang/samples/record_processor.py\"")
+	fs.StringVar(&cfg.PropertiesFile, "properties-file", "", "start the workers with this MultiLangDaemon properties `file`, as the Java daemon is (the runner's stream, application and endpoints win)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -64,25 +65,35 @@ func printBanner(out io.Writer, p *pipeline.Pipeline) {
 	if cfg.AutoscaleInterval < 0 {
 		autoscale = "timer off"
 	}
+	consumerLog := filepath.Join(p.LogDir(), "consumer-N.log")
+	processing := "each processed record is one JSON line in " + consumerLog
+	load := fmt.Sprintf("Send load and check that every record arrives:\n  go run ./services/loadgen -url %s -rate 500 -duration 30s -verify-logs '%s'",
+		p.ProducerURL(), filepath.Join(p.LogDir(), "consumer-*.log"))
+	if multilang := cmp.Or(cfg.MultiLangCommand, cfg.PropertiesFile); multilang != "" {
+		processing = fmt.Sprintf("each runs the MultiLang record processor of %s per shard; its stderr lines and the workers' logs are in %s", multilang, consumerLog)
+		load = fmt.Sprintf("Send load:\n  go run ./services/loadgen -url %s -rate 500 -duration 30s", p.ProducerURL())
+	}
+	dashboard := ""
+	if url := p.DashboardURL(); url != "" {
+		dashboard = "Watch it live (the CloudWatch dashboard's twin): " + url + "\n\n"
+	}
 	fmt.Fprintf(out, `
 The pipeline runs locally.
   stream       %s (%d shards) on kinesis-local at %s
   producer     %s  (logs and EMF metrics: %s)
-  consumers    %d %s workers sharing the lease table %s; each processed record is one JSON line in %s
+  consumers    %d %s workers sharing the lease table %s; %s
   autoscaler   %s on the stream metrics published to the CloudWatch emulator at %s (decisions: %s)
   emulators    logs: %s
 
-Send a record (the blog's request, pointed at the local URL):
+%sSend a record (the blog's request, pointed at the local URL):
   curl -d '{"data":"This is a testing record"}' -H "Content-Type: application/json" -X POST %s/
 
-Send load and check that every record arrives:
-  go run ./services/loadgen -url %s -rate 500 -duration 30s -verify-logs '%s'
+%s
 
 Ctrl-C stops everything this command started.
 `, cfg.Stream, cfg.Shards, emu.KinesisEndpoint,
 		p.ProducerURL(), filepath.Join(p.LogDir(), "producer.log"),
-		cfg.Consumers, cfg.ReadMode, pipeline.ApplicationName, filepath.Join(p.LogDir(), "consumer-N.log"),
+		cfg.Consumers, cfg.ReadMode, pipeline.ApplicationName, processing,
 		autoscale, emu.CloudWatchEndpoint, filepath.Join(p.LogDir(), "autoscaler.log"),
-		filepath.Join(p.LogDir(), "emulators.log"), p.ProducerURL(),
-		p.ProducerURL(), filepath.Join(p.LogDir(), "consumer-*.log"))
+		filepath.Join(p.LogDir(), "emulators.log"), dashboard, p.ProducerURL(), load)
 }

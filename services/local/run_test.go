@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,7 @@ func (l *lockedBuilder) String() string {
 // finds the record in the stream, and checks that stopping leaves none of the processes it started.
 func TestRunServesARecordAndStopsEverything(t *testing.T) {
 	// GIVEN the local pipeline on a free port
-	r := startLocalRun(t)
+	r := startLocalRun(t, pipeline.Config{Consumers: 2})
 	if !strings.Contains(r.out.String(), "curl -d '{\"data\":\"This is a testing record\"}'") {
 		t.Errorf("banner lacks the curl command:\n%s", r.out.String())
 	}
@@ -85,15 +86,17 @@ type localRun struct {
 	result chan error
 }
 
-// startLocalRun runs the local pipeline (2 shards, 2 consumers, no autoscaler timer) and waits until it is ready.
-func startLocalRun(t *testing.T) *localRun {
+// startLocalRun runs the local pipeline (2 shards, no autoscaler timer, cfg's consumers and processor) and waits
+// until it is ready.
+func startLocalRun(t *testing.T, cfg pipeline.Config) *localRun {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := &localRun{dir: t.TempDir(), out: &lockedBuilder{}, cancel: cancel, result: make(chan error, 1)}
 	ready := make(chan *pipeline.Pipeline, 1)
-	cfg := pipeline.Config{Port: freePort(t), Shards: 2, Consumers: 2, Stream: "local-test", Dir: r.dir, AutoscaleInterval: -1,
-		FailoverTime: 3 * time.Second, BuildOutput: r.out}
+	cfg.Port, cfg.Shards, cfg.Stream, cfg.Dir, cfg.AutoscaleInterval = freePort(t), 2, "local-test", r.dir, -1
+	cfg.DashboardPort = cmp.Or(cfg.DashboardPort, freePort(t))
+	cfg.FailoverTime, cfg.BuildOutput = 3*time.Second, r.out
 	go func() {
 		r.result <- run(ctx, cfg, r.out, false, func(p *pipeline.Pipeline) { ready <- p })
 	}()
@@ -226,6 +229,55 @@ func checkStreamMetrics(t *testing.T, p *pipeline.Pipeline, stored types.Record)
 		t.Errorf("CloudWatch %s = %v, %s = %v; want 1 and %v", pipeline.MetricIncomingRecords, records,
 			pipeline.MetricIncomingBytes, incomingBytes, wantBytes)
 	}
+}
+
+// TestRunWithAMultiLangRecordProcessor runs `make local -multilang`: the blog's record reaches the sample Python
+// processor, whose stderr line is in the worker's log, and stopping leaves no process, the processors included.
+func TestRunWithAMultiLangRecordProcessor(t *testing.T) {
+	// GIVEN the local pipeline running the sample Python processor
+	sample, err := filepath.Abs(filepath.Join("..", "multilang", "samples", "record_processor.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := startLocalRun(t, pipeline.Config{Consumers: 1, MultiLangCommand: "python3 " + sample})
+	if !strings.Contains(r.out.String(), "MultiLang record processor of python3 "+sample) {
+		t.Errorf("banner does not name the processor:\n%s", r.out.String())
+	}
+	// WHEN the README's request is sent
+	postBlogRecord(t, r.p.ProducerURL())
+	// THEN the processor wrote it (to stderr, logged by the worker, tagged with the shard)
+	eventually.Succeeds(t, time.Minute, func() error {
+		logs, _ := filepath.Glob(filepath.Join(r.dir, "logs", "consumer-*.log"))
+		for _, path := range logs {
+			b, _ := os.ReadFile(path)
+			if strings.Contains(string(b), `"msg":"record processor stderr"`) && strings.Contains(string(b), `This is a testing record`) {
+				return nil
+			}
+		}
+		return errors.New("no worker logged the processor's line for the record")
+	})
+	// WHEN stopped THEN no process is left, and no record processor either
+	r.stopAndCheckNothingLeft(t)
+	if pids := processesRunning(t, sample); len(pids) > 0 {
+		t.Errorf("record processors still running after the stop: %v", pids)
+	}
+}
+
+// processesRunning returns the pids of the processes whose command line mentions arg (from /proc).
+func processesRunning(t *testing.T, arg string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skip("reads the processes from /proc, which only Linux has")
+	}
+	var pids []string
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(string(cmdline), arg) {
+			pids = append(pids, e.Name())
+		}
+	}
+	return pids
 }
 
 // TestRunnerDoesNotLinkTheTestingPackage guards the split of the emulator package: the local runner's binary must

@@ -173,14 +173,8 @@ func (c *child) failure(err error) error {
 	select {
 	case <-c.exited:
 		return fmt.Errorf("%w (it exited: %v)", err, exitStatus(c.exitErr))
-	case <-time.After(100 * time.Millisecond):
-		// The output may end a moment before the exit is reaped.
-		select {
-		case <-c.exited:
-			return fmt.Errorf("%w (it exited: %v)", err, exitStatus(c.exitErr))
-		default:
-			return err
-		}
+	case <-time.After(100 * time.Millisecond): // a write may fail a moment before the exit is reaped
+		return err
 	}
 }
 

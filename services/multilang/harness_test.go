@@ -1,10 +1,7 @@
 package multilang_test
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -20,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 
 	"github.com/streamproc/streamproc/internal/eventually"
+	"github.com/streamproc/streamproc/internal/jsonl"
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/kcl"
@@ -208,24 +206,11 @@ type event struct {
 
 func readLines[T any](t *testing.T, path string) []T {
 	t.Helper()
-	b, err := os.ReadFile(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
+	lines, err := jsonl.Read[T](path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []T
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		var v T
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			continue // a line being written as the file is read
-		}
-		out = append(out, v)
-	}
-	return out
+	return lines
 }
 
 func (h *harness) processed() []processed {

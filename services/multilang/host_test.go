@@ -106,7 +106,7 @@ func TestFailingChildrenSkipNothing(t *testing.T) {
 	}{
 		"killed mid-batch":  {kill: true, wantLog: "signal: killed", restarts: true},
 		"exits 1":           {fault: "exit1", wantLog: "exit status 1", restarts: true},
-		"hangs":             {fault: "hang", wantLog: "did not answer processRecords within 2s", restarts: true},
+		"hangs":             {fault: "hang", wantLog: "did not answer processRecords within 5s", restarts: true},
 		"prints stray text": {fault: "stray", wantLog: "stray text from the processor"},
 		"answers for the wrong action": {fault: "wrong-status",
 			wantLog: `status for \"initialize\" while \"processRecords\" was running`, restarts: true},
@@ -118,7 +118,11 @@ func TestFailingChildrenSkipNothing(t *testing.T) {
 			h := newHarness(t, 1)
 			h.put(300)
 			env := h.processorEnv("FAULT="+tc.fault, "SLOW_MS=2")
-			cfg := multilang.Config{Command: pythonProcessor(t), Env: env, Timeout: 2 * time.Second}
+			cfg := multilang.Config{Command: pythonProcessor(t), Env: env}
+			if tc.fault == "hang" {
+				// Long enough for a loaded machine to start the next child, short enough for the test.
+				cfg.Timeout = 5 * time.Second
+			}
 			// WHEN a worker runs it
 			h.startWorker("worker-1", cfg)
 			if tc.kill {

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -105,18 +106,14 @@ func NewMetrics(w io.Writer, cfg MetricsConfig) (*Metrics, error) {
 	if w == nil {
 		return nil, errors.New("telemetry: metrics writer is nil")
 	}
-	if cfg.Namespace == "" {
-		cfg.Namespace = DefaultNamespace
-	}
+	cfg.Namespace = cmp.Or(cfg.Namespace, DefaultNamespace)
 	if len(cfg.Namespace) > 255 || strings.HasPrefix(cfg.Namespace, ":") {
 		return nil, fmt.Errorf("telemetry: namespace %q: want 1-255 characters not starting with ':'", cfg.Namespace)
 	}
 	if cfg.FlushInterval < 0 {
 		return nil, fmt.Errorf("telemetry: flush interval %v: want > 0 (or 0 for the default %v)", cfg.FlushInterval, DefaultFlushInterval)
 	}
-	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = DefaultFlushInterval
-	}
+	cfg.FlushInterval = cmp.Or(cfg.FlushInterval, DefaultFlushInterval)
 	if len(cfg.Dimensions) > MaxDimensions {
 		return nil, fmt.Errorf("telemetry: %d dimensions: want at most %d", len(cfg.Dimensions), MaxDimensions)
 	}

@@ -9,6 +9,7 @@ package load
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -75,21 +76,11 @@ type Config struct {
 }
 
 func (cfg Config) withDefaults() (Config, error) {
-	if cfg.Concurrency == 0 {
-		cfg.Concurrency = DefaultConcurrency
-	}
-	if cfg.PayloadBytes == 0 {
-		cfg.PayloadBytes = DefaultPayloadBytes
-	}
-	if cfg.Batch == 0 {
-		cfg.Batch = DefaultBatch
-	}
-	if cfg.Keys == 0 {
-		cfg.Keys = max(DefaultKeys, cfg.Concurrency)
-	}
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
-	}
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, DefaultConcurrency)
+	cfg.PayloadBytes = cmp.Or(cfg.PayloadBytes, DefaultPayloadBytes)
+	cfg.Batch = cmp.Or(cfg.Batch, DefaultBatch)
+	cfg.Keys = cmp.Or(cfg.Keys, max(DefaultKeys, cfg.Concurrency))
+	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout)
 	if cfg.RunID == "" {
 		b := make([]byte, 4)
 		_, _ = rand.Read(b)

@@ -13,11 +13,13 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -56,6 +58,8 @@ const (
 	DefaultConsumers         = 2
 	DefaultAutoscaleInterval = time.Minute
 	DefaultMetricsInterval   = 2 * time.Second
+	// DefaultDashboardPort is the local dashboard's port on 127.0.0.1.
+	DefaultDashboardPort = 8090
 	// publishInterval is how often the producer's new EMF lines become CloudWatch datapoints.
 	publishInterval = 5 * time.Second
 )
@@ -91,38 +95,39 @@ type Config struct {
 	MetricsInterval time.Duration
 	// BuildOutput receives the output of `go build`. Default: os.Stderr.
 	BuildOutput io.Writer
+	// DashboardPort is the local dashboard's port on 127.0.0.1; negative turns it off. Default: DefaultDashboardPort.
+	DashboardPort int
+	// MultiLangCommand, when set, makes the workers run this MultiLang record processor (any language) instead of
+	// writing JSON lines. Default: none.
+	MultiLangCommand string
+	// PropertiesFile, when set, is a MultiLangDaemon properties file the workers are started with, as the Java
+	// daemon is; the runner's own settings (stream, application, endpoints) win over the file's. Default: none.
+	PropertiesFile string
 }
 
 func (cfg Config) withDefaults() (Config, error) {
-	setInt := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
+	cfg.Port = cmp.Or(cfg.Port, DefaultPort)
+	cfg.Shards = cmp.Or(cfg.Shards, DefaultShards)
+	cfg.Consumers = cmp.Or(cfg.Consumers, DefaultConsumers)
+	cfg.Stream = cmp.Or(cfg.Stream, DefaultStream)
+	cfg.Dir = cmp.Or(cfg.Dir, DefaultDir)
+	cfg.ReadMode = cmp.Or(cfg.ReadMode, ReadModeFanOut)
+	cfg.AutoscaleInterval = cmp.Or(cfg.AutoscaleInterval, DefaultAutoscaleInterval)
+	cfg.MetricsInterval = cmp.Or(cfg.MetricsInterval, DefaultMetricsInterval)
+	cfg.DashboardPort = cmp.Or(cfg.DashboardPort, DefaultDashboardPort)
+	cfg.BuildOutput = cmp.Or[io.Writer](cfg.BuildOutput, os.Stderr)
+	if cfg.PropertiesFile != "" {
+		abs, err := filepath.Abs(cfg.PropertiesFile)
+		if err != nil {
+			return cfg, fmt.Errorf("pipeline: properties file: %w", err)
 		}
-	}
-	setInt(&cfg.Port, DefaultPort)
-	setInt(&cfg.Shards, DefaultShards)
-	setInt(&cfg.Consumers, DefaultConsumers)
-	if cfg.Stream == "" {
-		cfg.Stream = DefaultStream
-	}
-	if cfg.Dir == "" {
-		cfg.Dir = DefaultDir
-	}
-	if cfg.ReadMode == "" {
-		cfg.ReadMode = ReadModeFanOut
-	}
-	if cfg.AutoscaleInterval == 0 {
-		cfg.AutoscaleInterval = DefaultAutoscaleInterval
-	}
-	if cfg.MetricsInterval == 0 {
-		cfg.MetricsInterval = DefaultMetricsInterval
-	}
-	if cfg.BuildOutput == nil {
-		cfg.BuildOutput = os.Stderr
+		cfg.PropertiesFile = abs // the workers run from the runner's folder, but say where it is in their logs
 	}
 	switch {
 	case cfg.Port < 1 || cfg.Port > 65535:
 		return cfg, fmt.Errorf("pipeline: port %d: want 1-65535", cfg.Port)
+	case cfg.DashboardPort > 65535 || cfg.DashboardPort == cfg.Port:
+		return cfg, fmt.Errorf("pipeline: dashboard port %d: want 1-65535 and not the producer's, or negative for none", cfg.DashboardPort)
 	case cfg.Shards < 1:
 		return cfg, fmt.Errorf("pipeline: shards %d: want at least 1", cfg.Shards)
 	case cfg.Consumers < 1:
@@ -154,6 +159,9 @@ type Pipeline struct {
 
 	kinesis   *kinesis.Client
 	publisher *streamMetricsPublisher
+	dashboard *http.Server
+	// started is when Start began.
+	started   time.Time
 	scaler    *scaler.Scaler
 	scalerLog *os.File
 
@@ -179,6 +187,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		return nil, err
 	}
 	p := &Pipeline{
+		started:   time.Now(),
 		cfg:       cfg,
 		logDir:    filepath.Join(cfg.Dir, "logs"),
 		failed:    make(chan error, 1),
@@ -203,6 +212,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, err error) {
 		return nil, err
 	}
 	if err := p.startAutoscaler(); err != nil {
+		return nil, err
+	}
+	if err := p.startDashboard(); err != nil {
 		return nil, err
 	}
 	if err := p.startProducer(ctx); err != nil {
@@ -268,6 +280,28 @@ func (p *Pipeline) startEmulators(ctx context.Context) error {
 	}
 	p.consumerKinesisEndpoint = p.proxy.URL
 	return nil
+}
+
+// startDashboard serves the local dashboard on 127.0.0.1 (Config.DashboardPort), unless it is off.
+func (p *Pipeline) startDashboard() error {
+	if p.cfg.DashboardPort < 0 {
+		return nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p.cfg.DashboardPort)))
+	if err != nil {
+		return fmt.Errorf("dashboard: %w (choose another port with -dashboard-port)", err)
+	}
+	p.dashboard = &http.Server{Handler: p.DashboardHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = p.dashboard.Serve(ln) }()
+	return nil
+}
+
+// DashboardURL is the local dashboard's address, or "" when it is off.
+func (p *Pipeline) DashboardURL() string {
+	if p.cfg.DashboardPort < 0 {
+		return ""
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d/", p.cfg.DashboardPort)
 }
 
 // startAutoscaler prepares the autoscaler the run loop invokes every minute, and the publisher of the stream
@@ -359,7 +393,7 @@ func localAWSEnv(vars ...string) []string {
 func (p *Pipeline) logPath(name string) string { return filepath.Join(p.logDir, name+".log") }
 
 func (p *Pipeline) startProducer(ctx context.Context) error {
-	s, err := startService("producer", p.producerBin, localAWSEnv(
+	s, err := startService("producer", p.producerBin, nil, localAWSEnv(
 		producersettings.EnvStreamName+"="+p.cfg.Stream,
 		producersettings.EnvKinesisEndpoint+"="+p.emu.KinesisEndpoint,
 		producersettings.EnvListenHost+"=127.0.0.1",
@@ -397,6 +431,7 @@ func (p *Pipeline) StartConsumer(name string) error {
 		consumersettings.EnvKinesisEndpoint + "=" + p.consumerKinesisEndpoint,
 		consumersettings.EnvDynamoDBEndpoint + "=" + p.emu.DynamoDBEndpoint,
 		consumersettings.EnvWorkerID + "=" + name,
+		consumersettings.EnvMetricsInterval + "=" + p.cfg.MetricsInterval.String(),
 	}
 	if p.consumerARN != "" {
 		env = append(env, consumersettings.EnvConsumerARN+"="+p.consumerARN)
@@ -407,7 +442,15 @@ func (p *Pipeline) StartConsumer(name string) error {
 	if p.cfg.CheckpointInterval > 0 {
 		env = append(env, consumersettings.EnvCheckpointInterval+"="+p.cfg.CheckpointInterval.String())
 	}
-	s, err := startService(name, p.consumerBin, localAWSEnv(env...), p.logPath(name), p.failed)
+	if p.cfg.MultiLangCommand != "" {
+		env = append(env, consumersettings.EnvProcessor+"="+consumersettings.ProcessorMultiLang,
+			consumersettings.EnvMultiLangCommand+"="+p.cfg.MultiLangCommand)
+	}
+	var args []string
+	if p.cfg.PropertiesFile != "" {
+		args = []string{"--properties-file", p.cfg.PropertiesFile}
+	}
+	s, err := startService(name, p.consumerBin, args, localAWSEnv(env...), p.logPath(name), p.failed)
 	if err != nil {
 		return err
 	}
@@ -501,6 +544,9 @@ func (p *Pipeline) Stop() error {
 		}
 		wg.Wait()
 		errs = append(errs, stopErrs...)
+		if p.dashboard != nil {
+			errs = append(errs, p.dashboard.Close())
+		}
 		if p.stopLoops != nil {
 			p.stopLoops()
 			<-p.loopsDone

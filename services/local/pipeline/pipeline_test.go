@@ -246,25 +246,24 @@ func FuzzParseProducerEMF(f *testing.F) {
 	})
 }
 
-func TestIsRecordLineCountsOnlyRecords(t *testing.T) {
+func TestRecordsProcessedComesFromTheEMFLines(t *testing.T) {
 	tests := map[string]struct {
-		line string
-		want bool
+		line   string
+		want   int64
+		wantOK bool
 	}{
-		"record line": {
-			line: `{"shard_id":"shardId-000000000000","sequence_number":"4968","sub_sequence_number":0,"partition_key":"6","arrival_time":"2026-11-26T01:00:09.486Z","data":"x"}`,
-			want: true,
+		"the worker's metrics": {line: emf(time.UnixMilli(1), map[string]any{"RecordsProcessed": 3, "BytesProcessed": 300}), want: 3, wantOK: true},
+		"a record line": {
+			line: `{"shard_id":"shardId-000000000000","sequence_number":"4968","sub_sequence_number":0,"partition_key":"6","arrival_time":"2026-11-26T01:00:09.486Z","data":"RecordsProcessed"}`,
 		},
-		"corrupt aggregate log line naming a sequence number": {
-			line: `{"time":"2026-11-26T01:00:09Z","level":"ERROR","msg":"corrupt aggregated record delivered undecoded","sequence_number":"4968","error":"kpl: checksum mismatch"}`,
-			want: false,
-		},
-		"metric line": {line: `{"RecordsProcessed":3,"_aws":{"Timestamp":1}}`, want: false},
+		"a log line naming the metric":    {line: `{"level":"INFO","msg":"RecordsProcessed","_aws":"x"}`},
+		"other metrics":                   {line: `{"_aws":{"Timestamp":1},"LeasesTaken":2}`},
+		"a MultiLang child's stderr line": {line: `{"msg":"record processor stderr","line":"RecordsProcessed 9"}`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			if got := isRecordLine([]byte(tc.line)); got != tc.want {
-				t.Errorf("isRecordLine = %v, want %v", got, tc.want)
+			if got, ok := recordsProcessed([]byte(tc.line)); got != tc.want || ok != tc.wantOK {
+				t.Errorf("recordsProcessed = %d, %v; want %d, %v", got, ok, tc.want, tc.wantOK)
 			}
 		})
 	}

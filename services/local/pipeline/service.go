@@ -46,12 +46,12 @@ func buildService(ctx context.Context, dir, name string, out io.Writer) (string,
 
 // startService starts bin with env, its output appended to logPath (a restarted service continues its log). When
 // it exits without the pipeline having asked it to, an error saying so is sent on exited if there is room.
-func startService(name, bin string, env []string, logPath string, exited chan<- error) (*service, error) {
+func startService(name, bin string, args, env []string, logPath string, exited chan<- error) (*service, error) {
 	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("%s log: %w", name, err)
 	}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = env
 	cmd.Stdout = log
 	cmd.Stderr = log

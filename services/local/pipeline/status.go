@@ -1,12 +1,13 @@
 package pipeline
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/streamproc/streamproc/services/kcl"
 )
 
 // Status is a snapshot of the pipeline for the live status line.
@@ -14,7 +15,8 @@ type Status struct {
 	// RecordsIn is the user records the producer reported put to the stream (from its EMF lines, so it trails by up
 	// to one metrics interval).
 	RecordsIn int64
-	// RecordsProcessed is the record lines the consumer workers wrote, re-deliveries after a failover included.
+	// RecordsProcessed is the user records the consumer workers reported processed (their EMF RecordsProcessed, so it
+	// trails by up to one metrics interval, whatever the processor), re-deliveries after a failover included.
 	RecordsProcessed int64
 	// Behind is RecordsIn - RecordsProcessed, or 0 when re-deliveries make it negative.
 	Behind int64
@@ -38,18 +40,22 @@ func (s Status) String() string {
 	return line
 }
 
-// processedCounter counts the record lines of one worker's log.
+// processedCounter totals the RecordsProcessed metric of one worker's log.
 type processedCounter struct {
 	tail  lineTail
 	count int64
 }
 
-// recordLineMarker is in every record line the consumer writes (its JSON field arrival_time) and in none of its log
-// lines (which may carry a sequence_number, for example when an aggregate is corrupt).
-var recordLineMarker = []byte(`"arrival_time":`)
-
-// isRecordLine reports whether a consumer log line is a processed record rather than a log or metric line.
-func isRecordLine(line []byte) bool { return bytes.Contains(line, recordLineMarker) }
+// recordsProcessed reads the RecordsProcessed counter of a consumer's EMF line; ok is false for any other line
+// (records, logs, other metrics).
+func recordsProcessed(line []byte) (n int64, ok bool) {
+	l, ok := parseEMF(line)
+	v, has := l.Values[kcl.MetricRecordsProcessed]
+	if !ok || !has || len(v) != 1 {
+		return 0, false
+	}
+	return int64(v[0]), true
+}
 
 // Status reads the logs written since the last call and the stream's shard count.
 func (p *Pipeline) Status(ctx context.Context) (Status, error) {
@@ -62,8 +68,8 @@ func (p *Pipeline) Status(ctx context.Context) (Status, error) {
 	p.mu.Lock()
 	for _, c := range p.processed {
 		if err := c.tail.next(func(line []byte) {
-			if isRecordLine(line) {
-				c.count++
+			if n, ok := recordsProcessed(line); ok {
+				c.count += n
 			}
 		}); err != nil {
 			p.mu.Unlock()
@@ -74,11 +80,29 @@ func (p *Pipeline) Status(ctx context.Context) (Status, error) {
 	s.LastScaling = p.lastScaling
 	p.mu.Unlock()
 	s.Behind = max(0, s.RecordsIn-s.RecordsProcessed)
-	sum, err := p.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(p.cfg.Stream)})
+	sum, err := p.describeStream(ctx)
 	if err != nil {
-		return s, fmt.Errorf("describe stream %s: %w", p.cfg.Stream, err)
+		return s, err
 	}
-	s.OpenShards = int(aws.ToInt32(sum.StreamDescriptionSummary.OpenShardCount))
-	s.StreamStatus = string(sum.StreamDescriptionSummary.StreamStatus)
+	s.OpenShards = int(aws.ToInt32(sum.OpenShardCount))
+	s.StreamStatus = string(sum.StreamStatus)
 	return s, nil
+}
+
+// describeStream is the stream's summary.
+func (p *Pipeline) describeStream(ctx context.Context) (*types.StreamDescriptionSummary, error) {
+	out, err := p.kinesis.DescribeStreamSummary(ctx, &kinesis.DescribeStreamSummaryInput{StreamName: aws.String(p.cfg.Stream)})
+	if err != nil {
+		return nil, fmt.Errorf("describe stream %s: %w", p.cfg.Stream, err)
+	}
+	return out.StreamDescriptionSummary, nil
+}
+
+// openShards is the stream's open shard count.
+func (p *Pipeline) openShards(ctx context.Context) (int, error) {
+	sum, err := p.describeStream(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(aws.ToInt32(sum.OpenShardCount)), nil
 }
