@@ -60,6 +60,8 @@ type Props struct {
 	LoadBalancer elb.ApplicationLoadBalancer
 	// ThrottlingAlarm is the autoscaler's write-throttling alarm, shown with the others. Required.
 	ThrottlingAlarm cw.IAlarm
+	// Sink tells that the consumer lands the records in S3: the sink's widgets are shown (sinkWidgets). Default: false.
+	Sink bool
 }
 
 // Dashboard is the dashboard and the alarms it defines.
@@ -254,6 +256,9 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 			},
 		},
 	})
+	if p.Sink {
+		d.Dashboard.AddWidgets(sinkWidgets(p.MetricsNamespace, consumerDims)...)
+	}
 	d.URL = awscdk.Fn_Join(jsii.String(""), &[]*string{
 		jsii.String("https://"), awscdk.Aws_REGION(), jsii.String(".console.aws.amazon.com/cloudwatch/home?region="),
 		awscdk.Aws_REGION(), jsii.String("#dashboards:name="), d.Dashboard.DashboardName(),
