@@ -27,6 +27,7 @@ func TestCdkNagAwsSolutionsHasNoUnsuppressedFinding(t *testing.T) {
 	for name, stack := range map[string]awscdk.Stack{
 		snapshotStack: synthesized.defaults.Stack,
 		variantStack:  synthesized.variant.Stack,
+		onDemandStack: synthesized.onDemand.Stack,
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer failOnPanic(t)
@@ -81,7 +82,7 @@ func TestCfnLintFindsNoError(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cfn-lint is not on PATH (pip install cfn-lint): %v", err)
 	}
-	for _, stack := range []string{snapshotStack, variantStack} {
+	for _, stack := range allStacks {
 		t.Run(stack, func(t *testing.T) {
 			// cfn-lint exits with a bit mask: 2 errors, 4 warnings, 8 informational. Warnings are reported, errors
 			// fail. W3005 (DependsOn already implied by a reference) is the CDK's own redundancy.
@@ -267,11 +268,11 @@ func literalStrings(v any) []string {
 func TestIAMHasNoWildcardActionsAndScopedResources(t *testing.T) {
 	// Resource "*" is allowed only for actions AWS defines without resource-level permissions.
 	starOK := []string{"cloudwatch:GetMetricData", "ecr:GetAuthorizationToken"}
-	for _, stack := range []string{snapshotStack, variantStack} {
+	for _, stack := range allStacks {
 		t.Run(stack, func(t *testing.T) {
 			statements := roleStatements(t, stack)
-			if len(statements) < 7 {
-				t.Errorf("%d roles, want at least the flow log, 2 task, 2 execution, autoscaler and provider roles", len(statements))
+			if len(statements) < 6 {
+				t.Errorf("%d roles, want at least the flow log, 2 task, 2 execution and provider roles", len(statements))
 			}
 			for role, sts := range statements {
 				for _, s := range sts {

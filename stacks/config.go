@@ -48,6 +48,7 @@ const (
 	// ContextConsumerProcessorCommand, when set, makes the consumer run this MultiLang record processor command
 	// (PROCESSOR=multilang), which the consumer image must hold.
 	ContextConsumerProcessorCommand = "consumerProcessorCommand"
+	ContextCapacityMode             = "capacityMode"
 	// ContextConsumerSink is "s3" (the consumer lands the records in the stack's data lake, exactly once) or "log"
 	// (each record a JSON line in the consumer's log, as the blog's walkthrough tails it). The lake is built only
 	// for the Go consumer's own processor: a MultiLang processor (consumerProcessorCommand, or another
@@ -84,11 +85,14 @@ const (
 
 // Config is what users choose for a deployment. The zero value of every field means its documented default.
 type Config struct {
-	// ShardCount is the stream's initial shard count. Default: stream.DefaultShardCount (5).
+	// CapacityMode is "provisioned" (a shard count and the shard autoscaler) or "onDemand" (Kinesis sizes the
+	// stream; no autoscaler). Default: "provisioned".
+	CapacityMode stream.CapacityMode
+	// ShardCount is the stream's initial shard count (provisioned). Default: stream.DefaultShardCount (5).
 	ShardCount int
 	// RetentionHours is the stream's retention. Default: stream.DefaultRetentionHours (24).
 	RetentionHours int
-	// MinShards and MaxShards bound the shard autoscaler. Default: autoscaler.DefaultMinShards (1) and
+	// MinShards and MaxShards bound the shard autoscaler (provisioned). Default: autoscaler.DefaultMinShards (1) and
 	// autoscaler.DefaultMaxShards (16).
 	MinShards, MaxShards int
 	// ProducerCPU, ProducerMemoryMiB: the producer task size. Default: 512 CPU units, 1024 MiB.
@@ -170,15 +174,20 @@ func (c Config) withDefaults() Config {
 	c.ConsumerSink = cmp.Or(c.ConsumerSink, SinkS3)
 	c.LakeFormat = cmp.Or(c.LakeFormat, string(s3sink.FormatParquet))
 	c.LakeIntelligentTieringDays = cmp.Or(c.LakeIntelligentTieringDays, datalake.DefaultIntelligentTieringDays)
+	c.CapacityMode = cmp.Or(c.CapacityMode, stream.Provisioned)
 	return c
 }
 
-// validate reports the first setting outside its range, naming the context key.
+// validate reports the first setting outside its range, naming the context key. The shard settings are checked
+// only for a provisioned stream, the only one that uses them.
 func (c Config) validate() error {
+	provisioned := c.CapacityMode == stream.Provisioned
 	switch {
-	case c.ShardCount < c.MinShards || c.ShardCount > c.MaxShards:
+	case !provisioned && c.CapacityMode != stream.OnDemand:
+		return fmt.Errorf("%s=%q: want %q or %q", ContextCapacityMode, c.CapacityMode, stream.Provisioned, stream.OnDemand)
+	case provisioned && (c.ShardCount < c.MinShards || c.ShardCount > c.MaxShards):
 		return fmt.Errorf("%s=%d: want between %s=%d and %s=%d", ContextShardCount, c.ShardCount, ContextMinShards, c.MinShards, ContextMaxShards, c.MaxShards)
-	case c.MinShards < 1:
+	case provisioned && c.MinShards < 1:
 		return fmt.Errorf("%s=%d: want at least 1", ContextMinShards, c.MinShards)
 	case c.ConsumerReadMode != consumerservice.ReadModeFanOut && c.ConsumerReadMode != consumerservice.ReadModePolling:
 		return fmt.Errorf("%s=%q: want %q or %q", ContextConsumerReadMode, c.ConsumerReadMode, consumerservice.ReadModeFanOut, consumerservice.ReadModePolling)
@@ -261,7 +270,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	}
 	strs := map[string]*string{ContextCertificateArn: &c.CertificateArn, ContextConsumerReadMode: &c.ConsumerReadMode,
 		ContextConsumerDockerfile: &c.ConsumerDockerfile, ContextConsumerProcessorCommand: &c.ConsumerProcessorCommand,
-		ContextConsumerSink: &c.ConsumerSink, ContextLakeFormat: &c.LakeFormat}
+		ContextConsumerSink: &c.ConsumerSink, ContextLakeFormat: &c.LakeFormat, ContextCapacityMode: (*string)(&c.CapacityMode)}
 	for key, dst := range strs {
 		v := node.TryGetContext(&key)
 		if v == nil {

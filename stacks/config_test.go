@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 
+	"github.com/streamproc/streamproc/constructs/stream"
 	"github.com/streamproc/streamproc/stacks"
 )
 
@@ -35,6 +36,7 @@ func TestConfigFromContext(t *testing.T) {
 		"fraction":            {context: map[string]any{stacks.ContextNatGateways: 1.5}, err: "context natGateways=1.5: want a whole number"},
 		"not a boolean":       {context: map[string]any{stacks.ContextRetainData: "maybe"}, err: "context retainData=maybe: want true or false"},
 		"certificate non-str": {context: map[string]any{stacks.ContextCertificateArn: 5}, err: "context certificateArn=5: want a string"},
+		"on-demand":           {context: map[string]any{stacks.ContextCapacityMode: "onDemand"}, want: stacks.Config{CapacityMode: stream.OnDemand}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -60,6 +62,7 @@ func TestInvalidConfigStopsTheSynth(t *testing.T) {
 	}{
 		"shards above the autoscaler's maximum":  {stacks.Config{ShardCount: 40}, "shardCount=40: want between minShards=1 and maxShards=16"},
 		"unknown read mode":                      {stacks.Config{ConsumerReadMode: "push"}, `consumerReadMode="push": want "fanout" or "polling"`},
+		"unknown capacity mode":                  {stacks.Config{CapacityMode: "serverless"}, `capacityMode="serverless": want "provisioned" or "onDemand"`},
 		"log retention CloudWatch does not have": {stacks.Config{LogRetentionDays: 31}, "logRetentionDays=31"},
 		"three NAT gateways in two AZs":          {stacks.Config{NatGateways: 3}, "NatGateways is 3, want 1 to 2"},
 		"cooldown above an hour":                 {stacks.Config{ProducerScaleInCooldownSeconds: 3601}, "producerScaleInCooldownSeconds=3601: want 1 to 3600 seconds"},

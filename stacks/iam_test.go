@@ -117,7 +117,7 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 	slices.Sort(consumerStream)
 	consumerStream = slices.Compact(consumerStream)
 
-	for _, stack := range []string{snapshotStack, variantStack} {
+	for _, stack := range allStacks {
 		t.Run(stack, func(t *testing.T) {
 			id := func(typ, prefix string) string {
 				id, _ := resourceWithPrefix(t, stack, typ, prefix)
@@ -136,22 +136,25 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 				arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
 				arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable"),
 			}
-			// - the S3 sink (services/s3sink, consumerSink=s3 with the Go consumer: the default stack): its S3API's
-			//   calls on the objects under its prefix; IAM authorizes HeadObject as s3:GetObject.
-			if stack == snapshotStack {
+			// - the S3 sink (services/s3sink, consumerSink=s3 with the Go consumer: the stacks with a lake): its
+			//   S3API's calls on the objects under its prefix; IAM authorizes HeadObject as s3:GetObject.
+			if len(resources(t, stack, "AWS::S3::Bucket")) > 0 {
 				objects := `{"Fn::Join":["",[` + arn("AWS::S3::Bucket", "LakeBucket", "Arn") + `,"/` + settings.DefaultS3Prefix + `/*"]]}`
 				consumerGrants[objects] = s3Actions(sdkActions[s3sink.S3API]("s3"))
 			}
 			want := map[string]map[string][]string{
 				"ProducerTaskTaskRole": {streamARN: sdkActions[kpl.KinesisAPI]("kinesis")},
 				"ConsumerTaskTaskRole": consumerGrants,
-				"ShardAutoscalerRole": {
+			}
+			// An on-demand stack has no autoscaler (TestCapacityModes checks that).
+			if stack != onDemandStack {
+				want["ShardAutoscalerRole"] = map[string][]string{
 					streamARN: sdkActions[scaler.KinesisAPI]("kinesis"),
 					// GetMetricData has no resource-level permissions.
 					`"*"`: sdkActions[scaler.CloudWatchAPI]("cloudwatch"),
 					// Lambda writes the function's logs with the function's role.
 					arn("AWS::Logs::LogGroup", "ShardAutoscalerLogs", "Arn"): {"logs:CreateLogStream", "logs:PutLogEvents"},
-				},
+				}
 			}
 			statements := roleStatements(t, stack)
 			for prefix, wantGrants := range want {

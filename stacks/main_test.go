@@ -12,21 +12,31 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
 
+	"github.com/streamproc/streamproc/constructs/stream"
 	"github.com/streamproc/streamproc/stacks"
 )
 
 // update rewrites the committed template snapshot from this run's synth: go test ./stacks -run TestSnapshot -update
 var update = flag.Bool("update", false, "rewrite testdata/"+snapshotStack+".template.json from the synthesized template")
 
-// The test app holds two stacks, synthesized once for the whole package (node starts once):
-//   - snapshotStack: every default, exactly as `make synth` builds it (same context from cdk.json);
+// The test app holds three stacks, synthesized once for the whole package (node starts once):
+//   - snapshotStack: every default, exactly as `make synth` builds it (same context from cdk.json), provisioned;
 //   - variantStack: HTTPS with a certificate, two NAT gateways, interface endpoints, retained data, other sizes and
-//     scaling cooldowns, the Python consumer image running a MultiLang record processor.
+//     scaling cooldowns, the Python consumer image running a MultiLang record processor;
+//   - onDemandStack: the defaults in on-demand capacity mode.
 const (
 	snapshotStack = "StreamProc"
 	variantStack  = "StreamProcVariant"
+	onDemandStack = "StreamProcOnDemand"
 	variantCert   = "arn:aws:acm:us-east-1:111122223333:certificate/00000000-0000-0000-0000-000000000000"
 )
+
+// allStacks are the three stacks of the test app.
+var allStacks = []string{snapshotStack, variantStack, onDemandStack}
+
+// onDemandConfig is on-demand with a shard count a provisioned stream would refuse (above maxShards): on-demand
+// uses no shard setting, so none is checked.
+var onDemandConfig = stacks.Config{CapacityMode: stream.OnDemand, ShardCount: 40}
 
 var variantConfig = stacks.Config{
 	ShardCount: 8, RetentionHours: 48, MinShards: 2, MaxShards: 32,
@@ -41,10 +51,11 @@ var variantConfig = stacks.Config{
 
 // synthesized is the package's one synth.
 var synthesized struct {
-	outdir            string
-	defaults, variant *stacks.StreamProcStack
-	tDefaults         assertions.Template
-	tVariant          assertions.Template
+	outdir                      string
+	defaults, variant, onDemand *stacks.StreamProcStack
+	tDefaults                   assertions.Template
+	tVariant                    assertions.Template
+	tOnDemand                   assertions.Template
 	// raw are the templates as written to outdir, by stack name.
 	raw map[string]map[string]any
 }
@@ -94,12 +105,14 @@ func synth() error {
 	}
 	synthesized.defaults = stacks.NewStreamProcStack(app, snapshotStack, &stacks.StreamProcStackProps{Config: cfg})
 	synthesized.variant = stacks.NewStreamProcStack(app, variantStack, &stacks.StreamProcStackProps{Config: variantConfig})
+	synthesized.onDemand = stacks.NewStreamProcStack(app, onDemandStack, &stacks.StreamProcStackProps{Config: onDemandConfig})
 	stacks.ApplyNag(app)
 	app.Synth(nil)
 	synthesized.tDefaults = assertions.Template_FromStack(synthesized.defaults.Stack, nil)
 	synthesized.tVariant = assertions.Template_FromStack(synthesized.variant.Stack, nil)
+	synthesized.tOnDemand = assertions.Template_FromStack(synthesized.onDemand.Stack, nil)
 	synthesized.raw = map[string]map[string]any{}
-	for _, name := range []string{snapshotStack, variantStack} {
+	for _, name := range allStacks {
 		b, err := os.ReadFile(filepath.Join(outdir, name+".template.json"))
 		if err != nil {
 			return err

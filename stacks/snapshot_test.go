@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -87,6 +88,33 @@ func TestSnapshotDiff(t *testing.T) {
 	for _, want := range []string{"[+] AWS::Kinesis::StreamConsumer", "[~] AWS::Kinesis::Stream", "ShardCount", "[-] 4", "[+] 5"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("cdk diff against an older template lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSwitchingCapacityModeUpdatesTheStreamInPlace(t *testing.T) {
+	// GIVEN the on-demand stack's template as the deployed one
+	deployed := filepath.Join(synthesized.outdir, onDemandStack+".template.json")
+	// WHEN the default, provisioned stack is diffed against it (cdk deploy -c capacityMode=provisioned)
+	out := cdkDiff(t, deployed)
+	// THEN CloudFormation updates the stream in place (the records stay): its entry, up to the next resource's,
+	// is a modification that requires no replacement (other resources are named after the stack, which differs)
+	lines := strings.Split(out, "\n")
+	at := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, "AWS::Kinesis::Stream ") })
+	if at < 0 {
+		t.Fatalf("cdk diff from on-demand does not change the stream:\n%s", out)
+	}
+	end := at + 1
+	for end < len(lines) && !strings.Contains(lines[end], "] AWS::") {
+		end++
+	}
+	stream := strings.Join(lines[at:end], "\n")
+	if !strings.Contains(lines[at], "[~]") || strings.Contains(stream, "replace") {
+		t.Errorf("the stream is not updated in place:\n%s", stream)
+	}
+	for _, want := range []string{"StreamModeDetails", "[+] AWS::Lambda::Function ShardAutoscaler", "[+] AWS::Events::Rule ShardAutoscaler"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cdk diff from on-demand lacks %q:\n%s", want, out)
 		}
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+
 	"github.com/streamproc/streamproc/constructs/autoscaler"
+	"github.com/streamproc/streamproc/constructs/dashboard"
 	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/lambda/autoscaler/scaler"
@@ -144,6 +147,74 @@ func TestStream(t *testing.T) {
 	}
 	if props(c)["ConsumerName"] != snapshotStack+"-consumer" {
 		t.Errorf("consumer name = %v, want %s-consumer", props(c)["ConsumerName"], snapshotStack)
+	}
+}
+
+func TestCapacityModes(t *testing.T) {
+	tests := map[string]struct {
+		stack          string
+		tpl            assertions.Template
+		mode           string
+		autoscaler     bool
+		rules          int     // EventBridge rules: the autoscaler's schedule and alarm trigger
+		throttlingID   string  // prefix of the write-throttling alarm's logical ID
+		periods        float64 // minutes the alarm looks at
+		throttledOf    float64 // minutes of those that raise it (0: all)
+		capacityWidget string
+	}{
+		"provisioned (default)": {
+			stack: snapshotStack, tpl: synthesized.tDefaults, mode: "PROVISIONED", autoscaler: true, rules: 2,
+			throttlingID: "ShardAutoscalerThrottlingAlarm", periods: 1, capacityWidget: "Open shards and scaling actions",
+		},
+		"on-demand": {
+			stack: onDemandStack, tpl: synthesized.tOnDemand, mode: "ON_DEMAND",
+			throttlingID: "DashboardWriteThrottlingAlarm", periods: 5, throttledOf: dashboard.OnDemandThrottledMinutes,
+			capacityWidget: "Write rate (on-demand",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			// GIVEN the stack synthesized in the capacity mode
+			s := props(only(t, tc.stack, "AWS::Kinesis::Stream"))
+			// THEN the stream is in that mode, with a shard count and shard-level metrics only when provisioned
+			if got := jsonString(t, s["StreamModeDetails"]); got != `{"StreamMode":"`+tc.mode+`"}` {
+				t.Errorf("StreamModeDetails %s, want %s", got, tc.mode)
+			}
+			_, shardCount := s["ShardCount"]
+			_, shardMetrics := s["DesiredShardLevelMetrics"]
+			if shardCount != tc.autoscaler || shardMetrics != tc.autoscaler {
+				t.Errorf("ShardCount set %v, shard-level metrics %v: want both %v", shardCount, shardMetrics, tc.autoscaler)
+			}
+			// AND the autoscaler's function, role, triggers and log group exist only when provisioned
+			n := 0
+			for id := range synthesized.raw[tc.stack]["Resources"].(map[string]any) {
+				if strings.HasPrefix(id, "ShardAutoscaler") {
+					n++
+				}
+			}
+			if (n > 0) != tc.autoscaler {
+				t.Errorf("%d ShardAutoscaler* resources, want some: %v", n, tc.autoscaler)
+			}
+			count(t, tc.tpl, "AWS::Events::Rule", tc.rules)
+			// AND one write-throttling alarm watches the stream: the autoscaler's trigger, or on-demand the dashboard's
+			count(t, tc.tpl, "AWS::CloudWatch::Alarm", 4)
+			_, alarm := resourceWithPrefix(t, tc.stack, "AWS::CloudWatch::Alarm", tc.throttlingID)
+			a := props(alarm)
+			if a["MetricName"] != "WriteProvisionedThroughputExceeded" || a["EvaluationPeriods"] != tc.periods {
+				t.Errorf("throttling alarm %s, want WriteProvisionedThroughputExceeded over %v minutes", jsonString(t, a), tc.periods)
+			}
+			if got, _ := a["DatapointsToAlarm"].(float64); got != tc.throttledOf {
+				t.Errorf("throttling alarm raised after %v minutes, want %v", got, tc.throttledOf)
+			}
+			// AND the dashboard shows the alarm and where the capacity shows in that mode
+			body := jsonString(t, props(only(t, tc.stack, "AWS::CloudWatch::Dashboard"))["DashboardBody"])
+			if !strings.Contains(body, tc.capacityWidget) || !strings.Contains(body, tc.throttlingID) {
+				t.Errorf("dashboard lacks the widget %q or the alarm %s", tc.capacityWidget, tc.throttlingID)
+			}
+			if strings.Contains(body, scaler.MetricOpenShardCount) != tc.autoscaler {
+				t.Errorf("dashboard shows the autoscaler's %s: %v, want %v", scaler.MetricOpenShardCount, !tc.autoscaler, tc.autoscaler)
+			}
+		})
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package stacks composes the constructs into the deployable stack of the streaming data processor: network,
 // Kinesis stream with its fan-out consumer, the producer service behind a load balancer, the consumer service with
-// its lease table, the shard autoscaler, and the dashboard with its alarms. The stack is environment-agnostic:
-// synth makes no AWS call and needs no credentials.
+// its lease table, the shard autoscaler (for a provisioned stream), and the dashboard with its alarms. The stack is
+// environment-agnostic: synth makes no AWS call and needs no credentials.
 package stacks
 
 import (
@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 	"github.com/cdklabs/cdk-nag-go/cdknag/v2"
@@ -79,7 +81,7 @@ type StreamProcStack struct {
 	Producer *producerservice.ProducerService
 	// Consumer is the lease table and the consumer service reading Stream.
 	Consumer *consumerservice.ConsumerService
-	// Autoscaler is the Lambda that reshards Stream.
+	// Autoscaler is the Lambda that reshards Stream; nil for an on-demand stream.
 	Autoscaler *autoscaler.Autoscaler
 	// Dashboard is the CloudWatch dashboard and its alarms.
 	Dashboard *dashboard.Dashboard
@@ -139,6 +141,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		LogRetention:       logRetention,
 	})
 	s.Stream = stream.New(stack, jsii.String("Stream"), &stream.Props{
+		CapacityMode:   cfg.CapacityMode,
 		ShardCount:     cfg.ShardCount,
 		RetentionHours: cfg.RetentionHours,
 		ConsumerName:   jsii.String(id + "-consumer"),
@@ -202,15 +205,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 	if s.Lake != nil {
 		s.Lake.GrantWrite(s.Consumer.TaskDefinition.TaskRole())
 	}
-	s.Autoscaler = autoscaler.New(stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
-		Stream:       s.Stream.Stream,
-		ModuleRoot:   root,
-		MinShards:    cfg.MinShards,
-		MaxShards:    cfg.MaxShards,
-		DryRun:       cfg.AutoscalerDryRun,
-		LogRetention: logRetention,
-	})
-
+	throttlingAlarm := s.addAutoscaler(cfg, root, logRetention)
 	s.Dashboard = dashboard.New(stack, jsii.String("Dashboard"), &dashboard.Props{
 		DashboardName:      jsii.String(id),
 		Stream:             s.Stream.Stream,
@@ -220,7 +215,8 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		ProducerService:    s.Producer.Service,
 		ConsumerService:    s.Consumer.Service,
 		LoadBalancer:       s.Producer.LoadBalancer,
-		ThrottlingAlarm:    s.Autoscaler.ThrottlingAlarm,
+		ThrottlingAlarm:    throttlingAlarm,
+		OnDemand:           cfg.CapacityMode == stream.OnDemand,
 		Sink:               s.Lake != nil,
 	})
 
@@ -264,6 +260,23 @@ func addLakeOutputs(stack awscdk.Stack, lake *datalake.DataLake) {
 // lakeDatabaseName is the Glue database of stack id: lowercase, with every character Glue does not take replaced.
 func lakeDatabaseName(id string) string {
 	return strings.Trim(regexp.MustCompile(`[^a-z0-9_]+`).ReplaceAllString(strings.ToLower(id), "_"), "_") + "_lake"
+}
+
+// addAutoscaler creates the shard autoscaler of a provisioned stream and returns its throttling alarm; an on-demand
+// stream has none, and gets nil.
+func (s *StreamProcStack) addAutoscaler(cfg Config, root string, logRetention awslogs.RetentionDays) awscloudwatch.IAlarm {
+	if cfg.CapacityMode != stream.Provisioned {
+		return nil
+	}
+	s.Autoscaler = autoscaler.New(s.Stack, jsii.String("ShardAutoscaler"), &autoscaler.Props{
+		Stream:       s.Stream.Stream,
+		ModuleRoot:   root,
+		MinShards:    cfg.MinShards,
+		MaxShards:    cfg.MaxShards,
+		DryRun:       cfg.AutoscalerDryRun,
+		LogRetention: logRetention,
+	})
+	return s.Autoscaler.ThrottlingAlarm
 }
 
 // ApplyNag runs the cdk-nag AwsSolutions rules over scope at synth: an unsuppressed error fails the synth.

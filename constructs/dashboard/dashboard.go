@@ -1,8 +1,8 @@
 // Package dashboard defines the CloudWatch dashboard of the pipeline and its alarms. It shows what the blog's
 // dashboard shows (CPU and running tasks of both services, consumer lag, PutRecords success, throttling, user
-// records against Kinesis records) and more: open shards and scaling actions, iterator age, the producer's request
-// latency and 503 rate, the load balancer's 4xx/5xx, and lease counts. The services' metric names come from the
-// packages that emit them.
+// records against Kinesis records) and more: open shards and scaling actions (provisioned) or the write rate
+// (on-demand), iterator age, the producer's request latency and 503 rate, the load balancer's 4xx/5xx, and lease
+// counts. The services' metric names come from the packages that emit them.
 package dashboard
 
 import (
@@ -33,6 +33,10 @@ const (
 	// BufferFullMinutes: records refused with 503 (buffer full) in this many of the last five minutes; single
 	// minutes of back-pressure are the producer doing its job, a sustained run means it needs more tasks or shards.
 	BufferFullMinutes = 3
+	// OnDemandThrottledMinutes: an on-demand stream refused writes in this many of the last five minutes. It may
+	// throttle a minute or two while it adds capacity for a new peak; a sustained run means the load more than
+	// doubles within 15 minutes, or a partition key is above one shard's limit.
+	OnDemandThrottledMinutes = 3
 )
 
 // containerInsightsNamespace is where Container Insights publishes task counts.
@@ -58,10 +62,15 @@ type Props struct {
 	ConsumerService awsecs.FargateService
 	// LoadBalancer is the producer's load balancer. Required.
 	LoadBalancer elb.ApplicationLoadBalancer
-	// ThrottlingAlarm is the autoscaler's write-throttling alarm, shown with the others. Required.
+	// ThrottlingAlarm is the autoscaler's write-throttling alarm, shown with the others. Required unless OnDemand,
+	// and then nil.
 	ThrottlingAlarm cw.IAlarm
 	// Sink tells that the consumer lands the records in S3: the sink's widgets are shown (sinkWidgets). Default: false.
 	Sink bool
+	// OnDemand is true for an on-demand stream: there is no autoscaler, so the dashboard defines its own
+	// write-throttling alarm and shows the write rate where a provisioned stream's shard counts would be. Default:
+	// false.
+	OnDemand bool
 }
 
 // Dashboard is the dashboard and the alarms it defines.
@@ -75,6 +84,9 @@ type Dashboard struct {
 	LoadBalancer5xxAlarm cw.Alarm
 	// BufferFullAlarm: the producers keep refusing records because their buffer is full.
 	BufferFullAlarm cw.Alarm
+	// WriteThrottlingAlarm (on-demand only, else nil): the stream refused writes in OnDemandThrottledMinutes of the
+	// last five minutes.
+	WriteThrottlingAlarm cw.Alarm
 	// URL opens the dashboard in the CloudWatch console.
 	URL *string
 }
@@ -83,8 +95,11 @@ type Dashboard struct {
 func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	if props == nil || props.Stream == nil || props.ConsumerName == nil || props.Cluster == nil ||
 		props.ProducerService == nil || props.ConsumerService == nil || props.LoadBalancer == nil ||
-		props.ThrottlingAlarm == nil || len(props.ConsumerDimensions) == 0 {
-		panic(fmt.Sprintf("dashboard: Stream, ConsumerName, ConsumerDimensions, Cluster, ProducerService, ConsumerService, LoadBalancer and ThrottlingAlarm are required, got %+v", props))
+		len(props.ConsumerDimensions) == 0 {
+		panic(fmt.Sprintf("dashboard: Stream, ConsumerName, ConsumerDimensions, Cluster, ProducerService, ConsumerService and LoadBalancer are required, got %+v", props))
+	}
+	if (props.ThrottlingAlarm == nil) != props.OnDemand {
+		panic(fmt.Sprintf("dashboard: OnDemand is %v and ThrottlingAlarm is %v: want the autoscaler's alarm for a provisioned stream and none on-demand", props.OnDemand, props.ThrottlingAlarm))
 	}
 	p := *props
 	if p.MetricsNamespace == "" {
@@ -94,7 +109,6 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	d := &Dashboard{Construct: this}
 
 	minute := awscdk.Duration_Minutes(jsii.Number(1))
-	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5))
 	stream := p.Stream
 	streamDims := &map[string]*string{ingest.DimensionStream: stream.StreamName()}
 	consumerDims := make(map[string]*string, len(p.ConsumerDimensions))
@@ -136,44 +150,12 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 	req5xx := emf(ingest.Requests5xx, "Sum", "5xx")
 	rejected := emf(ingest.RejectedBufferFull, "Sum", "Records refused, buffer full (503)")
 
-	// Alarms.
-	d.IteratorAgeAlarm = cw.NewAlarm(this, jsii.String("IteratorAgeAlarm"), &cw.AlarmProps{
-		AlarmDescription: jsii.String("Consumers are more than 5 minutes behind the stream (GetRecords iterator age or fan-out MillisBehindLatest)"),
-		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
-			Expression:   jsii.String("MAX([polling, fanout])"),
-			UsingMetrics: &map[string]cw.IMetric{"polling": iteratorAge, "fanout": fanOutBehind},
-			Label:        jsii.String("Consumer lag (ms)"),
-			Period:       minute,
-		}),
-		Threshold:          jsii.Number(IteratorAgeThresholdMillis),
-		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(5),
-		DatapointsToAlarm:  jsii.Number(3),
-		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-	})
-	d.LoadBalancer5xxAlarm = cw.NewAlarm(this, jsii.String("LoadBalancer5xxAlarm"), &cw.AlarmProps{
-		AlarmDescription: jsii.String("More than 10 HTTP 5xx answers (load balancer or producer) in 5 minutes"),
-		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
-			Expression: jsii.String("FILL(elb, 0) + FILL(target, 0)"),
-			UsingMetrics: &map[string]cw.IMetric{"elb": elb5xx.With(&cw.MetricOptions{Period: fiveMinutes}),
-				"target": target5xx.With(&cw.MetricOptions{Period: fiveMinutes})},
-			Label:  jsii.String("HTTP 5xx"),
-			Period: fiveMinutes,
-		}),
-		Threshold:          jsii.Number(LoadBalancer5xxThreshold),
-		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(1),
-		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-	})
-	d.BufferFullAlarm = cw.NewAlarm(this, jsii.String("BufferFullAlarm"), &cw.AlarmProps{
-		AlarmDescription:   jsii.String("The producers refused records with 503 (buffer full) in 3 of the last 5 minutes"),
-		Metric:             rejected,
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(5),
-		DatapointsToAlarm:  jsii.Number(BufferFullMinutes),
-		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
-	})
+	d.addAlarms(this, alarmMetrics{iteratorAge: iteratorAge, fanOutBehind: fanOutBehind, elb5xx: elb5xx, target5xx: target5xx, rejected: rejected})
+	throttlingAlarm := p.ThrottlingAlarm
+	if p.OnDemand {
+		d.WriteThrottlingAlarm = newWriteThrottlingAlarm(this, stream)
+		throttlingAlarm = d.WriteThrottlingAlarm
+	}
 
 	graph := func(title string, left []cw.IMetric, right []cw.IMetric) cw.GraphWidget {
 		props := &cw.GraphWidgetProps{Title: jsii.String(title), Left: &left, Width: jsii.Number(8), Height: jsii.Number(6)}
@@ -193,13 +175,24 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 		Label:        jsii.String("5xx (503) rate %"), Period: minute,
 	})
 
+	// Where the stream's capacity shows: the autoscaler's shard counts, or on-demand the write rate (Kinesis reports
+	// no shard count for it).
+	capacityGraph := graph("Open shards and scaling actions", []cw.IMetric{
+		emf(scaler.MetricOpenShardCount, "Maximum", "Open shards"),
+		emf(scaler.MetricTargetShardCount, "Maximum", "Target shards"),
+	}, []cw.IMetric{emf(scaler.MetricScalingActions, "Sum", "Scaling actions")})
+	if p.OnDemand {
+		bytes, records := writeRates(stream)
+		capacityGraph = graph("Write rate (on-demand: capacity follows twice the 30-day peak)", []cw.IMetric{bytes}, []cw.IMetric{records})
+	}
+
 	d.Dashboard = cw.NewDashboard(this, jsii.String("Dashboard"), &cw.DashboardProps{
 		DashboardName:   p.DashboardName,
 		DefaultInterval: awscdk.Duration_Hours(jsii.Number(3)),
 		Widgets: &[]*[]cw.IWidget{
 			{cw.NewAlarmStatusWidget(&cw.AlarmStatusWidgetProps{
 				Title:  jsii.String("Alarms"),
-				Alarms: &[]interfacesawscloudwatch.IAlarmRef{p.ThrottlingAlarm, d.IteratorAgeAlarm, d.LoadBalancer5xxAlarm, d.BufferFullAlarm},
+				Alarms: &[]interfacesawscloudwatch.IAlarmRef{throttlingAlarm, d.IteratorAgeAlarm, d.LoadBalancer5xxAlarm, d.BufferFullAlarm},
 				Width:  jsii.Number(24), Height: jsii.Number(3),
 			})},
 			{
@@ -220,10 +213,7 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 				}, nil),
 			},
 			{
-				graph("Open shards and scaling actions", []cw.IMetric{
-					emf(scaler.MetricOpenShardCount, "Maximum", "Open shards"),
-					emf(scaler.MetricTargetShardCount, "Maximum", "Target shards"),
-				}, []cw.IMetric{emf(scaler.MetricScalingActions, "Sum", "Scaling actions")}),
+				capacityGraph,
 				graph("Consumer behind latest (ms)", []cw.IMetric{
 					worker(kcl.MetricMillisBehindLatest, "Maximum", "Worker MillisBehindLatest (max)"), fanOutBehind,
 				}, nil),
@@ -264,4 +254,88 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 		awscdk.Aws_REGION(), jsii.String("#dashboards:name="), d.Dashboard.DashboardName(),
 	})
 	return d
+}
+
+// newWriteThrottlingAlarm is the on-demand stream's write-throttling alarm: writes refused in
+// OnDemandThrottledMinutes of the last five minutes.
+func newWriteThrottlingAlarm(scope constructs.Construct, stream awskinesis.IStream) cw.Alarm {
+	return cw.NewAlarm(scope, jsii.String("WriteThrottlingAlarm"), &cw.AlarmProps{
+		AlarmDescription: jsii.String("The on-demand stream refused writes (WriteProvisionedThroughputExceeded) in 3 of the last 5 minutes: the load more than doubled within 15 minutes, or a partition key is above one shard's limit"),
+		Metric: stream.MetricWriteProvisionedThroughputExceeded(&cw.MetricOptions{
+			Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(1)),
+		}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(OnDemandThrottledMinutes),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
+}
+
+// writeRates are the stream's written MiB/s and records/s, per minute: what an on-demand stream's capacity
+// follows.
+func writeRates(stream awskinesis.IStream) (bytes, records cw.IMetric) {
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	// One graph's expressions must name their metrics apart.
+	perSecond := func(id string, m cw.Metric, expr, label string) cw.IMetric {
+		return cw.NewMathExpression(&cw.MathExpressionProps{
+			Expression: jsii.String(expr), Label: jsii.String(label), Period: minute,
+			UsingMetrics: &map[string]cw.IMetric{id: m.With(&cw.MetricOptions{Statistic: jsii.String("Sum"), Period: minute})},
+		})
+	}
+	return perSecond("bytes", stream.MetricIncomingBytes(nil), "bytes / 60 / 1048576", "Incoming MiB/s"),
+		perSecond("records", stream.MetricIncomingRecords(nil), "records / 60", "Incoming records/s")
+}
+
+// alarmMetrics are the metrics the dashboard's own alarms watch.
+type alarmMetrics struct {
+	// iteratorAge and fanOutBehind are the polling and fan-out consumers' lag.
+	iteratorAge, fanOutBehind cw.IMetric
+	// elb5xx and target5xx are the load balancer's and the producer tasks' 5xx answers per minute.
+	elb5xx, target5xx cw.Metric
+	// rejected is the producers' records refused because their buffer is full.
+	rejected cw.IMetric
+}
+
+// addAlarms defines the consumer-lag, 5xx and buffer-full alarms.
+func (d *Dashboard) addAlarms(scope constructs.Construct, m alarmMetrics) {
+	minute := awscdk.Duration_Minutes(jsii.Number(1))
+	fiveMinutes := awscdk.Duration_Minutes(jsii.Number(5))
+	d.IteratorAgeAlarm = cw.NewAlarm(scope, jsii.String("IteratorAgeAlarm"), &cw.AlarmProps{
+		AlarmDescription: jsii.String("Consumers are more than 5 minutes behind the stream (GetRecords iterator age or fan-out MillisBehindLatest)"),
+		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
+			Expression:   jsii.String("MAX([polling, fanout])"),
+			UsingMetrics: &map[string]cw.IMetric{"polling": m.iteratorAge, "fanout": m.fanOutBehind},
+			Label:        jsii.String("Consumer lag (ms)"),
+			Period:       minute,
+		}),
+		Threshold:          jsii.Number(IteratorAgeThresholdMillis),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(3),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
+	d.LoadBalancer5xxAlarm = cw.NewAlarm(scope, jsii.String("LoadBalancer5xxAlarm"), &cw.AlarmProps{
+		AlarmDescription: jsii.String("More than 10 HTTP 5xx answers (load balancer or producer) in 5 minutes"),
+		Metric: cw.NewMathExpression(&cw.MathExpressionProps{
+			Expression: jsii.String("FILL(elb, 0) + FILL(target, 0)"),
+			UsingMetrics: &map[string]cw.IMetric{"elb": m.elb5xx.With(&cw.MetricOptions{Period: fiveMinutes}),
+				"target": m.target5xx.With(&cw.MetricOptions{Period: fiveMinutes})},
+			Label:  jsii.String("HTTP 5xx"),
+			Period: fiveMinutes,
+		}),
+		Threshold:          jsii.Number(LoadBalancer5xxThreshold),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
+	d.BufferFullAlarm = cw.NewAlarm(scope, jsii.String("BufferFullAlarm"), &cw.AlarmProps{
+		AlarmDescription:   jsii.String("The producers refused records with 503 (buffer full) in 3 of the last 5 minutes"),
+		Metric:             m.rejected,
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: cw.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(BufferFullMinutes),
+		TreatMissingData:   cw.TreatMissingData_NOT_BREACHING,
+	})
 }

@@ -1,6 +1,6 @@
-// Package stream defines the Kinesis data stream (provisioned mode, encrypted with the AWS-managed key
-// alias/aws/kinesis, shard-level metrics on for the shard autoscaler) and the enhanced fan-out consumer registered on
-// it for the consumer service.
+// Package stream defines the Kinesis data stream (encrypted with the AWS-managed key alias/aws/kinesis) and the
+// enhanced fan-out consumer registered on it for the consumer service. The stream is provisioned, with shard-level
+// metrics on for the shard autoscaler, or on-demand, where Kinesis manages the shards itself.
 package stream
 
 import (
@@ -35,9 +35,24 @@ var ShardLevelMetrics = []awskinesis.ShardLevelMetrics{
 	awskinesis.ShardLevelMetrics_READ_PROVISIONED_THROUGHPUT_EXCEEDED,
 }
 
+// CapacityMode is how the stream's capacity is managed.
+type CapacityMode string
+
+// Capacity modes.
+const (
+	// Provisioned streams have the shard count they are given; the shard autoscaler changes it.
+	Provisioned CapacityMode = "provisioned"
+	// OnDemand streams are sized by Kinesis: a new one takes 4 MiB/s, and capacity follows twice the peak of the
+	// last 30 days. They are billed per stream-hour and per GiB written and read.
+	OnDemand CapacityMode = "onDemand"
+)
+
 // Props configures a Stream. The zero value is the documented default of every field but ConsumerName.
 type Props struct {
-	// ShardCount is the initial number of shards. Default: DefaultShardCount.
+	// CapacityMode is Provisioned or OnDemand. Default: Provisioned.
+	CapacityMode CapacityMode
+	// ShardCount is the initial number of shards of a provisioned stream (unused on-demand). Default:
+	// DefaultShardCount.
 	ShardCount int
 	// RetentionHours is how long records stay readable, 24 to MaxRetentionHours. Default: DefaultRetentionHours.
 	RetentionHours int
@@ -63,6 +78,9 @@ func New(scope constructs.Construct, id *string, props *Props) *Stream {
 	if props != nil {
 		p = *props
 	}
+	if p.CapacityMode == "" {
+		p.CapacityMode = Provisioned
+	}
 	if p.ShardCount == 0 {
 		p.ShardCount = DefaultShardCount
 	}
@@ -71,6 +89,9 @@ func New(scope constructs.Construct, id *string, props *Props) *Stream {
 	}
 	if p.RemovalPolicy == "" {
 		p.RemovalPolicy = awscdk.RemovalPolicy_DESTROY
+	}
+	if p.CapacityMode != Provisioned && p.CapacityMode != OnDemand {
+		panic(fmt.Sprintf("stream: CapacityMode is %q, want %q or %q", p.CapacityMode, Provisioned, OnDemand))
 	}
 	if p.ShardCount < 1 {
 		panic(fmt.Sprintf("stream: ShardCount is %d, want at least 1", p.ShardCount))
@@ -83,16 +104,23 @@ func New(scope constructs.Construct, id *string, props *Props) *Stream {
 	}
 
 	this := constructs.NewConstruct(scope, id)
-	metrics := make([]awskinesis.ShardLevelMetrics, len(ShardLevelMetrics))
-	copy(metrics, ShardLevelMetrics)
-	s := awskinesis.NewStream(this, jsii.String("Stream"), &awskinesis.StreamProps{
-		StreamMode:        awskinesis.StreamMode_PROVISIONED,
-		ShardCount:        jsii.Number(p.ShardCount),
-		RetentionPeriod:   awscdk.Duration_Hours(jsii.Number(p.RetentionHours)),
-		Encryption:        awskinesis.StreamEncryption_MANAGED,
-		ShardLevelMetrics: &metrics,
-		RemovalPolicy:     p.RemovalPolicy,
-	})
+	sp := &awskinesis.StreamProps{
+		StreamMode:      awskinesis.StreamMode_PROVISIONED,
+		ShardCount:      jsii.Number(p.ShardCount),
+		RetentionPeriod: awscdk.Duration_Hours(jsii.Number(p.RetentionHours)),
+		Encryption:      awskinesis.StreamEncryption_MANAGED,
+		RemovalPolicy:   p.RemovalPolicy,
+	}
+	if p.CapacityMode == OnDemand {
+		// No shard count, and no shard-level metrics: nothing reads them (there is no autoscaler), and each costs
+		// per shard, a number Kinesis changes on its own.
+		sp.StreamMode, sp.ShardCount = awskinesis.StreamMode_ON_DEMAND, nil
+	} else {
+		metrics := make([]awskinesis.ShardLevelMetrics, len(ShardLevelMetrics))
+		copy(metrics, ShardLevelMetrics)
+		sp.ShardLevelMetrics = &metrics
+	}
+	s := awskinesis.NewStream(this, jsii.String("Stream"), sp)
 	c := awskinesis.NewStreamConsumer(this, jsii.String("FanOutConsumer"), &awskinesis.StreamConsumerProps{
 		Stream:             s,
 		StreamConsumerName: p.ConsumerName,

@@ -139,6 +139,7 @@ func configFromEnv(lookup func(string) (string, bool)) (scaler.Config, error) {
 			ScaleDownMinutes:             p.Int(scaler.EnvScaleDownMinutes, 0, 0, most),
 			ScaleDownCooldown:            p.Duration(scaler.EnvScaleDownCooldown, 0),
 			ScaleUpReserve:               p.Int(scaler.EnvScaleUpReserve, 0, 0, most),
+			ReshardDuration:              p.Duration(scaler.EnvReshardDuration, 0),
 		},
 		ShardLevelMetrics: p.Bool(scaler.EnvShardLevelMetrics, true),
 		DryRun:            p.Bool(scaler.EnvDryRun, false),

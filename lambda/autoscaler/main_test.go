@@ -61,14 +61,16 @@ func TestConfigFromEnv(t *testing.T) {
 				scaler.EnvScaleUpUtilisation: "0.8", scaler.EnvScaleUpMinutes: "3", scaler.EnvTargetUtilisation: "0.6",
 				scaler.EnvScarceCallsTargetUtilisation: "0.45", scaler.EnvScaleDownUtilisation: "0.3",
 				scaler.EnvScaleDownMinutes: "20", scaler.EnvScaleDownCooldown: "45m",
-				scaler.EnvScaleUpReserve: "4", scaler.EnvShardLevelMetrics: "false", scaler.EnvDryRun: "true",
+				scaler.EnvScaleUpReserve: "4", scaler.EnvReshardDuration: "90s", scaler.EnvShardLevelMetrics: "false",
+				scaler.EnvDryRun: "true",
 			},
 			check: func(t *testing.T, c scaler.Config) {
 				p := c.Policy
 				if p.MinShards != 2 || p.MaxShards != 40 || p.ScaleUpUtilisation != 0.8 || p.ScaleUpMinutes != 3 ||
 					p.TargetUtilisation != 0.6 || p.ScarceCallsTargetUtilisation != 0.45 || p.ScaleDownUtilisation != 0.3 ||
 					p.ScaleDownMinutes != 20 ||
-					p.ScaleDownCooldown != 45*time.Minute || p.ScaleUpReserve != 4 || c.ShardLevelMetrics || !c.DryRun {
+					p.ScaleDownCooldown != 45*time.Minute || p.ScaleUpReserve != 4 || p.ReshardDuration != 90*time.Second ||
+					c.ShardLevelMetrics || !c.DryRun {
 					t.Errorf("got %+v", c)
 				}
 			},

@@ -8,8 +8,8 @@ import (
 
 // FuzzDecideStaysWithinKinesisLimits feeds the policy arbitrary loads, shard counts, bounds and histories and checks
 // the promises every decision keeps whatever the input: UpdateShardCount within [n/2, 2n] and the min/max bounds,
-// never past the daily limit, scale-downs never into the reserve, splits at a shard's midpoint below MaxShards,
-// merges of adjacent shards above MinShards, and a reason.
+// never past the daily limit, scale-downs never into the reserve, splits of a hot shard at its midpoint and of a
+// carved one inside its range below MaxShards, merges of adjacent shards above MinShards, and a reason.
 func FuzzDecideStaysWithinKinesisLimits(f *testing.F) {
 	f.Add(uint8(4), uint8(1), uint8(16), uint8(0), uint8(0), false, []byte{200, 200, 200})
 	f.Add(uint8(8), uint8(1), uint8(16), uint8(7), uint8(20), true, []byte{10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10})
@@ -124,8 +124,8 @@ func checkUpdateShardCount(t *testing.T, cfg Config, count, callsUsed, tgt int) 
 	}
 }
 
-// checkSplit fails t unless split d happens below MaxShards, adds one shard, and splits an open shard at its
-// midpoint.
+// checkSplit fails t unless split d happens below MaxShards, adds one shard, and splits an open shard: a hot one at
+// its midpoint, a carved one inside its range, at least minCarve of it from either end.
 func checkSplit(t *testing.T, cfg Config, shards []Shard, d Decision) {
 	t.Helper()
 	count := len(shards)
@@ -133,8 +133,20 @@ func checkSplit(t *testing.T, cfg Config, shards []Shard, d Decision) {
 		t.Fatalf("split at %d shards (max %d), target %d", count, cfg.MaxShards, d.TargetShardCount)
 	}
 	sh := shardByID(shards, d.ShardID)
-	if sh == nil || d.NewStartingHashKey != Midpoint(sh.StartingHashKey, sh.EndingHashKey).String() {
-		t.Fatalf("split %s at %s: not an open shard's midpoint", d.ShardID, d.NewStartingHashKey)
+	if sh == nil {
+		t.Fatalf("split of %s: not an open shard", d.ShardID)
+	}
+	switch d.Rule {
+	case RuleHotShard:
+		if d.NewStartingHashKey != Midpoint(sh.StartingHashKey, sh.EndingHashKey).String() {
+			t.Fatalf("hot split of %s at %s: not its midpoint", d.ShardID, d.NewStartingHashKey)
+		}
+	case RuleCarve:
+		if cut := shareOf(*sh, d.NewStartingHashKey); cut < minCarve-1e-9 || cut > 1-minCarve+1e-9 {
+			t.Fatalf("carve of %s at %.4f of its range, want within [%.2f, %.2f]", d.ShardID, cut, minCarve, 1-minCarve)
+		}
+	default:
+		t.Fatalf("split by rule %s", d.Rule)
 	}
 }
 

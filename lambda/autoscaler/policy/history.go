@@ -18,6 +18,9 @@ type History struct {
 	LastAction time.Time
 	// LastActionKind is the kind of that action.
 	LastActionKind Action
+	// LastScaleDown is true when that action was an UpdateShardCount to fewer shards: a scale-down that follows it
+	// continues it and is not held by the cool-down.
+	LastScaleDown bool
 	// Settled is when the stream was first seen ACTIVE again after LastAction; zero while that is not known.
 	// Throttling observed before this moment happened with the old shard layout and does not count.
 	Settled time.Time
@@ -32,6 +35,13 @@ func (h History) CallsWithin(now time.Time) int {
 		}
 	}
 	return n
+}
+
+// RecordDecision notes the action of d, made at time at (see Record), and whether it scaled down.
+func (h History) RecordDecision(d Decision, at time.Time) History {
+	out := h.Record(d.Action, at)
+	out.LastScaleDown = d.Action == ActionUpdateShardCount && d.TargetShardCount < d.CurrentShardCount
+	return out
 }
 
 // Record notes an action that Kinesis accepted at time at. It returns the updated history and leaves h unchanged.

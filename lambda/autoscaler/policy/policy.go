@@ -6,16 +6,26 @@
 //  1. Below MinShards or above MaxShards: move towards the bound (UpdateShardCount).
 //  2. No known write datapoint within MaxDataAge: do nothing (missing data is unknown load, never zero load).
 //  3. Scale up at once when utilisation is above ScaleUpUtilisation for ScaleUpMinutes consecutive minutes, or when
-//     any write was throttled, both counted only on minutes after the last action settled, unless shard-level metrics show the throttling comes
-//     from one hot shard while the stream as a whole is below the threshold (then rule 4). The new count is sized
-//     for TargetUtilisation, or ScarceCallsTargetUtilisation when the call would leave fewer than ScaleUpReserve.
+//     any write was throttled, both counted only on minutes after the last action settled, unless shard-level
+//     metrics show the throttling comes from one hot shard while the stream as a whole is below the threshold (then
+//     rule 4); or when a rising load, predicted over the lead time (the newest datapoint's age and ReshardDuration),
+//     would be above ScaleUpUtilisation before a resize decided at the next run could land.
+//     The new count is sized for the load predicted GrowthHorizon beyond the lead time at TargetUtilisation, or
+//     ScarceCallsTargetUtilisation when the call would leave fewer than ScaleUpReserve.
 //  4. Hot shard: a shard above HotShardUtilisation (or throttled) while the stream is not: SplitShard at the
 //     midpoint of its hash range.
 //  5. Scale down after ScaleDownMinutes known minutes below ScaleDownUtilisation, ScaleDownCooldown after the last
-//     action, and only while more than ScaleUpReserve UpdateShardCount calls remain in the rolling 24 hours.
-//  6. Merge two adjacent cold shards (shard-level metrics) whose combined load stays below TargetUtilisation. Merges
-//     cost no UpdateShardCount call; a merge that follows a merge continues the same scale-down and is not held by
-//     the cool-down (each pair must still have been cold for the whole hold window).
+//     action (unless that was a scale-down, which this one continues), and only while more than ScaleUpReserve
+//     UpdateShardCount calls remain in the rolling 24 hours.
+//  6. Merge two adjacent shards (shard-level metrics) whose combined load stayed below the merge limit (halfway
+//     from TargetUtilisation to ScaleUpUtilisation) for the hold window while the stream fits in one shard fewer at
+//     TargetUtilisation, the pair that fills one shard best; never the two halves of one split. Merges cost no
+//     UpdateShardCount call; a merge that follows a merge or split continues the same reshaping and is not held by
+//     the cool-down (each pair must still fit for the whole hold window; a shard new from a split or merge borrows
+//     its parents' minutes from before it existed).
+//  7. Carve: when three adjacent shards carry together less than two shards' worth at the merge limit but no two of
+//     them fit in one (a hot key's split leaves such a cold half), split the middle one at the point its load
+//     divides to fill each outer one to half the three's load; rule 6 then merges the pieces into their neighbours.
 //
 // Utilisation of a minute is the largest of four ratios against the open shards' capacity: written bytes against
 // 1 MiB/s per shard, written records against 1000/s per shard, GetRecords bytes (shared by every polling consumer)
@@ -64,21 +74,23 @@ type Rule string
 
 // Rules.
 const (
-	RuleNoShards        Rule = "no_open_shards"
-	RuleBelowMin        Rule = "below_min_shards"
-	RuleAboveMax        Rule = "above_max_shards"
-	RuleNoData          Rule = "no_recent_data"
-	RuleScaleUp         Rule = "scale_up_utilisation"
-	RuleThrottled       Rule = "scale_up_throttled"
-	RuleAtMax           Rule = "at_max_shards"
-	RuleCallLimit       Rule = "update_limit_reached"
-	RuleHotShard        Rule = "hot_shard_split"
-	RuleScaleDown       Rule = "scale_down"
-	RuleCooldown        Rule = "cooldown"
-	RuleReserve         Rule = "scale_down_reserve"
-	RuleNotEnoughData   Rule = "scale_down_not_enough_data"
-	RuleColdShardsMerge Rule = "cold_shards_merge"
-	RuleSteady          Rule = "steady"
+	RuleNoShards      Rule = "no_open_shards"
+	RuleBelowMin      Rule = "below_min_shards"
+	RuleAboveMax      Rule = "above_max_shards"
+	RuleNoData        Rule = "no_recent_data"
+	RuleScaleUp       Rule = "scale_up_utilisation"
+	RuleThrottled     Rule = "scale_up_throttled"
+	RuleScaleUpTrend  Rule = "scale_up_trend"
+	RuleAtMax         Rule = "at_max_shards"
+	RuleCallLimit     Rule = "update_limit_reached"
+	RuleHotShard      Rule = "hot_shard_split"
+	RuleScaleDown     Rule = "scale_down"
+	RuleCooldown      Rule = "cooldown"
+	RuleReserve       Rule = "scale_down_reserve"
+	RuleNotEnoughData Rule = "scale_down_not_enough_data"
+	RuleMergeShards   Rule = "merge_shards"
+	RuleCarve         Rule = "carve_split"
+	RuleSteady        Rule = "steady"
 )
 
 // Config tunes the policy. The zero value of every field means its documented default.
@@ -87,15 +99,18 @@ type Config struct {
 	MinShards int
 	// MaxShards is the most open shards. Default: 16 (the blog's Scaling Utils maximum).
 	MaxShards int
-	// ScaleUpUtilisation triggers a scale-up when exceeded for ScaleUpMinutes consecutive minutes. Default: 0.70.
+	// ScaleUpUtilisation triggers a scale-up when exceeded for ScaleUpMinutes consecutive minutes. Default: 0.75, the
+	// blog's Scaling Utils threshold: at 0.70 a stream pays for a tenth more shards than at 0.75 in steady state, and
+	// the simulation showed Scaling Utils spending fewer shard-hours than a 0.70 policy while throttling fewer
+	// minutes on a load step (see lambda/autoscaler/simulate).
 	ScaleUpUtilisation float64
 	// ScaleUpMinutes is how many consecutive known minutes must be above ScaleUpUtilisation. Default: 2.
 	ScaleUpMinutes int
 	// TargetUtilisation is what a new shard count is sized for, in both directions, and the most two merged shards
-	// may carry together. It sits just below ScaleUpUtilisation: a policy that must scale up at 70 % cannot run its
-	// steady state above 70 %, so every point below that is paid in shard-hours, while the gap to the threshold is
-	// the hysteresis (the load must grow by 70/65 - 1 = 8 % before a resized stream scales up again) and the gap to
-	// ScaleDownUtilisation keeps a scale-down from being followed by the opposite action. Default: 0.65.
+	// may carry together. It sits just below ScaleUpUtilisation: a policy that must scale up at 75 % cannot run its
+	// steady state above 75 %, so every point below that is paid in shard-hours, while the gap to the threshold is
+	// the hysteresis (the load must grow by 75/70 - 1 = 7 % before a resized stream scales up again) and the gap to
+	// ScaleDownUtilisation keeps a scale-down from being followed by the opposite action. Default: 0.70.
 	TargetUtilisation float64
 	// ScarceCallsTargetUtilisation replaces TargetUtilisation for a scale-up that leaves fewer than ScaleUpReserve
 	// UpdateShardCount calls in the rolling 24 hours: while calls are scarce each one buys more headroom, so a
@@ -114,9 +129,13 @@ type Config struct {
 	MaxMissingMinutes int
 	// MaxDataAge is how old the newest known minute may be for the policy to act on utilisation. Default: 5 minutes.
 	MaxDataAge time.Duration
-	// GrowthHorizon is how far ahead a scale-up extrapolates a rising load, so that a ramp costs few calls.
-	// Default: 10 minutes.
+	// GrowthHorizon is how far beyond the lead time a scale-up extrapolates a rising load, so that a ramp costs few
+	// calls. Default: 10 minutes.
 	GrowthHorizon time.Duration
+	// ReshardDuration is how long an UpdateShardCount takes before the new shards carry writes. With the age of the
+	// newest datapoint it is the lead time: how far ahead a scale-up must predict the load (rule 3). Kinesis takes
+	// seconds to minutes, more for more shards. Default: 4 minutes.
+	ReshardDuration time.Duration
 	// UpdateShardCountLimit is how many UpdateShardCount calls Kinesis allows per rolling 24 hours. Default: 10.
 	UpdateShardCountLimit int
 	// ScaleUpReserve is how many of those calls scale-downs never use, so a scale-up is always possible.
@@ -139,9 +158,9 @@ type Policy struct {
 func New(cfg Config) (*Policy, error) {
 	cfg.MinShards = cmp.Or(cfg.MinShards, 1)
 	cfg.MaxShards = cmp.Or(cfg.MaxShards, 16)
-	cfg.ScaleUpUtilisation = cmp.Or(cfg.ScaleUpUtilisation, 0.70)
+	cfg.ScaleUpUtilisation = cmp.Or(cfg.ScaleUpUtilisation, 0.75)
 	cfg.ScaleUpMinutes = cmp.Or(cfg.ScaleUpMinutes, 2)
-	cfg.TargetUtilisation = cmp.Or(cfg.TargetUtilisation, 0.65)
+	cfg.TargetUtilisation = cmp.Or(cfg.TargetUtilisation, 0.70)
 	cfg.ScaleDownUtilisation = cmp.Or(cfg.ScaleDownUtilisation, 0.35)
 	// After TargetUtilisation: its default follows the target's.
 	cfg.ScarceCallsTargetUtilisation = cmp.Or(cfg.ScarceCallsTargetUtilisation, min(0.50, cfg.TargetUtilisation))
@@ -150,6 +169,7 @@ func New(cfg Config) (*Policy, error) {
 	cfg.MaxMissingMinutes = cmp.Or(cfg.MaxMissingMinutes, 2)
 	cfg.MaxDataAge = cmp.Or(cfg.MaxDataAge, 5*time.Minute)
 	cfg.GrowthHorizon = cmp.Or(cfg.GrowthHorizon, 10*time.Minute)
+	cfg.ReshardDuration = cmp.Or(cfg.ReshardDuration, 4*time.Minute)
 	cfg.UpdateShardCountLimit = cmp.Or(cfg.UpdateShardCountLimit, 10)
 	cfg.ScaleUpReserve = cmp.Or(cfg.ScaleUpReserve, 3)
 	cfg.HotShardUtilisation = cmp.Or(cfg.HotShardUtilisation, 0.90)
@@ -180,9 +200,9 @@ func New(cfg Config) (*Policy, error) {
 	if cfg.MaxMissingMinutes < 0 || cfg.MaxMissingMinutes >= cfg.ScaleDownMinutes {
 		bad("MaxMissingMinutes is %d, want 0 to ScaleDownMinutes-1 (%d)", cfg.MaxMissingMinutes, cfg.ScaleDownMinutes-1)
 	}
-	if cfg.ScaleDownCooldown < 0 || cfg.MaxDataAge < time.Minute || cfg.GrowthHorizon < 0 {
-		bad("ScaleDownCooldown %v, MaxDataAge %v, GrowthHorizon %v: want cooldown >= 0, data age >= 1m, horizon >= 0",
-			cfg.ScaleDownCooldown, cfg.MaxDataAge, cfg.GrowthHorizon)
+	if cfg.ScaleDownCooldown < 0 || cfg.MaxDataAge < time.Minute || cfg.GrowthHorizon < 0 || cfg.ReshardDuration < 0 {
+		bad("ScaleDownCooldown %v, MaxDataAge %v, GrowthHorizon %v, ReshardDuration %v: want cooldown >= 0, data age >= 1m, horizon and reshard duration >= 0",
+			cfg.ScaleDownCooldown, cfg.MaxDataAge, cfg.GrowthHorizon, cfg.ReshardDuration)
 	}
 	if cfg.UpdateShardCountLimit < 2 || cfg.ScaleUpReserve < 1 || cfg.ScaleUpReserve >= cfg.UpdateShardCountLimit {
 		bad("UpdateShardCountLimit %d and ScaleUpReserve %d: want limit >= 2 and 1 <= reserve < limit",
@@ -224,6 +244,11 @@ type Shard struct {
 	StartingHashKey *big.Int
 	// EndingHashKey is the highest hash key the shard owns.
 	EndingHashKey *big.Int
+	// ParentShardID is the shard this one was split from, or the first of the two it was merged from; "" for a
+	// shard the stream was created with.
+	ParentShardID string
+	// AdjacentParentShardID is the second of the two shards this one was merged from; "" otherwise.
+	AdjacentParentShardID string
 }
 
 // Input is everything one decision is made from.
@@ -234,8 +259,12 @@ type Input struct {
 	Shards []Shard
 	// Stream are the stream-level minutes; order does not matter, minutes without any datapoint may be absent.
 	Stream []Minute
-	// ShardMinutes are shard-level write minutes keyed by shard ID; nil when shard-level metrics are off.
+	// ShardMinutes are shard-level write minutes keyed by shard ID, of the open shards and of ClosedShards; nil when
+	// shard-level metrics are off.
 	ShardMinutes map[string][]Minute
+	// ClosedShards are closed parents of open shards, with their hash ranges: with their minutes, a shard new from a
+	// split or merge has a history from before it existed. May be empty.
+	ClosedShards []Shard
 	// History is the autoscaler's record of its own actions.
 	History History
 }
@@ -381,7 +410,10 @@ func (p *Policy) Decide(in Input) Decision {
 	if d := p.scaleDown(s); d != nil { // rule 5
 		return *d
 	}
-	if d := p.mergeColdNeighbours(s); d != nil { // rule 6
+	if d := p.mergeNeighbours(s); d != nil { // rule 6
+		return *d
+	}
+	if d := p.carve(s); d != nil { // rule 7
 		return *d
 	}
 	return p.steady(s)
@@ -410,6 +442,11 @@ type situation struct {
 	// hot is the shard rule 4 splits, nil when none is hot; hotReason says why it is hot.
 	hot       *Shard
 	hotReason string
+	// hold is the stream's load over the scale-down hold window.
+	hold holdWindow
+	// windows are the open shards' hold windows (see windowsOf), once windowsDone.
+	windows     []shardWindow
+	windowsDone bool
 }
 
 // newSituation works out what every rule reads; the load is measured later, by measureLoad.
@@ -426,6 +463,7 @@ func (p *Policy) measureLoad(s *situation) {
 		s.throttleSince = recent
 	}
 	s.hot, s.hotReason = p.hotShard(s.in, s.throttleSince)
+	s.hold = p.holdWindow(s)
 }
 
 // decision is the decision every rule starts from: no action, the shard and call counts, and the utilisation (0
@@ -506,14 +544,15 @@ func (p *Policy) scaleUp(s *situation) *Decision {
 	case s.used >= c.UpdateShardCountLimit:
 		return s.none(RuleCallLimit, "%s, but all %d UpdateShardCount calls of the last 24 h are used", cause, s.used)
 	}
-	target, sizing := p.scaleUpTarget(s)
+	target, sizing := p.scaleUpTarget(s, rule)
 	return s.update(rule, target, "%s; %s", cause, sizing)
 }
 
 // scaleUpCause says why the stream must grow, or returns an empty cause when it need not: utilisation above
-// ScaleUpUtilisation for ScaleUpMinutes consecutive minutes of the current layout (RuleScaleUp), or else throttling
+// ScaleUpUtilisation for ScaleUpMinutes consecutive minutes of the current layout (RuleScaleUp); else throttling
 // in the throttle window, unless a hot shard explains it while the stream as a whole is below the threshold
-// (RuleThrottled; rule 4 splits the hot shard then).
+// (RuleThrottled; rule 4 splits the hot shard then); else a rising load that, predicted over the lead time (see
+// leadTime), would be above ScaleUpUtilisation before a scale-up decided later could land (RuleScaleUpTrend).
 func (p *Policy) scaleUpCause(s *situation) (Rule, string) {
 	c := p.cfg
 	// Only minutes measured on the current layout count: right after a scale-up the minutes before it settled still
@@ -524,18 +563,44 @@ func (p *Policy) scaleUpCause(s *situation) (Rule, string) {
 		}
 	}
 	throttled := s.stream.throttledSince(s.throttleSince)
-	if throttled > 0 && (s.hot == nil || s.utilisation > c.ScaleUpUtilisation) {
+	switch {
+	case throttled > 0 && (s.hot == nil || s.utilisation > c.ScaleUpUtilisation):
 		return RuleThrottled, fmt.Sprintf("%.0f records throttled in a minute at %.0f%% stream utilisation", throttled, 100*s.utilisation)
+	case throttled > 0:
+		return "", "" // a hot shard explains it: rule 4 splits that shard, which a stream-wide resize would not fix
 	}
-	return "", ""
+	return p.trendCause(s)
 }
 
-// scaleUpTarget sizes a scale-up and says how: the projected load (projectedLoad) at TargetUtilisation, or at
-// ScarceCallsTargetUtilisation when the call leaves fewer than ScaleUpReserve calls; at least one shard more, at
-// most double the shards and MaxShards.
-func (p *Policy) scaleUpTarget(s *situation) (int, string) {
+// trendCause is the trend part of scaleUpCause: a rising load (see series.growth) predicted above
+// ScaleUpUtilisation of the open shards at the end of the lead time.
+func (p *Policy) trendCause(s *situation) (Rule, string) {
+	g := s.stream.growth()
+	if g.perMinute <= 0 {
+		return "", ""
+	}
+	// A load already above the threshold is the level rule's to judge (it waits for minutes of the current layout);
+	// this rule acts on what is not yet there.
+	threshold := p.cfg.ScaleUpUtilisation * float64(s.n)
+	lead := p.leadTime(s.in.Now, s.stream[len(s.stream)-1])
+	predicted := loadIn(s.stream, g, lead)
+	if load(s.stream[len(s.stream)-1]) > threshold || predicted <= threshold {
+		return "", ""
+	}
+	kind := "the newest minute jumped above the band of the ten before"
+	if g.confirmed {
+		kind = "a ramp over the last minutes"
+	}
+	return RuleScaleUpTrend, fmt.Sprintf("load rising %.2f shards per minute (%s) is predicted at %.0f%% of %d shards in %v, when a resize decided later could land",
+		g.perMinute, kind, 100*predicted/float64(s.n), s.n, lead.Round(time.Second))
+}
+
+// scaleUpTarget sizes a scale-up made by rule and says how: the projected load (projectedLoad) at
+// TargetUtilisation, or at ScarceCallsTargetUtilisation when the call leaves fewer than ScaleUpReserve calls; at
+// least one shard more, at most double the shards and MaxShards.
+func (p *Policy) scaleUpTarget(s *situation, rule Rule) (int, string) {
 	c := p.cfg
-	need := p.projectedLoad(s.stream)
+	need := p.projectedLoad(s, rule == RuleScaleUpTrend)
 	target, scarce := c.TargetUtilisation, ""
 	if left := c.UpdateShardCountLimit - s.used - 1; left < c.ScaleUpReserve {
 		target = c.ScarceCallsTargetUtilisation
@@ -580,28 +645,29 @@ func (p *Policy) holdWindow(s *situation) holdWindow {
 
 // scaleDown is rule 5: after a hold window of known minutes below ScaleDownUtilisation, UpdateShardCount down to
 // the window's peak at TargetUtilisation, unless too many minutes lack data, the last action is within the
-// cool-down, or only the calls reserved for scale-ups remain. Held back by the cool-down after a merge, or by the
+// cool-down (a scale-down continues one halted by Kinesis' halving limit at once), or only the calls reserved for
+// scale-ups remain. Held back by the cool-down after a merge, or by the
 // reserve, it merges a cold pair instead when there is one (merges cost no UpdateShardCount call).
 func (p *Policy) scaleDown(s *situation) *Decision {
 	c := p.cfg
 	if s.n <= c.MinShards {
 		return nil
 	}
-	h := p.holdWindow(s)
+	h := s.hold
 	if !h.low || h.target >= s.n {
 		return nil
 	}
 	switch {
 	case h.missing > c.MaxMissingMinutes:
 		return s.none(RuleNotEnoughData, "load looks low but %d of the last %d minutes have no datapoint (at most %d allowed): not scaling down on unknown load", h.missing, c.ScaleDownMinutes, c.MaxMissingMinutes)
-	case p.coolingDown(s):
-		if m := p.coldPair(s.in); m != nil && s.in.History.LastActionKind == ActionMergeShards {
+	case p.coolingDown(s) && !s.in.History.LastScaleDown:
+		if m := p.mergePair(s); m != nil && s.in.History.LastActionKind == ActionMergeShards {
 			return p.merge(s, m, "continuing a scale-down by merges (the cool-down does not apply between merges)")
 		}
 		sinceAction := s.in.Now.Sub(s.in.History.LastAction)
 		return s.none(RuleCooldown, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but the last action was %v ago (cool-down %v)", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, sinceAction.Round(time.Second), c.ScaleDownCooldown)
 	case s.used >= c.UpdateShardCountLimit-c.ScaleUpReserve:
-		if m := p.coldPair(s.in); m != nil {
+		if m := p.mergePair(s); m != nil {
 			return p.merge(s, m, fmt.Sprintf("stream is below %.0f%% but only the %d UpdateShardCount calls reserved for scale-ups remain, so merging instead", 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-s.used))
 		}
 		return s.none(RuleReserve, "peak utilisation %.0f%% over %d minutes is below %.0f%%, but only the %d UpdateShardCount calls reserved for scale-ups remain", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, c.UpdateShardCountLimit-s.used)
@@ -609,236 +675,21 @@ func (p *Policy) scaleDown(s *situation) *Decision {
 	return s.update(RuleScaleDown, h.target, "peak utilisation %.0f%% over the last %d minutes is below %.0f%%; peak load %.2f shards at %.0f%% target gives %d shards (was %d)", 100*h.peak/float64(s.n), c.ScaleDownMinutes, 100*c.ScaleDownUtilisation, h.peak, 100*c.TargetUtilisation, h.target, s.n)
 }
 
-// mergeColdNeighbours is rule 6: merge the coldest adjacent pair (see coldPair) once the cool-down is over, or right
-// after a merge (one scale-down carried out a pair at a time).
-func (p *Policy) mergeColdNeighbours(s *situation) *Decision {
-	if p.coolingDown(s) && s.in.History.LastActionKind != ActionMergeShards {
+// mergeNeighbours is rule 6: merge the best-fitting adjacent pair (see mergePair) once the cool-down is over, or
+// right after a merge or split (one reshaping carried out a step at a time).
+func (p *Policy) mergeNeighbours(s *situation) *Decision {
+	if p.coolingDown(s) && !rebalancing(s.in.History.LastActionKind) {
 		return nil
 	}
-	m := p.coldPair(s.in)
+	m := p.mergePair(s)
 	if m == nil {
 		return nil
 	}
-	return p.merge(s, m, "two adjacent shards are cold")
+	return p.merge(s, m, "two adjacent shards fit in one")
 }
 
 // steady is the decision when no rule applies: the load is within the thresholds, or what is off cannot be acted on.
 func (p *Policy) steady(s *situation) Decision {
 	c := p.cfg
 	return *s.none(RuleSteady, "utilisation %.0f%% of %d shards is within %.0f%%..%.0f%%", 100*s.utilisation, s.n, 100*c.ScaleDownUtilisation, 100*c.ScaleUpUtilisation)
-}
-
-// projectedLoad is the load a scale-up is sized for: the highest load of the last five minutes, plus GrowthHorizon
-// times the per-minute rise when the load has been rising steadily (a step or noise is not a ramp).
-func (p *Policy) projectedLoad(s series) float64 {
-	tail := s
-	if len(tail) > 5 {
-		tail = tail[len(tail)-5:]
-	}
-	peak := 0.0
-	var rises []float64
-	for i, m := range tail {
-		peak = max(peak, load(m))
-		if i > 0 && m.Start.Sub(tail[i-1].Start) == time.Minute {
-			rises = append(rises, load(m)-load(tail[i-1]))
-		}
-	}
-	if len(rises) < 3 {
-		return peak
-	}
-	slices.Sort(rises)
-	// Both estimates must agree that the load rises: the median rise ignores a single jump (a step), the
-	// least-squares slope ignores minute-to-minute noise that the median of a few rises does not.
-	slope := min(rises[len(rises)/2], leastSquaresSlope(tail))
-	if slope <= 0 {
-		return peak
-	}
-	return max(peak, load(tail[len(tail)-1])+slope*p.cfg.GrowthHorizon.Minutes())
-}
-
-// leastSquaresSlope is the fitted per-minute change of load over the minutes of s.
-func leastSquaresSlope(s series) float64 {
-	var sx, sy, sxx, sxy float64
-	for _, m := range s {
-		x := m.Start.Sub(s[0].Start).Minutes()
-		y := load(m)
-		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
-	}
-	n := float64(len(s))
-	den := n*sxx - sx*sx
-	if den == 0 {
-		return 0
-	}
-	return (n*sxy - sx*sy) / den
-}
-
-// hotShard returns the busiest shard that is over HotShardUtilisation for ScaleUpMinutes minutes or throttled,
-// if it can still be split.
-func (p *Policy) hotShard(in Input, since time.Time) (*Shard, string) {
-	c := p.cfg
-	var best *Shard
-	var bestLoad float64
-	reason := ""
-	for i := range in.Shards {
-		sh := &in.Shards[i]
-		s := known(in.ShardMinutes[sh.ID])
-		if len(s) == 0 || in.Now.Sub(s[len(s)-1].Start) > c.MaxDataAge || !splittable(*sh, c.MaxShards) {
-			continue
-		}
-		l := load(s[len(s)-1])
-		why := ""
-		if th := s.throttledSince(since); th > 0 {
-			why = fmt.Sprintf("shard %s throttled %.0f records in a minute (load %.0f%% of one shard)", sh.ID, th, 100*l)
-		} else if tail := s.lastConsecutive(c.ScaleUpMinutes); tail != nil {
-			if low := tail.lowestLoad(); low > c.HotShardUtilisation {
-				why = fmt.Sprintf("shard %s above %.0f%% of one shard for %d minutes (lowest %.0f%%)", sh.ID, 100*c.HotShardUtilisation, c.ScaleUpMinutes, 100*low)
-			}
-		}
-		if why != "" && (best == nil || l > bestLoad) {
-			best, bestLoad, reason = sh, l, why
-		}
-	}
-	return best, reason
-}
-
-// splittable reports whether a shard is still wide enough to split. Splitting halves the range; a single partition
-// key above one shard's limit can never be fixed by resharding, and this bound stops chasing it.
-func splittable(sh Shard, maxShards int) bool {
-	if sh.StartingHashKey == nil || sh.EndingHashKey == nil {
-		return false
-	}
-	width := new(big.Int).Sub(sh.EndingHashKey, sh.StartingHashKey)
-	minWidth := new(big.Int).Lsh(big.NewInt(1), 128)
-	minWidth.Div(minWidth, big.NewInt(int64(4*maxShards)))
-	return width.Cmp(minWidth) >= 0
-}
-
-// Midpoint returns the split point of a hash range: the first key of the upper half.
-func Midpoint(start, end *big.Int) *big.Int {
-	w := new(big.Int).Sub(end, start)
-	w.Add(w, big.NewInt(1))
-	w.Rsh(w, 1)
-	return w.Add(w, start)
-}
-
-// splitPoint is where a hot shard is split: the midpoint of its hash range, which halves the load of keys spread
-// evenly over it. A split point chosen from the shard's load is decided here.
-func splitPoint(sh Shard) *big.Int {
-	return Midpoint(sh.StartingHashKey, sh.EndingHashKey)
-}
-
-// split is a decision to split shard sh at its splitPoint.
-func (p *Policy) split(s *situation, sh Shard, reason string) *Decision {
-	d := s.decision()
-	d.Action, d.Rule = ActionSplitShard, RuleHotShard
-	d.ShardID = sh.ID
-	d.NewStartingHashKey = splitPoint(sh).String()
-	d.TargetShardCount = s.n + 1
-	d.Reason = fmt.Sprintf("%s; splitting it at its hash-range midpoint", reason)
-	return &d
-}
-
-type pair struct {
-	a, b Shard
-	peak float64
-}
-
-// coldPair returns the adjacent pair with the lowest combined peak, if both shards stayed below
-// ScaleDownUtilisation and together below TargetUtilisation for the whole hold window.
-func (p *Policy) coldPair(in Input) *pair {
-	c := p.cfg
-	if in.ShardMinutes == nil || len(in.Shards) <= c.MinShards {
-		return nil
-	}
-	shards := slices.Clone(in.Shards)
-	slices.SortFunc(shards, func(a, b Shard) int { return cmpKey(a.StartingHashKey, b.StartingHashKey) })
-	peaks := map[string]map[time.Time]float64{}
-	for _, sh := range shards {
-		s := known(in.ShardMinutes[sh.ID])
-		if len(s) == 0 || in.Now.Sub(s[len(s)-1].Start) > c.MaxDataAge {
-			continue
-		}
-		w, missing := s.window(c.ScaleDownMinutes)
-		if missing > c.MaxMissingMinutes || w.throttledSince(time.Time{}) > 0 {
-			continue
-		}
-		byMinute := map[time.Time]float64{}
-		cold := true
-		for _, m := range w {
-			l := load(m)
-			cold = cold && l < c.ScaleDownUtilisation
-			byMinute[m.Start] = l
-		}
-		if cold {
-			peaks[sh.ID] = byMinute
-		}
-	}
-	var best *pair
-	for i := 1; i < len(shards); i++ {
-		a, b := shards[i-1], shards[i]
-		if a.EndingHashKey == nil || b.StartingHashKey == nil ||
-			new(big.Int).Add(a.EndingHashKey, big.NewInt(1)).Cmp(b.StartingHashKey) != 0 {
-			continue
-		}
-		pa, okA := peaks[a.ID]
-		pb, okB := peaks[b.ID]
-		if !okA || !okB {
-			continue
-		}
-		peak := combinedPeak(pa, pb)
-		if peak < c.TargetUtilisation && (best == nil || peak < best.peak) {
-			best = &pair{a: a, b: b, peak: peak}
-		}
-	}
-	return best
-}
-
-// merge is a decision to merge the pair m.
-func (p *Policy) merge(s *situation, m *pair, reason string) *Decision {
-	d := s.decision()
-	d.Action, d.Rule = ActionMergeShards, RuleColdShardsMerge
-	d.ShardID, d.AdjacentShardID = m.a.ID, m.b.ID
-	d.TargetShardCount = s.n - 1
-	d.Reason = fmt.Sprintf("%s: %s and %s peaked at %.0f%% of one shard together over %d minutes (below %.0f%%); merging them",
-		reason, m.a.ID, m.b.ID, 100*m.peak, p.cfg.ScaleDownMinutes, 100*p.cfg.TargetUtilisation)
-	return &d
-}
-
-func cmpKey(a, b *big.Int) int {
-	switch {
-	case a == nil && b == nil:
-		return 0
-	case a == nil:
-		return -1
-	case b == nil:
-		return 1
-	}
-	return cmp.Compare(a.Cmp(b), 0)
-}
-
-// combinedPeak is the largest per-minute sum of two shards' loads. A minute one shard has no datapoint for counts
-// that shard at its own peak, so missing data never makes a pair look colder.
-func combinedPeak(a, b map[time.Time]float64) float64 {
-	peakOf := func(m map[time.Time]float64) float64 {
-		p := 0.0
-		for _, v := range m {
-			p = max(p, v)
-		}
-		return p
-	}
-	pa, pb := peakOf(a), peakOf(b)
-	peak := 0.0
-	for t, la := range a {
-		lb, ok := b[t]
-		if !ok {
-			lb = pb
-		}
-		peak = max(peak, la+lb)
-	}
-	for t, lb := range b {
-		if _, ok := a[t]; !ok {
-			peak = max(peak, pa+lb)
-		}
-	}
-	return peak
 }

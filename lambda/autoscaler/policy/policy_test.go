@@ -82,6 +82,17 @@ func merged(h History, ago time.Duration) History {
 	return h
 }
 
+// shardLoads gives the shards, in order, 15 shard-level minutes each at the given utilisation of one shard.
+func shardLoads(utils ...float64) func([]Shard) map[string][]Minute {
+	return func(sh []Shard) map[string][]Minute {
+		m := map[string][]Minute{}
+		for i, u := range utils {
+			m[sh[i].ID] = utilMinutes(1, repeat(u, 15)...)
+		}
+		return m
+	}
+}
+
 // allShards gives every shard the same shard-level minutes at the given utilisation of one shard.
 func allShards(utils []float64) func([]Shard) map[string][]Minute {
 	return func(sh []Shard) map[string][]Minute {
@@ -189,7 +200,7 @@ func TestRuleScaleUpCause(t *testing.T) {
 	runDecideCases(t, map[string]decideCase{
 		"two minutes above target scale up": {
 			shards: 4, stream: utilMinutes(4, 0.5, 0.8, 0.8),
-			// a jump is not a ramp: 3.2/0.65 = 4.9.
+			// a jump is not a ramp: 3.2/0.70 = 4.6.
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5,
 		},
 		"one minute above target waits": {
@@ -231,7 +242,63 @@ func TestRuleScaleUpCause(t *testing.T) {
 		"high minutes after the last action settled scale up": {
 			shards: 8, stream: utilMinutes(8, 0.9, 0.9, 0.9),
 			history:    History{LastAction: minuteAt(5), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(1), UpdateShardCountCalls: []time.Time{minuteAt(5)}},
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 12,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 11, // 7.2/0.70 = 10.3
+		},
+	})
+}
+
+// Rule 3, on the trend: a rising load that would go above the threshold before a resize decided later could land
+// scales up now, from a ramp fitted over the last minutes or from the newest minute leaving the noise band.
+func TestRuleScaleUpTrend(t *testing.T) {
+	noisy := func(level, amp float64, k int) []float64 {
+		out := make([]float64, k)
+		for i := range out {
+			out[i] = level + amp*float64(i%3-1)
+		}
+		return out
+	}
+	rising := func(from, step float64, k int) []float64 {
+		out := make([]float64, k)
+		for i := range out {
+			out[i] = from + step*float64(i)
+		}
+		return out
+	}
+	runDecideCases(t, map[string]decideCase{
+		"the onset of a ramp scales up before the threshold": {
+			// 1 shard of load on 2 shards jumps to 1.16: over the lead time (5.5 minutes) that is 2.04 shards,
+			// above 75% of 2; sized for that at 70%.
+			shards: 2, stream: utilMinutes(2, append(noisy(0.5, 0.01, 11), 0.58)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUpTrend, wantTarget: 3,
+		},
+		"noise inside its band is not an onset": {
+			shards: 2, stream: utilMinutes(2, append(noisy(0.5, 0.05, 11), 0.55)...),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 2,
+		},
+		"a ramp is acted on before it reaches the threshold": {
+			// 2.4 shards rising 0.12 per minute: 3.06 in 5.5 minutes (1 min of age, 4 of resharding and half a
+			// minute), above 75% of 4; sized for 15.5 minutes ahead, 4.26 at 70%.
+			shards: 4, stream: utilMinutes(4, rising(0.45, 0.03, 6)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUpTrend, wantTarget: 7,
+		},
+		"a ramp that stays below the threshold over the lead time waits": {
+			shards: 8, stream: utilMinutes(8, rising(0.30, 0.01, 6)...),
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"load above the threshold before the last action settled is not a trend": {
+			shards: 8, stream: utilMinutes(8, rising(0.80, 0.01, 6)...),
+			history:    History{LastAction: minuteAt(5), LastActionKind: ActionUpdateShardCount, Settled: minuteAt(0).Add(10 * time.Second), UpdateShardCountCalls: []time.Time{minuteAt(5)}},
+			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 8,
+		},
+		"a hot shard's jump is split, not extrapolated": {
+			shards: 4, stream: withThrottle(utilMinutes(4, append(noisy(0.5, 0.01, 11), 0.66)...), 0, 30),
+			shardMins: func(sh []Shard) map[string][]Minute {
+				return map[string][]Minute{
+					sh[0].ID: utilMinutes(1, 0.5, 0.5), sh[1].ID: withThrottle(utilMinutes(1, 0.5, 1.0), 0, 30),
+					sh[2].ID: utilMinutes(1, 0.5, 0.5), sh[3].ID: utilMinutes(1, 0.5, 0.5),
+				}
+			},
+			wantAction: ActionSplitShard, wantRule: RuleHotShard, wantTarget: 5,
 		},
 	})
 }
@@ -240,17 +307,17 @@ func TestRuleScaleUpCause(t *testing.T) {
 // the daily UpdateShardCount limit.
 func TestRuleScaleUpSize(t *testing.T) {
 	runDecideCases(t, map[string]decideCase{
-		"a ramp is extrapolated over the growth horizon": {
-			shards: 8, stream: utilMinutes(8, 0.5, 0.55, 0.6, 0.65, 0.71, 0.76),
-			// load 6.08 shards rising 0.4 per minute: 6.08+4 = 10.08 at 65% -> capped at 2n.
+		"a ramp is extrapolated over the lead time and the growth horizon": {
+			shards: 8, stream: utilMinutes(8, 0.56, 0.61, 0.66, 0.71, 0.76, 0.81),
+			// load 6.48 shards rising 0.4 per minute: 6.48+0.4*15.5 = 12.68 at 70% -> capped at 2n.
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 16,
 		},
 		"steady load above target sizes for the target utilisation": {
 			shards: 4, stream: utilMinutes(4, 0.8, 0.8, 0.8),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5, // 3.2/0.65 = 4.9
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleUp, wantTarget: 5, // 3.2/0.70 = 4.6
 		},
 		"a scale-up lands below the threshold, so it is not repeated": {
-			// 4 shards at 80% scaled to 5 (3.2/0.65 = 4.9): the same load is 64% of 5 shards.
+			// 4 shards at 80% scaled to 5 (3.2/0.70 = 4.6): the same load is 64% of 5 shards.
 			shards: 5, stream: utilMinutes(5, repeat(0.64, 5)...),
 			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 5,
 		},
@@ -374,16 +441,16 @@ func TestRuleScaleDown(t *testing.T) {
 	runDecideCases(t, map[string]decideCase{
 		"scale down after the hold time": {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4, // 1.6/0.65 = 2.5, but >= n/2
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4, // 1.6/0.70 = 2.3, but >= n/2
 		},
 		"scale down sized on the window's peak": {
-			shards: 10, stream: utilMinutes(10, append(repeat(0.2, 14), 0.33)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 6, // 3.3/0.65 = 5.1, not 2.0/0.65
+			shards: 10, stream: utilMinutes(10, append(append(repeat(0.2, 7), 0.33), repeat(0.2, 7)...)...),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 5, // 3.3/0.70 = 4.7, not 2.0/0.70
 		},
 		"a scale-down lands below the threshold": {
-			// 10 shards at 34%: 3.4/0.65 = 5.2 gives 6 shards at 57%, below 70% with room for 8% growth.
+			// 10 shards at 34%: 3.4/0.70 = 4.9 gives 5 shards at 68%, below 75% with room for 10% growth.
 			shards: 10, stream: utilMinutes(10, repeat(0.34, 15)...),
-			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 6,
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 5,
 		},
 		"scale down never below min shards": {
 			cfg:    Config{MinShards: 6},
@@ -410,6 +477,12 @@ func TestRuleScaleDown(t *testing.T) {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(10 * time.Minute),
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 8,
 		},
+		"a scale-down continues one before it without the cool-down": {
+			// 8 shards at 20% after a scale-down from 16 ten minutes ago: Kinesis halves at most per call.
+			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...),
+			history:    History{}.RecordDecision(Decision{Action: ActionUpdateShardCount, CurrentShardCount: 16, TargetShardCount: 8}, now.Add(-10*time.Minute)),
+			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
+		},
 		"scale down after the cool-down": {
 			shards: 8, stream: utilMinutes(8, repeat(0.2, 15)...), history: calls(16 * time.Minute),
 			wantAction: ActionUpdateShardCount, wantRule: RuleScaleDown, wantTarget: 4,
@@ -433,28 +506,18 @@ func TestRuleScaleDown(t *testing.T) {
 	})
 }
 
-// Rule 6: two adjacent shards cold for the whole hold window are merged; merges continue a scale-down without the
-// cool-down and stand in for it when only reserved calls remain.
-func TestRuleMergeColdShards(t *testing.T) {
+// Rule 6: two adjacent shards that fit in one for the whole hold window are merged, the best fit first; merges
+// continue a scale-down without the cool-down and stand in for it when only reserved calls remain.
+func TestRuleMergeShards(t *testing.T) {
 	runDecideCases(t, map[string]decideCase{
 		"adjacent cold shards are merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, repeat(0.7, 15)...), sh[1].ID: utilMinutes(1, repeat(0.5, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.2, 15)...),
-				}
-			},
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			shardMins:  shardLoads(0.7, 0.5, 0.2, 0.2),
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"cold shards that are not adjacent are not merged": {
 			shards: 4, stream: utilMinutes(4, repeat(0.4, 15)...),
-			shardMins: func(sh []Shard) map[string][]Minute {
-				return map[string][]Minute{
-					sh[0].ID: utilMinutes(1, repeat(0.2, 15)...), sh[1].ID: utilMinutes(1, repeat(0.7, 15)...),
-					sh[2].ID: utilMinutes(1, repeat(0.2, 15)...), sh[3].ID: utilMinutes(1, repeat(0.5, 15)...),
-				}
-			},
+			shardMins:  shardLoads(0.2, 0.7, 0.2, 0.6),
 			wantAction: ActionNone, wantRule: RuleSteady, wantTarget: 4,
 		},
 		"cold shards with a missing-data gap are not merged": {
@@ -470,17 +533,17 @@ func TestRuleMergeColdShards(t *testing.T) {
 		"merge instead of scale-down when only reserved calls remain": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(hoursAgo(7)...),
 			shardMins:  allShards(repeat(0.2, 15)),
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"merges continue without the cool-down": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(History{}, 2*time.Minute),
 			shardMins:  allShards(repeat(0.2, 15)),
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"merges continue without the cool-down when only reserved calls remain": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: merged(calls(hoursAgo(7)...), 2*time.Minute),
 			shardMins:  allShards(repeat(0.2, 15)),
-			wantAction: ActionMergeShards, wantRule: RuleColdShardsMerge, wantTarget: 3,
+			wantAction: ActionMergeShards, wantRule: RuleMergeShards, wantTarget: 3,
 		},
 		"a merge right after an UpdateShardCount waits for the cool-down": {
 			shards: 4, stream: utilMinutes(4, repeat(0.2, 15)...), history: calls(5 * time.Minute),
@@ -488,7 +551,8 @@ func TestRuleMergeColdShards(t *testing.T) {
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
 		},
 		"merges continue only while pairs stay cold": {
-			// each shard at 34%: the stream is low, but a merged pair would carry 68%, above the 65% target.
+			// each shard at 34%: the stream is low, but a merged pair would carry 68%, above a 65% target.
+			cfg:    Config{ScaleUpUtilisation: 0.70, TargetUtilisation: 0.65},
 			shards: 4, stream: utilMinutes(4, repeat(0.34, 15)...), history: merged(History{}, 2*time.Minute),
 			shardMins:  allShards(repeat(0.34, 15)),
 			wantAction: ActionNone, wantRule: RuleCooldown, wantTarget: 4,
@@ -614,7 +678,7 @@ func TestNewValidates(t *testing.T) {
 		"reserve equals limit":           {Config{UpdateShardCountLimit: 3, ScaleUpReserve: 3}, "1 <= reserve < limit"},
 		"hold shorter than gaps":         {Config{ScaleDownMinutes: 2, MaxMissingMinutes: 2}, "MaxMissingMinutes is 2"},
 		"hot threshold above 1":          {Config{HotShardUtilisation: 1.2}, "HotShardUtilisation"},
-		"scarce target above the target": {Config{ScarceCallsTargetUtilisation: 0.68}, "ScarceCallsTargetUtilisation is 0.68"},
+		"scarce target above the target": {Config{ScarceCallsTargetUtilisation: 0.72}, "ScarceCallsTargetUtilisation is 0.72"},
 		"scarce target below scale-down": {Config{ScarceCallsTargetUtilisation: 0.3}, "ScarceCallsTargetUtilisation is 0.30"},
 	}
 	for name, tc := range tests {

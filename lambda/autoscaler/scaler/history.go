@@ -18,7 +18,8 @@ import (
 const (
 	// TagUpdateCalls holds the Unix seconds of UpdateShardCount calls in the last 24 hours, joined by "_".
 	TagUpdateCalls = "streamproc-autoscaler-update-calls"
-	// TagLastAction holds "<action>/<unix seconds>/<unix seconds settled, 0 while not settled>".
+	// TagLastAction holds "<action>/<unix seconds>/<unix seconds settled, 0 while not settled>", and "/down" after
+	// those when the action was a scale-down (a tag written before that field existed has three fields).
 	TagLastAction = "streamproc-autoscaler-last-action"
 )
 
@@ -39,6 +40,9 @@ func EncodeHistory(h policy.History) map[string]string {
 			settled = h.Settled.Unix()
 		}
 		last = fmt.Sprintf("%s/%d/%d", h.LastActionKind, h.LastAction.Unix(), settled)
+		if h.LastScaleDown {
+			last += "/down"
+		}
 	}
 	return map[string]string{TagUpdateCalls: strings.Join(calls, "_"), TagLastAction: last}
 }
@@ -61,8 +65,9 @@ func DecodeHistory(tags map[string]string) (policy.History, error) {
 		return h, nil
 	}
 	parts := strings.Split(v, "/")
-	if len(parts) != 3 {
-		return policy.History{}, fmt.Errorf("%w %s=%q: want action/unix/unix", ErrBadHistoryTag, TagLastAction, v)
+	down := len(parts) == 4 && parts[3] == "down" && parts[0] == string(policy.ActionUpdateShardCount)
+	if len(parts) != 3 && !down {
+		return policy.History{}, fmt.Errorf("%w %s=%q: want action/unix/unix, or UpdateShardCount/unix/unix/down", ErrBadHistoryTag, TagLastAction, v)
 	}
 	at, err1 := parseUnix(parts[1])
 	settled, err2 := parseUnix(parts[2])
@@ -78,7 +83,7 @@ func DecodeHistory(tags map[string]string) (policy.History, error) {
 		if at.IsZero() {
 			return policy.History{}, fmt.Errorf("%w %s=%q: action without a time", ErrBadHistoryTag, TagLastAction, v)
 		}
-		h.LastActionKind, h.LastAction, h.Settled = kind, at, settled
+		h.LastActionKind, h.LastAction, h.Settled, h.LastScaleDown = kind, at, settled, down
 	default:
 		return policy.History{}, fmt.Errorf("%w %s=%q: unknown action %q", ErrBadHistoryTag, TagLastAction, v, parts[0])
 	}

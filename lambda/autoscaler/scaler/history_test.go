@@ -29,6 +29,7 @@ func TestHistoryTagsRoundTrip(t *testing.T) {
 		},
 		"split not yet settled": {LastAction: t0, LastActionKind: policy.ActionSplitShard},
 		"merge":                 {LastAction: t0, LastActionKind: policy.ActionMergeShards, Settled: t0.Add(time.Minute)},
+		"scale-down":            {LastAction: t0, LastActionKind: policy.ActionUpdateShardCount, LastScaleDown: true},
 	}
 	for name, h := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -58,6 +59,8 @@ func TestDecodeHistoryRejectsBadTags(t *testing.T) {
 		"action without time":   {TagLastAction: "SplitShard/0/0"},
 		"none with a time":      {TagLastAction: "none/1700000000/0"},
 		"settled not a number":  {TagLastAction: "MergeShards/1700000000/x"},
+		"a merge scaled down":   {TagLastAction: "MergeShards/1700000000/0/down"},
+		"unknown fourth field":  {TagLastAction: "UpdateShardCount/1700000000/0/up"},
 	}
 	for name, tags := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -33,11 +33,11 @@ const (
 	EnvMinShards = "AUTOSCALER_MIN_SHARDS"
 	// EnvMaxShards is policy.Config.MaxShards. Default: 16.
 	EnvMaxShards = "AUTOSCALER_MAX_SHARDS"
-	// EnvScaleUpUtilisation is policy.Config.ScaleUpUtilisation as a fraction (0.70). Default: 0.70.
+	// EnvScaleUpUtilisation is policy.Config.ScaleUpUtilisation as a fraction (0.75). Default: 0.75.
 	EnvScaleUpUtilisation = "AUTOSCALER_SCALE_UP_UTILISATION"
 	// EnvScaleUpMinutes is policy.Config.ScaleUpMinutes. Default: 2.
 	EnvScaleUpMinutes = "AUTOSCALER_SCALE_UP_MINUTES"
-	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.65.
+	// EnvTargetUtilisation is policy.Config.TargetUtilisation. Default: 0.70.
 	EnvTargetUtilisation = "AUTOSCALER_TARGET_UTILISATION"
 	// EnvScarceCallsTargetUtilisation is policy.Config.ScarceCallsTargetUtilisation. Default: 0.50.
 	EnvScarceCallsTargetUtilisation = "AUTOSCALER_SCARCE_CALLS_TARGET_UTILISATION"
@@ -49,6 +49,8 @@ const (
 	EnvScaleDownCooldown = "AUTOSCALER_SCALE_DOWN_COOLDOWN"
 	// EnvScaleUpReserve is policy.Config.ScaleUpReserve. Default: 3.
 	EnvScaleUpReserve = "AUTOSCALER_SCALE_UP_RESERVE"
+	// EnvReshardDuration is policy.Config.ReshardDuration as a Go duration ("4m"). Default: 4m.
+	EnvReshardDuration = "AUTOSCALER_RESHARD_DURATION"
 	// EnvShardLevelMetrics is "true" or "false": read shard-level metrics for hot-shard splits and merges.
 	// Default: true (the stack enables shard-level metrics).
 	EnvShardLevelMetrics = "AUTOSCALER_SHARD_LEVEL_METRICS"
@@ -206,7 +208,7 @@ func (s *Scaler) settledHistory(ctx context.Context, now time.Time) (policy.Hist
 // policyInput gathers what the policy decides from: the open shards, the metrics (with those of each active
 // fan-out consumer of the stream with ARN arn), now and the history.
 func (s *Scaler) policyInput(ctx context.Context, now time.Time, arn string, history policy.History) (policy.Input, error) {
-	shards, err := s.openShards(ctx)
+	shards, parents, err := s.listShards(ctx)
 	if err != nil {
 		return policy.Input{}, err
 	}
@@ -214,7 +216,7 @@ func (s *Scaler) policyInput(ctx context.Context, now time.Time, arn string, his
 	if err != nil {
 		return policy.Input{}, err
 	}
-	in, err := s.metricInput(ctx, now, shards, consumers)
+	in, err := s.metricInput(ctx, now, shards, parents, consumers)
 	if err != nil {
 		return policy.Input{}, err
 	}
@@ -235,7 +237,7 @@ func (s *Scaler) carryOut(ctx context.Context, now time.Time, history policy.His
 	// The action is recorded before it is made: tags are written while the stream is still ACTIVE (Kinesis lists
 	// ResourceInUseException for AddTagsToStream, and after the call the stream is UPDATING for minutes), and a
 	// failure between the two leaves one call too many counted, the safe side of the daily limit and the cool-down.
-	if err := s.writeHistory(ctx, history.Record(d.Action, now)); err != nil {
+	if err := s.writeHistory(ctx, history.RecordDecision(d, now)); err != nil {
 		return out, fmt.Errorf("record %s before making it: %w", d.Action, err)
 	}
 	if err := s.execute(ctx, d); err != nil {
@@ -368,30 +370,45 @@ func (s *Scaler) writeHistory(ctx context.Context, h policy.History) error {
 	return nil
 }
 
-func (s *Scaler) openShards(ctx context.Context) ([]policy.Shard, error) {
-	var shards []policy.Shard
-	in := &kinesis.ListShardsInput{StreamName: aws.String(s.cfg.StreamName), ShardFilter: &types.ShardFilter{Type: types.ShardFilterTypeAtLatest}}
+// listShards returns the stream's open shards and the closed shards that are their parents (a new shard borrows
+// their metrics from before it existed), with hash ranges and parents.
+func (s *Scaler) listShards(ctx context.Context) (open, parents []policy.Shard, err error) {
+	closed := map[string]policy.Shard{}
+	in := &kinesis.ListShardsInput{StreamName: aws.String(s.cfg.StreamName)}
 	for {
 		out, err := s.kinesis.ListShards(ctx, in)
 		if err != nil {
-			return nil, fmt.Errorf("list open shards of %s: %w", s.cfg.StreamName, err)
+			return nil, nil, fmt.Errorf("list shards of %s: %w", s.cfg.StreamName, err)
 		}
 		for _, sh := range out.Shards {
-			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
-				continue // closed
+			ps := policy.Shard{
+				ID: aws.ToString(sh.ShardId), ParentShardID: aws.ToString(sh.ParentShardId),
+				AdjacentParentShardID: aws.ToString(sh.AdjacentParentShardId),
 			}
-			ps := policy.Shard{ID: aws.ToString(sh.ShardId)}
 			if sh.HashKeyRange != nil {
 				ps.StartingHashKey, _ = new(big.Int).SetString(aws.ToString(sh.HashKeyRange.StartingHashKey), 10)
 				ps.EndingHashKey, _ = new(big.Int).SetString(aws.ToString(sh.HashKeyRange.EndingHashKey), 10)
 			}
-			shards = append(shards, ps)
+			if sh.SequenceNumberRange != nil && sh.SequenceNumberRange.EndingSequenceNumber != nil {
+				closed[ps.ID] = ps
+			} else {
+				open = append(open, ps)
+			}
 		}
 		if out.NextToken == nil {
-			return shards, nil
+			break
 		}
 		in = &kinesis.ListShardsInput{NextToken: out.NextToken}
 	}
+	seen := map[string]bool{}
+	for _, sh := range open {
+		for _, id := range []string{sh.ParentShardID, sh.AdjacentParentShardID} {
+			if p, ok := closed[id]; ok && !seen[id] {
+				parents, seen[id] = append(parents, p), true
+			}
+		}
+	}
+	return open, parents, nil
 }
 
 // consumers returns the names of the stream's active enhanced fan-out consumers.
@@ -436,13 +453,14 @@ type query struct {
 // maxQueriesPerCall is GetMetricData's limit on queries per request.
 const maxQueriesPerCall = 500
 
-// metricInput reads the metrics of the stream (and, with ShardLevelMetrics, of each shard) over the minutes the
-// policy looks at, and returns them as the policy's input with shards; Now and History are left to the caller.
-func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy.Shard, consumers []string) (policy.Input, error) {
+// metricInput reads the metrics of the stream (and, with ShardLevelMetrics, of each open shard and its closed
+// parents) over the minutes the policy looks at, and returns them as the policy's input with the shards; Now and
+// History are left to the caller.
+func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards, parents []policy.Shard, consumers []string) (policy.Input, error) {
 	cfg := s.policy.Config()
 	end := now.Truncate(time.Minute)
 	start := end.Add(-time.Duration(cfg.ScaleDownMinutes)*time.Minute - cfg.MaxDataAge - 5*time.Minute)
-	qs := s.metricQueries(shards, consumers)
+	qs := s.metricQueries(append(slices.Clip(shards), parents...), consumers)
 	results, err := s.metricData(ctx, qs, start, end)
 	if err != nil {
 		return policy.Input{}, err
@@ -450,6 +468,7 @@ func (s *Scaler) metricInput(ctx context.Context, now time.Time, shards []policy
 	in := policy.Input{Shards: shards}
 	if s.cfg.ShardLevelMetrics {
 		in.ShardMinutes = map[string][]policy.Minute{}
+		in.ClosedShards = parents
 	}
 	for k, e := range foldMinutes(qs, results) {
 		e.m.WriteKnown = e.bytes && e.records

@@ -183,12 +183,13 @@ func TestLoadStepScalesUpOnTheNextInvocation(t *testing.T) {
 	f.clock.now = f.clock.now.Add(2 * time.Minute)
 	f.putMinutes(1, 0, 1.0, 2)
 	out := f.run()
-	if out.Action != policy.ActionUpdateShardCount || !out.Executed || out.TargetShardCount != 4 {
+	// 2 shards of load at the 70% target: 3 shards.
+	if out.Action != policy.ActionUpdateShardCount || !out.Executed || out.TargetShardCount != 3 {
 		t.Fatalf("after the step: got %+v", out)
 	}
 	f.waitActive()
-	if n := len(f.openShards()); n != 4 {
-		t.Fatalf("open shards = %d, want 4", n)
+	if n := len(f.openShards()); n != 3 {
+		t.Fatalf("open shards = %d, want 3", n)
 	}
 	h, err := DecodeHistory(f.tags())
 	if err != nil || len(h.UpdateShardCountCalls) != 1 || h.LastActionKind != policy.ActionUpdateShardCount {
@@ -211,7 +212,7 @@ func TestLoadStepScalesUpOnTheNextInvocation(t *testing.T) {
 	if err := json.Unmarshal([]byte(logs[1]), &line); err != nil {
 		t.Fatalf("decision log is not one JSON line: %q", logs[1])
 	}
-	if line["stream"] != f.name || line["action"] != "UpdateShardCount" || line["target_shard_count"] != 4.0 || line["executed"] != true {
+	if line["stream"] != f.name || line["action"] != "UpdateShardCount" || line["target_shard_count"] != 3.0 || line["executed"] != true {
 		t.Fatalf("decision log line: %v", line)
 	}
 }
@@ -295,6 +296,52 @@ func TestAdjacentColdShardsAreMerged(t *testing.T) {
 	f.waitActive()
 	if n := len(f.openShards()); n != 2 {
 		t.Fatalf("open shards = %d, want 2", n)
+	}
+}
+
+func TestSplitHalfIsMergedOnItsParentsMetrics(t *testing.T) {
+	t.Parallel()
+	// GIVEN a stream whose second shard was split 3 minutes ago: the parent carried 80% of a shard for the 12
+	// minutes before, its lower half 20% since, the upper half 60%, and the first shard 45% throughout
+	f := newFixture(t, 2, Config{ShardLevelMetrics: true})
+	shards := f.openShards()
+	first, parent := aws.ToString(shards[0].ShardId), shards[1]
+	start, _ := new(big.Int).SetString(aws.ToString(parent.HashKeyRange.StartingHashKey), 10)
+	end, _ := new(big.Int).SetString(aws.ToString(parent.HashKeyRange.EndingHashKey), 10)
+	if _, err := f.kin.SplitShard(f.ctx, &kinesis.SplitShardInput{
+		StreamName: aws.String(f.name), ShardToSplit: parent.ShardId, NewStartingHashKey: aws.String(policy.Midpoint(start, end).String()),
+	}); err != nil {
+		t.Fatalf("split: %v", err)
+	}
+	f.waitActive()
+	var lower, upper string
+	for _, s := range f.openShards() {
+		switch aws.ToString(s.HashKeyRange.StartingHashKey) {
+		case start.String():
+			lower = aws.ToString(s.ShardId)
+		case policy.Midpoint(start, end).String():
+			upper = aws.ToString(s.ShardId)
+		}
+	}
+	if lower == "" || upper == "" {
+		t.Fatalf("split halves not found among %+v", f.openShards())
+	}
+	for k := 14; k >= 0; k-- {
+		f.put("", f.clock.minute(k), 1.25/3, 3, 0)
+		f.put(first, f.clock.minute(k), 0.45, 1, 0)
+		if k >= 3 {
+			f.put(aws.ToString(parent.ShardId), f.clock.minute(k), 0.8, 1, 0)
+			continue
+		}
+		f.put(lower, f.clock.minute(k), 0.2, 1, 0)
+		f.put(upper, f.clock.minute(k), 0.6, 1, 0)
+	}
+	// WHEN the scaler decides
+	out := f.run()
+	// THEN the lower half joins the first shard (its 3 minutes of its own and its parent's share before them cover
+	// the hold window), not its sibling
+	if out.Action != policy.ActionMergeShards || !out.Executed || out.ShardID != first || out.AdjacentShardID != lower {
+		t.Fatalf("got %+v, want a merge of %s and %s", out, first, lower)
 	}
 }
 
@@ -411,7 +458,7 @@ func TestDecisionEmitsEMFMetrics(t *testing.T) {
 	if err := json.Unmarshal([]byte(strings.TrimSpace(emf.String())), &doc); err != nil {
 		t.Fatalf("EMF output is not one JSON line: %q", emf.String())
 	}
-	for name, want := range map[string]float64{MetricOpenShardCount: 2, MetricTargetShardCount: 4, MetricScalingActions: 1} {
+	for name, want := range map[string]float64{MetricOpenShardCount: 2, MetricTargetShardCount: 3, MetricScalingActions: 1} {
 		got, ok := doc[name].(float64)
 		if !ok {
 			if vs, isList := doc[name].([]any); isList && len(vs) == 1 {
@@ -720,7 +767,7 @@ func TestLoadStepScalesUpOnTheFirstInvocationThatSeesIt(t *testing.T) {
 		wantRule   policy.Rule
 		wantTarget int
 	}{
-		"step beyond capacity": {stepUtil: 1.0, throttled: 3000, wantOnRun: 1, wantRule: policy.RuleThrottled, wantTarget: 4},
+		"step beyond capacity": {stepUtil: 1.0, throttled: 3000, wantOnRun: 1, wantRule: policy.RuleThrottled, wantTarget: 3},
 		"step within capacity": {stepUtil: 0.8, wantOnRun: 2, wantRule: policy.RuleScaleUp, wantTarget: 3},
 	}
 	for name, tc := range tests {

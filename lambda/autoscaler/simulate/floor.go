@@ -47,15 +47,51 @@ func rulesFloorHours(tr Trace, set Settings, r floorRules) float64 {
 // below the scale-down utilisation at that count (capped at the hold window), and how many above the scale-up one.
 type floorState struct{ shards, low, over int }
 
+// floorCosts holds the fewest shard-minutes to reach each floorState, densely: -1 where a state is unreachable.
+type floorCosts struct {
+	r    floorRules
+	cost []int
+}
+
+func newFloorCosts(r floorRules) floorCosts {
+	c := floorCosts{r: r, cost: make([]int, (r.Max+1)*(r.Hold+1)*(r.Over+1))}
+	for i := range c.cost {
+		c.cost[i] = -1
+	}
+	return c
+}
+
+func (c floorCosts) index(s floorState) int {
+	return (s.shards*(c.r.Hold+1)+s.low)*(c.r.Over+1) + s.over
+}
+
+func (c floorCosts) state(i int) floorState {
+	over := i % (c.r.Over + 1)
+	i /= c.r.Over + 1
+	return floorState{shards: i / (c.r.Hold + 1), low: i % (c.r.Hold + 1), over: over}
+}
+
+// lower records cost for s if it is the fewest seen.
+func (c floorCosts) lower(s floorState, cost int) {
+	if i := c.index(s); c.cost[i] < 0 || cost < c.cost[i] {
+		c.cost[i] = cost
+	}
+}
+
 // rulesFloorMinutes finds the fewest shard-minutes by dynamic programming over floorState, starting from start
 // shards with no low or high minutes behind them.
 func rulesFloorMinutes(loads []Load, start int, r floorRules) int {
-	cost := map[floorState]int{{shards: min(max(start, r.Min), r.Max)}: 0}
+	cost := newFloorCosts(r)
+	cost.lower(floorState{shards: min(max(start, r.Min), r.Max)}, 0)
 	for _, l := range loads {
 		comfortable := min(r.Max, max(r.Min, oracleShards(l, r.Up))) // fewest shards at or under Up
 		carrying := min(r.Max, max(r.Min, oracleShards(l, 1)))       // fewest shards that do not throttle
-		next := make(map[floorState]int, len(cost))
-		for from, c := range cost {
+		next := newFloorCosts(r)
+		for i, c := range cost.cost {
+			if c < 0 {
+				continue
+			}
+			from := cost.state(i)
 			for n := carrying; n <= r.Max; n++ {
 				if n < from.shards && from.low < r.Hold {
 					continue // a scale-down needs a full hold window behind it
@@ -73,16 +109,16 @@ func rulesFloorMinutes(loads []Load, start int, r floorRules) int {
 						to.low = min(from.low+1, r.Hold)
 					}
 				}
-				if old, ok := next[to]; !ok || c+n < old {
-					next[to] = c + n
-				}
+				next.lower(to, c+n)
 			}
 		}
 		cost = next
 	}
 	best := math.MaxInt
-	for _, c := range cost {
-		best = min(best, c)
+	for _, c := range cost.cost {
+		if c >= 0 {
+			best = min(best, c)
+		}
 	}
 	return best
 }

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
 )
@@ -22,8 +23,9 @@ var (
 // keySpace is 2^128, the size of the Kinesis hash-key space.
 var keySpace = new(big.Int).Lsh(big.NewInt(1), 128)
 
-// Load is the demand of one minute, in shard-units: 1.0 is exactly one shard's write limit (the traces use a fixed
-// record size, so bytes and records scale together and one number is enough).
+// Load is the demand of one minute, in shard-units: 1.0 is exactly one shard's write limit, 1 MiB/s or 1000
+// records/s, whichever the trace's record size reaches first (a trace has one record size, so bytes and records
+// scale together and one number is enough).
 type Load struct {
 	// Uniform is spread evenly over the hash-key space (many partition keys).
 	Uniform float64
@@ -40,6 +42,8 @@ type modelShard struct {
 	id         string
 	start, end *big.Int // inclusive hash-key range
 	lo, hi     float64  // the same range as fractions of the key space
+	// parent and adjacentParent are the shards this one was split or merged from ("" when none).
+	parent, adjacentParent string
 }
 
 func (s modelShard) demand(l Load) float64 {
@@ -51,7 +55,7 @@ func (s modelShard) demand(l Load) float64 {
 }
 
 func (s modelShard) policyShard() policy.Shard {
-	return policy.Shard{ID: s.id, StartingHashKey: s.start, EndingHashKey: s.end}
+	return policy.Shard{ID: s.id, StartingHashKey: s.start, EndingHashKey: s.end, ParentShardID: s.parent, AdjacentParentShardID: s.adjacentParent}
 }
 
 func fraction(k *big.Int) float64 {
@@ -72,6 +76,7 @@ type StreamModel struct {
 	UpdateDelay, SplitMergeDelay int
 
 	shards      []modelShard
+	closed      map[string]modelShard // every shard closed by a split or merge, by ID
 	nextID      int
 	pending     func() // applied when the running operation completes
 	pendingDone int    // minute at which it completes
@@ -82,7 +87,7 @@ type StreamModel struct {
 
 // NewStreamModel returns a stream of n uniform shards.
 func NewStreamModel(n, updateDelay, splitMergeDelay int) *StreamModel {
-	m := &StreamModel{UpdateDelay: updateDelay, SplitMergeDelay: splitMergeDelay}
+	m := &StreamModel{UpdateDelay: updateDelay, SplitMergeDelay: splitMergeDelay, closed: map[string]modelShard{}}
 	m.shards = m.uniform(n)
 	return m
 }
@@ -96,6 +101,19 @@ func (m *StreamModel) uniform(n int) []modelShard {
 		m.nextID++
 	}
 	return out
+}
+
+// policyShards returns the open shards and their closed parents as the policy reads them.
+func (m *StreamModel) policyShards() (open, parents []policy.Shard) {
+	for _, sh := range m.shards {
+		open = append(open, sh.policyShard())
+		for _, id := range []string{sh.parent, sh.adjacentParent} {
+			if p, ok := m.closed[id]; ok {
+				parents = append(parents, p.policyShard())
+			}
+		}
+	}
+	return open, parents
 }
 
 // OpenShards is the number of open shards.
@@ -156,8 +174,10 @@ func (m *StreamModel) SplitShard(t int, id string, key *big.Int) error {
 	m.pending = func() {
 		a := newModelShard(m.nextID, s.start, new(big.Int).Sub(key, big.NewInt(1)))
 		b := newModelShard(m.nextID+1, key, s.end)
+		a.parent, b.parent = s.id, s.id
 		m.nextID += 2
 		m.shards = slices.Replace(m.shards, i, i+1, a, b)
+		m.closed[s.id] = s
 	}
 	m.pendingDone = t + m.SplitMergeDelay
 	return nil
@@ -182,8 +202,10 @@ func (m *StreamModel) MergeShards(t int, id, adjacent string) error {
 	a, b := m.shards[i], m.shards[j]
 	m.pending = func() {
 		merged := newModelShard(m.nextID, a.start, b.end)
+		merged.parent, merged.adjacentParent = a.id, b.id
 		m.nextID++
 		m.shards = slices.Replace(m.shards, i, j+1, merged)
+		m.closed[a.id], m.closed[b.id] = a, b
 	}
 	m.pendingDone = t + m.SplitMergeDelay
 	return nil
@@ -196,9 +218,16 @@ type observation struct {
 	throttled bool
 }
 
+// unitBytes is the bytes per second of one shard-unit of load for records of recordSize bytes: the byte limit, or
+// the record limit's bytes when records are smaller than 1 KiB.
+func unitBytes(recordSize float64) float64 {
+	return min(policy.WriteBytesPerShard, policy.WriteRecordsPerShard*recordSize)
+}
+
 // Serve carries one minute of load and returns its metrics. A shard over capacity accepts its capacity and rejects
 // the rest (counted as throttled records); the rejected records are not replayed later.
 func (m *StreamModel) Serve(start minuteTime, l Load, recordSize float64) observation {
+	unit := unitBytes(recordSize) * 60
 	m.shardHours += float64(len(m.shards)) / 60
 	obs := observation{shards: make(map[string]policy.Minute, len(m.shards))}
 	var total policy.Minute
@@ -208,13 +237,13 @@ func (m *StreamModel) Serve(start minuteTime, l Load, recordSize float64) observ
 		if d > 1+1e-9 {
 			obs.throttled = true
 		}
-		bytes := accepted * policy.WriteBytesPerShard * 60
+		bytes := accepted * unit
 		mi := policy.Minute{
 			Start:            start.Time(),
 			WriteKnown:       true,
 			IncomingBytes:    bytes,
 			IncomingRecords:  bytes / recordSize,
-			ThrottledRecords: (d - accepted) * policy.WriteBytesPerShard * 60 / recordSize,
+			ThrottledRecords: (d - accepted) * unit / recordSize,
 		}
 		obs.shards[s.id] = mi
 		total.IncomingBytes += mi.IncomingBytes
@@ -242,10 +271,17 @@ func oracleShards(l Load, c float64) int {
 	return 1 + int(math.Ceil((1-hotWidth)*l.Uniform/c-eps))
 }
 
-// missing decides, the same way for every policy, whether CloudWatch lost a datapoint.
+// missing decides, the same way for every policy, whether CloudWatch lost a datapoint: an FNV-1a hash of
+// "seed/minute/key" below rate.
 func missing(seed uint64, minute int, key string, rate float64) bool {
+	var buf [64]byte
+	b := strconv.AppendUint(buf[:0], seed, 10)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(minute), 10)
+	b = append(b, '/')
+	b = append(b, key...)
 	h := fnv.New64a()
-	fmt.Fprintf(h, "%d/%d/%s", seed, minute, key)
+	h.Write(b)
 	return float64(h.Sum64()%1_000_000)/1_000_000 < rate
 }
 

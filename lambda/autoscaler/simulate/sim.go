@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/streamproc/streamproc/lambda/autoscaler/policy"
@@ -31,6 +33,10 @@ type Settings struct {
 	MissingRate float64
 	// Seed picks which datapoints go missing and the load noise. Default: 1.
 	Seed uint64
+	// Prices are what the cost model charges. Default: DefaultPrices (when every price is zero).
+	Prices Prices
+	// Readers are the consumers that read everything written. Default: none.
+	Readers Readers
 }
 
 func (s Settings) withDefaults() Settings {
@@ -48,6 +54,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	if s.Seed == 0 {
 		s.Seed = 1
+	}
+	if s.Prices == (Prices{}) {
+		s.Prices = DefaultPrices
 	}
 	return s
 }
@@ -68,6 +77,9 @@ type Result struct {
 	MaxCallsIn24h int
 	// MaxShards is the most open shards at any minute.
 	MaxShards int
+	// Shards are the open shards of each minute, and Throttled whether the minute throttled (for the charts).
+	Shards    []int
+	Throttled []bool
 }
 
 // controller decides once a minute, like the Lambda's schedule.
@@ -78,37 +90,52 @@ type controller interface {
 	step(t minuteTime, s *StreamModel, v view) error
 }
 
-// view is what CloudWatch lets a controller read at a given minute.
+// view is what CloudWatch lets a controller read at a given minute: the minutes observed so far, less those whose
+// datapoint it lost, published latency minutes after they start.
 type view struct {
-	obs      []observation
 	latency  int
 	missRate float64
 	seed     uint64
+	// stream and shards are the delivered stream-level and shard-level minutes, oldest first.
+	stream []policy.Minute
+	shards map[string][]policy.Minute
+}
+
+// record adds the observation of minute m, dropping the datapoints CloudWatch loses.
+func (v *view) record(m int, obs observation) {
+	if !missing(v.seed, m, "stream", v.missRate) {
+		v.stream = append(v.stream, obs.stream)
+	}
+	if v.shards == nil {
+		v.shards = map[string][]policy.Minute{}
+	}
+	for id, mi := range obs.shards {
+		if !missing(v.seed, m, id, v.missRate) {
+			v.shards[id] = append(v.shards[id], mi)
+		}
+	}
+}
+
+// published returns the minutes of ms (oldest first) from the last n minutes before t that are published by t.
+func (v view) published(ms []policy.Minute, t minuteTime, n int) []policy.Minute {
+	from, to := (t - minuteTime(n)).Time(), (t - minuteTime(v.latency)).Time()
+	i, _ := slices.BinarySearchFunc(ms, from, func(m policy.Minute, at time.Time) int { return m.Start.Compare(at) })
+	j, found := slices.BinarySearchFunc(ms, to, func(m policy.Minute, at time.Time) int { return m.Start.Compare(at) })
+	if found {
+		j++
+	}
+	return ms[i:max(i, j):max(i, j)]
 }
 
 // streamMinutes returns the published, delivered stream-level minutes of the last n minutes before t.
-func (v view) streamMinutes(t minuteTime, n int) []policy.Minute {
-	var out []policy.Minute
-	for m := int(t) - n; m <= int(t)-v.latency; m++ {
-		if m < 0 || m >= len(v.obs) || missing(v.seed, m, "stream", v.missRate) {
-			continue
-		}
-		out = append(out, v.obs[m].stream)
-	}
-	return out
-}
+func (v view) streamMinutes(t minuteTime, n int) []policy.Minute { return v.published(v.stream, t, n) }
 
 // shardMinutes returns the published, delivered shard-level minutes of the last n minutes before t.
 func (v view) shardMinutes(t minuteTime, n int) map[string][]policy.Minute {
-	out := map[string][]policy.Minute{}
-	for m := int(t) - n; m <= int(t)-v.latency; m++ {
-		if m < 0 || m >= len(v.obs) {
-			continue
-		}
-		for id, mi := range v.obs[m].shards {
-			if !missing(v.seed, m, id, v.missRate) {
-				out[id] = append(out[id], mi)
-			}
+	out := make(map[string][]policy.Minute, len(v.shards))
+	for id, ms := range v.shards {
+		if w := v.published(ms, t, n); len(w) > 0 {
+			out[id] = w
 		}
 	}
 	return out
@@ -116,11 +143,11 @@ func (v view) shardMinutes(t minuteTime, n int) map[string][]policy.Minute {
 
 // newest returns the newest published minute, and false when CloudWatch did not deliver it.
 func (v view) newest(t minuteTime) (policy.Minute, bool) {
-	m := int(t) - v.latency
-	if m < 0 || m >= len(v.obs) || missing(v.seed, m, "stream", v.missRate) {
+	w := v.published(v.stream, t, v.latency)
+	if len(w) == 0 {
 		return policy.Minute{}, false
 	}
-	return v.obs[m].stream, true
+	return w[len(w)-1], true
 }
 
 // Run replays a trace through one controller.
@@ -139,7 +166,8 @@ func Run(tr Trace, c controller, set Settings) (Result, error) {
 		if obs.throttled {
 			res.ThrottledMinutes++
 		}
-		v.obs = append(v.obs, obs)
+		res.Shards, res.Throttled = append(res.Shards, s.OpenShards()), append(res.Throttled, obs.throttled)
+		v.record(int(t), obs)
 	}
 	res.ShardHours = s.shardHours
 	res.MaxCallsIn24h = s.maxIn24h
@@ -174,13 +202,10 @@ func (c *policyController) step(t minuteTime, s *StreamModel, v view) error {
 	}
 	now := t.Time().Add(30 * time.Second)
 	c.history, _ = c.history.MarkSettled(now)
-	shards := make([]policy.Shard, 0, len(s.shards))
-	for _, sh := range s.shards {
-		shards = append(shards, sh.policyShard())
-	}
+	shards, parents := s.policyShards()
 	window := c.p.Config().ScaleDownMinutes + 10
 	d := c.p.Decide(policy.Input{
-		Now: now, Shards: shards, History: c.history,
+		Now: now, Shards: shards, ClosedShards: parents, History: c.history,
 		Stream: v.streamMinutes(t, window), ShardMinutes: v.shardMinutes(t, window),
 	})
 	if c.log != nil && d.Action != policy.ActionNone {
@@ -211,7 +236,7 @@ func (c *policyController) step(t minuteTime, s *StreamModel, v view) error {
 	} else {
 		*c.splits++
 	}
-	c.history = c.history.Record(d.Action, now)
+	c.history = c.history.RecordDecision(d, now)
 	return nil
 }
 
@@ -291,9 +316,18 @@ type Row struct {
 	RulesFloor float64
 	// PolicyRefused and SURefused count the resharding calls the stream model refused from each controller.
 	PolicyRefused, SURefused int
+	// Hours is the trace's length.
+	Hours float64
+	// FixedPeakShards is the size of the fixed-peak option (see fixedPeakShards).
+	FixedPeakShards int
+	// Options are the four capacity options priced: this autoscaler, Scaling Utils, a fixed peak size, on-demand.
+	Options []Option
+	// Cheapest names the cheapest option that never throttled, "" when every one did.
+	Cheapest string
 }
 
-// Simulate runs a trace through this policy and Scaling Utils and computes both oracles and the rules floor.
+// Simulate runs a trace through this policy and Scaling Utils, computes both oracles and the rules floor, and
+// prices the capacity options.
 // When log is not nil, the policy's actions are written to it.
 func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, error) {
 	row := Row{Trace: tr.Name}
@@ -313,8 +347,38 @@ func Simulate(tr Trace, p *policy.Policy, set Settings, log io.Writer) (Row, err
 	row.Oracle = oracleHours(tr, set, 1.0)
 	row.OracleAtScaleUp = oracleHours(tr, set, p.Config().ScaleUpUtilisation)
 	row.RulesFloor = rulesFloorHours(tr, set, floorRulesOf(p.Config()))
+	row.Hours, row.FixedPeakShards = float64(tr.Minutes)/60, fixedPeakShards(tr, set)
+	row.Options = options(tr, set, row.Policy, row.ScalingUtils)
+	row.Cheapest = cheapest(row.Options)
 	return row, nil
 }
+
+// SimulateSeeds runs Simulate for every trace with seeds 1..seeds (set's other settings unchanged), the traces in
+// parallel, and returns the rows by trace, then by seed.
+func SimulateSeeds(traces []Trace, p *policy.Policy, set Settings, seeds int) ([][]Row, error) {
+	rows := make([][]Row, len(traces))
+	errs := make([]error, len(traces))
+	var wg sync.WaitGroup
+	for i, tr := range traces {
+		wg.Go(func() {
+			for seed := uint64(1); seed <= uint64(seeds); seed++ {
+				s := set
+				s.Seed = seed
+				row, err := Simulate(tr, p, s, nil)
+				if err != nil {
+					errs[i] = fmt.Errorf("trace %q, seed %d: %w", tr.Name, seed, err)
+					return
+				}
+				rows[i] = append(rows[i], row)
+			}
+		})
+	}
+	wg.Wait()
+	return rows, errors.Join(errs...)
+}
+
+// noiseKeys are the four coins whose heads add a quarter of the wobble each.
+var noiseKeys = [4]string{"noise0", "noise1", "noise2", "noise3"}
 
 // noise is a deterministic load wobble in [-amp, amp].
 func noise(seed uint64, t minuteTime, amp float64) float64 {
@@ -322,8 +386,8 @@ func noise(seed uint64, t minuteTime, amp float64) float64 {
 		amp = -amp
 	}
 	h := 0.0
-	for i := range 4 {
-		if missing(seed, int(t), fmt.Sprint("noise", i), 0.5) {
+	for _, key := range noiseKeys {
+		if missing(seed, int(t), key, 0.5) {
 			h += 0.25
 		}
 	}

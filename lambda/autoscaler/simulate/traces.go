@@ -10,10 +10,14 @@ type Trace struct {
 	Name string
 	// Minutes is the trace's length in minutes.
 	Minutes int
-	// RecordSize is the mean record size in bytes; 2 KiB keeps the byte limit the binding one.
+	// RecordSize is the size in bytes of the records the stream receives (after any aggregation by the producer).
+	// Above 1,048 bytes a shard's limit of 1 MiB/s binds first, below it its limit of 1000 records/s.
 	RecordSize float64
 	// StartShards is the shard count both controllers start with: the base load at 60 % of capacity.
 	StartShards int
+	// Daily is true when the trace is a day that repeats: an on-demand stream then remembers its peak (it keeps
+	// capacity for twice the peak of the last 30 days).
+	Daily bool
 	// Load is the demand of minute t before noise.
 	Load func(t minuteTime) Load
 }
@@ -27,8 +31,9 @@ func (tr Trace) load(t minuteTime, seed uint64) Load {
 
 func startShards(base float64) int { return min(16, max(1, roundUp(base/0.6))) }
 
-// Traces are the load patterns the issue asks for. Loads are in shard-units (1.0 = 1 MiB/s); every trace starts
-// with an hour at its base load so both controllers settle first.
+// Traces are the load patterns the issues ask for. Loads are in shard-units (1.0 = one shard's write limit: 1 MiB/s
+// with the 2 KiB records of the first six); every trace starts with an hour at its base load so both controllers
+// settle first.
 func Traces() []Trace {
 	const hour = 60
 	uniform := func(f func(t minuteTime) float64) func(t minuteTime) Load {
@@ -96,5 +101,37 @@ func Traces() []Trace {
 				return l
 			},
 		},
+		burstyDay("bursty day, 100 B records", 100),
+		burstyDay("bursty day, 1 KB records", 1024),
+		burstyDay("bursty day, 25 KB records", 25*1024),
+	}
+}
+
+// burstyDay is a day of the same bytes written in records of recordSize bytes, which repeats every day: 0.02 MiB/s
+// at night, rising to 0.2 MiB/s from 07:00 to 09:00 and falling back from 17:00 to 19:00, with two 10-minute bursts
+// to 1.5 MiB/s at 11:00 and 15:00 (a batch job, a newsletter). Small records reach a shard's limit of 1000
+// records/s before its 1 MiB/s; on-demand bills each record as a whole KiB.
+func burstyDay(name string, recordSize float64) Trace {
+	const hour = 60
+	units := float64(1<<20) / unitBytes(recordSize) // shard-units per MiB/s
+	mibps := func(t minuteTime) float64 {
+		switch h := float64(t) / hour; {
+		case (t >= 11*hour && t < 11*hour+10) || (t >= 15*hour && t < 15*hour+10):
+			return 1.5
+		case h < 7:
+			return 0.02
+		case h < 9:
+			return 0.02 + 0.18*(h-7)/2
+		case h < 17:
+			return 0.2
+		case h < 19:
+			return 0.2 - 0.18*(h-17)/2
+		default:
+			return 0.02
+		}
+	}
+	return Trace{
+		Name: name, Minutes: 24 * hour, RecordSize: recordSize, StartShards: startShards(0.02 * units), Daily: true,
+		Load: func(t minuteTime) Load { return Load{Uniform: mibps(t) * units} },
 	}
 }
