@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"encoding/json"
-	"io"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -108,21 +106,11 @@ func readLake(t *testing.T, sc *s3.Client, bucket, prefix string) []string {
 	}
 	var out []string
 	for _, o := range list.Contents {
-		obj, err := sc.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &bucket, Key: o.Key})
+		obj, err := s3sink.ReadObject(context.Background(), sc, bucket, *o.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		body, err := io.ReadAll(obj.Body)
-		_ = obj.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, _ := s3sink.FormatOfKey(*o.Key)
-		rows, err := s3sink.ReadRows(bytes.NewReader(body), int64(len(body)), f)
-		if err != nil {
-			t.Fatalf("object %s: %v", *o.Key, err)
-		}
-		for _, r := range rows {
+		for _, r := range obj.Rows {
 			out = append(out, string(r.Data))
 		}
 	}

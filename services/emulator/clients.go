@@ -15,9 +15,13 @@ import (
 // 000000000000.
 const Region = "us-east-1"
 
-// AWSConfig returns an SDK configuration for the emulators: static dummy credentials and Region. It loads
-// nothing from the environment, so no AWS profile, account or CA bundle setting affects a local run.
-func (e *Emulators) AWSConfig() aws.Config {
+// AWSConfig returns an SDK configuration for the emulators: LocalConfig.
+func (e *Emulators) AWSConfig() aws.Config { return LocalConfig() }
+
+// LocalConfig returns an SDK configuration for emulators: static dummy credentials and Region. It loads nothing
+// from the environment, so no AWS profile, account or CA bundle setting affects a local run. Tools pointed at an
+// emulator's URL use it with the New...Client functions.
+func LocalConfig() aws.Config {
 	return aws.Config{
 		Region:      Region,
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),

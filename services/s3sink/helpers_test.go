@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -132,50 +131,27 @@ func (r *countingRecorder) get(name string) float64 {
 }
 
 // object is one object of a bucket, read back.
-type object struct {
-	key      string
-	metadata map[string]string
-	rows     []Row
-}
+type object = Object
 
 // listObjects reads every object of bucket, in key order.
 func listObjects(t testing.TB, client *s3.Client, bucket string) []object {
 	t.Helper()
-	ctx := context.Background()
 	var out []object
 	pages := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: &bucket})
 	for pages.HasMorePages() {
-		page, err := pages.NextPage(ctx)
+		page, err := pages.NextPage(context.Background())
 		if err != nil {
 			t.Fatalf("list objects: %v", err)
 		}
 		for _, o := range page.Contents {
-			out = append(out, readObject(t, client, bucket, aws.ToString(o.Key)))
+			obj, err := ReadObject(context.Background(), client, bucket, aws.ToString(o.Key))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, obj)
 		}
 	}
 	return out
-}
-
-func readObject(t testing.TB, client *s3.Client, bucket, key string) object {
-	t.Helper()
-	got, err := client.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &bucket, Key: &key})
-	if err != nil {
-		t.Fatalf("get %s: %v", key, err)
-	}
-	defer got.Body.Close()
-	body, err := io.ReadAll(got.Body)
-	if err != nil {
-		t.Fatalf("read %s: %v", key, err)
-	}
-	f, ok := FormatOfKey(key)
-	if !ok {
-		t.Fatalf("object %s: not a sink object's name", key)
-	}
-	rows, err := ReadRows(bytes.NewReader(body), int64(len(body)), f)
-	if err != nil {
-		t.Fatalf("object %s is not a complete %s file: %v", key, f, err)
-	}
-	return object{key: key, metadata: got.Metadata, rows: rows}
 }
 
 // checkObjects fails t unless the objects hold exactly the records whose payloads are want, each record in one
@@ -186,11 +162,11 @@ func checkObjects(t testing.TB, prefix string, objects []object, want []string) 
 	seen := map[string]string{} // data -> key
 	for _, o := range objects {
 		checkObjectWhole(t, prefix, o)
-		for _, r := range o.rows {
+		for _, r := range o.Rows {
 			if prev, dup := seen[string(r.Data)]; dup {
-				t.Errorf("record %.40q is in %s and in %s", r.Data, prev, o.key)
+				t.Errorf("record %.40q is in %s and in %s", r.Data, prev, o.Key)
 			}
-			seen[string(r.Data)] = o.key
+			seen[string(r.Data)] = o.Key
 		}
 	}
 	for _, d := range want {
@@ -216,28 +192,28 @@ func payloads(records []kcl.Record) []string {
 // checkObjectWhole fails t unless o is named after its first record and its metadata names its last.
 func checkObjectWhole(t testing.TB, prefix string, o object) {
 	t.Helper()
-	if len(o.rows) == 0 {
-		t.Errorf("object %s is empty", o.key)
+	if len(o.Rows) == 0 {
+		t.Errorf("object %s is empty", o.Key)
 		return
 	}
-	first, last := o.rows[0], o.rows[len(o.rows)-1]
-	f, _ := FormatOfKey(o.key)
+	first, last := o.Rows[0], o.Rows[len(o.Rows)-1]
+	f, _ := FormatOfKey(o.Key)
 	wantKey := ObjectKey(prefix, f, &kcl.Record{ShardID: first.ShardID, SequenceNumber: first.SequenceNumber,
 		SubSequenceNumber: first.SubSequenceNumber, ApproximateArrivalTimestamp: first.ApproximateArrivalTimestamp})
-	if o.key != wantKey {
-		t.Errorf("object %s: want the key of its first record, %s", o.key, wantKey)
+	if o.Key != wantKey {
+		t.Errorf("object %s: want the key of its first record, %s", o.Key, wantKey)
 	}
-	lastPos, err := lastPositionOf(o.metadata)
+	lastPos, err := lastPositionOf(o.Metadata)
 	if err != nil || lastPos != (position{last.SequenceNumber, last.SubSequenceNumber}) {
-		t.Errorf("object %s: metadata %v (%v); want its last record %s/%d", o.key, o.metadata, err, last.SequenceNumber, last.SubSequenceNumber)
+		t.Errorf("object %s: metadata %v (%v); want its last record %s/%d", o.Key, o.Metadata, err, last.SequenceNumber, last.SubSequenceNumber)
 	}
-	if o.metadata[MetadataRecords] != strconv.Itoa(len(o.rows)) {
-		t.Errorf("object %s: metadata says %s records; it holds %d", o.key, o.metadata[MetadataRecords], len(o.rows))
+	if o.Metadata[MetadataRecords] != strconv.Itoa(len(o.Rows)) {
+		t.Errorf("object %s: metadata says %s records; it holds %d", o.Key, o.Metadata[MetadataRecords], len(o.Rows))
 	}
-	for i := 1; i < len(o.rows); i++ {
-		a, b := o.rows[i-1], o.rows[i]
+	for i := 1; i < len(o.Rows); i++ {
+		a, b := o.Rows[i-1], o.Rows[i]
 		if (position{a.SequenceNumber, a.SubSequenceNumber}).compare(position{b.SequenceNumber, b.SubSequenceNumber}) >= 0 {
-			t.Errorf("object %s: record %d (%s/%d) is not after record %d", o.key, i, b.SequenceNumber, b.SubSequenceNumber, i-1)
+			t.Errorf("object %s: record %d (%s/%d) is not after record %d", o.Key, i, b.SequenceNumber, b.SubSequenceNumber, i-1)
 		}
 	}
 }
@@ -246,7 +222,7 @@ func checkObjectWhole(t testing.TB, prefix string, o object) {
 func ranges(objects []object) []string {
 	var out []string
 	for _, o := range objects {
-		first, last := o.rows[0].Data, o.rows[len(o.rows)-1].Data
+		first, last := o.Rows[0].Data, o.Rows[len(o.Rows)-1].Data
 		out = append(out, string(bytes.TrimRight(first, "x"))+".."+string(bytes.TrimRight(last, "x")))
 	}
 	return out
@@ -266,7 +242,7 @@ func testLogger(t testing.TB) *slog.Logger {
 // sortByFirst orders objects by their first record's position.
 func sortByFirst(objects []object) {
 	slices.SortFunc(objects, func(a, b object) int {
-		return (position{a.rows[0].SequenceNumber, a.rows[0].SubSequenceNumber}).compare(
-			position{b.rows[0].SequenceNumber, b.rows[0].SubSequenceNumber})
+		return (position{a.Rows[0].SequenceNumber, a.Rows[0].SubSequenceNumber}).compare(
+			position{b.Rows[0].SequenceNumber, b.Rows[0].SubSequenceNumber})
 	})
 }

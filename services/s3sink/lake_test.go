@@ -200,7 +200,7 @@ func (l *lake) waitLanded(timeout time.Duration) []object {
 		objects = listObjects(l.t, l.s3, l.bucket)
 		in := map[string]bool{}
 		for _, o := range objects {
-			for _, r := range o.rows {
+			for _, r := range o.Rows {
 				in[string(r.Data)] = true
 			}
 		}
@@ -225,11 +225,11 @@ func (l *lake) check(objects []object) {
 	checkObjects(l.t, "lake", objects, l.sentRecords())
 	for _, o := range objects {
 		last := map[string]int{}
-		for _, r := range o.rows {
+		for _, r := range o.Rows {
 			key, n, _ := strings.Cut(string(r.Data), "/")
 			i, _ := strconv.Atoi(n)
 			if prev, ok := last[key]; ok && i <= prev {
-				l.t.Errorf("object %s: %s after %s/%06d: out of order", o.key, r.Data, key, prev)
+				l.t.Errorf("object %s: %s after %s/%06d: out of order", o.Key, r.Data, key, prev)
 			}
 			last[key] = i
 		}

@@ -522,7 +522,7 @@ func TestRecordsOutsideShardRange(t *testing.T) {
 			var got []string
 			for _, o := range env.objects() {
 				checkObjectWhole(t, "lake", o)
-				for _, r := range o.rows {
+				for _, r := range o.Rows {
 					got = append(got, strings.TrimRight(string(r.Data), "x"))
 				}
 			}

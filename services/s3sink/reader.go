@@ -2,12 +2,15 @@ package s3sink
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/klauspost/compress/gzip"
 	"github.com/parquet-go/parquet-go"
 )
@@ -68,4 +71,42 @@ func readNDJSON(r io.Reader) ([]Row, error) {
 		}
 		rows = append(rows, row)
 	}
+}
+
+// ObjectGetter is the part of the S3 client ReadObject calls.
+type ObjectGetter interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+// Object is an object the sink wrote, read back.
+type Object struct {
+	// Key is the object's key; Size its size in bytes.
+	Key  string
+	Size int64
+	// Metadata is its user metadata (Metadata... keys).
+	Metadata map[string]string
+	// Rows are its records, in order.
+	Rows []Row
+}
+
+// ReadObject gets the object at key and decodes it in the format its name says.
+func ReadObject(ctx context.Context, client ObjectGetter, bucket, key string) (Object, error) {
+	f, ok := FormatOfKey(key)
+	if !ok {
+		return Object{}, fmt.Errorf("object %s: not named like a sink object (%s or %s)", key, FormatParquet.Extension(), FormatNDJSON.Extension())
+	}
+	got, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return Object{}, fmt.Errorf("get %s: %w", key, err)
+	}
+	defer got.Body.Close()
+	body, err := io.ReadAll(got.Body)
+	if err != nil {
+		return Object{}, fmt.Errorf("read %s: %w", key, err)
+	}
+	rows, err := ReadRows(bytes.NewReader(body), int64(len(body)), f)
+	if err != nil {
+		return Object{}, fmt.Errorf("object %s is not a complete %s file: %w", key, f, err)
+	}
+	return Object{Key: key, Size: int64(len(body)), Metadata: got.Metadata, Rows: rows}, nil
 }
