@@ -59,13 +59,7 @@ func TestBinaryWritesTheStreamToS3(t *testing.T) {
 		settings.EnvS3Endpoint + "=" + e.S3Endpoint, settings.EnvProcessor + "=" + settings.ProcessorS3,
 		settings.EnvS3Bucket + "=" + bucket, settings.EnvS3SpillDir + "=" + dir, settings.EnvS3MaxObjectAge + "=1h",
 		settings.EnvPollIdleInterval + "=200ms", settings.EnvMetricsInterval + "=200ms", settings.EnvWorkerID + "=w1"}
-	out := &telemetry.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	out, exited := startBinary(t, cmd)
 	// WHEN it has processed every record (into objects still open: they flush after an hour) and gets SIGTERM
 	eventually.Succeeds(t, time.Minute, func() error {
 		if got := recordsProcessed(out.String()); got < n {
@@ -76,10 +70,35 @@ func TestBinaryWritesTheStreamToS3(t *testing.T) {
 	if objects := readLake(t, sc, bucket, ""); len(objects) != 0 {
 		t.Fatalf("records in objects before SIGTERM: %v; want them all in open objects", objects)
 	}
+	terminate(t, cmd, exited, out)
+	// THEN it exits 0 and every record is in an object under the default prefix, once
+	got := readLake(t, sc, bucket, settings.DefaultS3Prefix+"/")
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("records in the bucket %v, want each of %v once\n%s", got, want, out.String())
+	}
+}
+
+// startBinary starts cmd with its output in out; exited receives its end.
+func startBinary(t *testing.T, cmd *exec.Cmd) (out *telemetry.SyncBuffer, exited <-chan error) {
+	t.Helper()
+	out = &telemetry.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return out, done
+}
+
+// terminate sends the consumer SIGTERM and fails t unless it exits 0 within 30 s; out is its output.
+func terminate(t *testing.T, cmd *exec.Cmd, exited <-chan error, out *telemetry.SyncBuffer) {
+	t.Helper()
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	// THEN it exits 0 and every record is in an object under the default prefix, once
 	select {
 	case err := <-exited:
 		if err != nil {
@@ -88,12 +107,6 @@ func TestBinaryWritesTheStreamToS3(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatalf("still running 30 s after SIGTERM\n%s", out.String())
-	}
-	got := readLake(t, sc, bucket, settings.DefaultS3Prefix+"/")
-	slices.Sort(got)
-	slices.Sort(want)
-	if !slices.Equal(got, want) {
-		t.Errorf("records in the bucket %v, want each of %v once\n%s", got, want, out.String())
 	}
 }
 

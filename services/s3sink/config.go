@@ -171,20 +171,18 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("s3sink: UploadAttempts %d: want >= 1 (or 0 for the default)", cfg.UploadAttempts)
 	}
 	cfg.UploadAttempts = cmp.Or(cfg.UploadAttempts, DefaultUploadAttempts)
-	durations := []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
+	for name, d := range map[string]struct {
+		v   *time.Duration
+		def time.Duration
 	}{
-		{"MaxObjectAge", &cfg.MaxObjectAge, DefaultMaxObjectAge},
-		{"UploadTimeout", &cfg.UploadTimeout, DefaultUploadTimeout},
-		{"RetryBackoff", &cfg.RetryBackoff, DefaultRetryBackoff},
-		{"MaxRetryBackoff", &cfg.MaxRetryBackoff, DefaultMaxRetryBackoff},
-		{"LeaseLostUploadTimeout", &cfg.LeaseLostUploadTimeout, DefaultLeaseLostUploadTimeout},
-	}
-	for _, d := range durations {
+		"MaxObjectAge":           {&cfg.MaxObjectAge, DefaultMaxObjectAge},
+		"UploadTimeout":          {&cfg.UploadTimeout, DefaultUploadTimeout},
+		"RetryBackoff":           {&cfg.RetryBackoff, DefaultRetryBackoff},
+		"MaxRetryBackoff":        {&cfg.MaxRetryBackoff, DefaultMaxRetryBackoff},
+		"LeaseLostUploadTimeout": {&cfg.LeaseLostUploadTimeout, DefaultLeaseLostUploadTimeout},
+	} {
 		if *d.v < 0 {
-			return cfg, fmt.Errorf("s3sink: %s %v: want > 0 (or 0 for the default %v)", d.name, *d.v, d.def)
+			return cfg, fmt.Errorf("s3sink: %s %v: want > 0 (or 0 for the default %v)", name, *d.v, d.def)
 		}
 		*d.v = cmp.Or(*d.v, d.def)
 	}

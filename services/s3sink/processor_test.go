@@ -74,17 +74,27 @@ func process(t *testing.T, p *Processor, cp kcl.Checkpointer, records []kcl.Reco
 	}
 }
 
-func TestFlushes(t *testing.T) {
+// flushCase is a way of giving a processor records and ending it, and what must come of it.
+type flushCase struct {
+	cfg Config
+	// drive gives the records to the processor and ends it
+	drive           func(t *testing.T, p *Processor, cp *fakeCheckpointer)
+	wantObjects     []string
+	wantCheckpoints []string
+	wantReasons     map[string]float64
+}
+
+// flushCases are TestFlushes' cases.
+func flushCases() map[string]flushCase {
 	records := testRecords(testShard, 0, 10, 100) // 100 bytes of data and 5 of key each
 	big := testRecords(testShard, 10, 1, 5000)
-	tests := map[string]struct {
-		cfg Config
-		// drive gives the records to the processor and ends it
-		drive           func(t *testing.T, p *Processor, cp *fakeCheckpointer)
-		wantObjects     []string
-		wantCheckpoints []string
-		wantReasons     map[string]float64
-	}{
+	threeThenShardEnd := func(t *testing.T, p *Processor, cp *fakeCheckpointer) {
+		process(t, p, cp, records[:3])
+		if err := p.ShardEnded(t.Context(), kcl.ShardEndedInput{Checkpointer: cp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return map[string]flushCase{
 		"by size, then the rest at shutdown": {
 			cfg: Config{MaxObjectBytes: 300},
 			drive: func(t *testing.T, p *Processor, cp *fakeCheckpointer) {
@@ -130,24 +140,14 @@ func TestFlushes(t *testing.T) {
 			wantReasons:     map[string]float64{FlushAge: 1},
 		},
 		"at shard end, then the end is checkpointed": {
-			drive: func(t *testing.T, p *Processor, cp *fakeCheckpointer) {
-				process(t, p, cp, records[:3])
-				if err := p.ShardEnded(t.Context(), kcl.ShardEndedInput{Checkpointer: cp}); err != nil {
-					t.Fatal(err)
-				}
-			},
+			drive:           threeThenShardEnd,
 			wantObjects:     []string{"record-0-..record-2-"},
 			wantCheckpoints: []string{at(records, 2), kcl.CheckpointShardEnd},
 			wantReasons:     map[string]float64{FlushShardEnd: 1},
 		},
 		"a shard that ends with nothing open only checkpoints its end": {
-			cfg: Config{MaxObjectBytes: 300},
-			drive: func(t *testing.T, p *Processor, cp *fakeCheckpointer) {
-				process(t, p, cp, records[:3])
-				if err := p.ShardEnded(t.Context(), kcl.ShardEndedInput{Checkpointer: cp}); err != nil {
-					t.Fatal(err)
-				}
-			},
+			cfg:             Config{MaxObjectBytes: 300},
+			drive:           threeThenShardEnd,
 			wantObjects:     []string{"record-0-..record-2-"},
 			wantCheckpoints: []string{at(records, 2), kcl.CheckpointShardEnd},
 			wantReasons:     map[string]float64{FlushSize: 1},
@@ -161,6 +161,10 @@ func TestFlushes(t *testing.T) {
 			wantReasons: map[string]float64{FlushLeaseLost: 1},
 		},
 	}
+}
+
+func TestFlushes(t *testing.T) {
+	tests := flushCases()
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			// GIVEN a processor
@@ -224,26 +228,33 @@ func (h *hookedS3) PutObject(ctx context.Context, in *s3.PutObjectInput, optFns 
 	return h.S3API.PutObject(ctx, in, optFns...)
 }
 
-func TestNextOwnerAdoptsWhatThePreviousOneWrote(t *testing.T) {
-	records := testRecords(testShard, 0, 9, 100)
-	errCrash := errors.New("crashed before the checkpoint")
-	// previous writes what the previous owner got to write before it lost the shard, without a checkpoint.
-	type previous func(t *testing.T, env *sinkEnv)
-	uploaded := func(n int) previous {
-		return func(t *testing.T, env *sinkEnv) {
-			p := env.processor(Config{MaxObjectBytes: int64(n) * 105})
-			err := p.ProcessRecords(t.Context(), kcl.ProcessRecordsInput{Records: records[:n],
-				Checkpointer: &fakeCheckpointer{errs: []error{errCrash}}})
-			if !errors.Is(err, errCrash) {
-				t.Fatalf("previous owner: %v, want its upload to land and its checkpoint to fail", err)
-			}
+// previous writes what the previous owner of a shard got to write before it lost the shard, without a checkpoint.
+type previous func(t *testing.T, env *sinkEnv)
+
+// uploaded is a previous owner that uploaded records[:n] as one object and crashed before its checkpoint.
+func uploaded(records []kcl.Record, n int) previous {
+	return func(t *testing.T, env *sinkEnv) {
+		errCrash := errors.New("crashed before the checkpoint")
+		p := env.processor(Config{MaxObjectBytes: int64(n) * 105})
+		err := p.ProcessRecords(t.Context(), kcl.ProcessRecordsInput{Records: records[:n],
+			Checkpointer: &fakeCheckpointer{errs: []error{errCrash}}})
+		if !errors.Is(err, errCrash) {
+			t.Fatalf("previous owner: %v, want its upload to land and its checkpoint to fail", err)
 		}
 	}
-	leaseLost := func(t *testing.T, env *sinkEnv) {
+}
+
+// leaseLostWithFour is a previous owner that lost its lease with records[:4] in its open object.
+func leaseLostWithFour(records []kcl.Record) previous {
+	return func(t *testing.T, env *sinkEnv) {
 		p := env.processor(Config{})
 		process(t, p, &fakeCheckpointer{}, records[:4])
 		p.LeaseLost(t.Context())
 	}
+}
+
+func TestNextOwnerAdoptsWhatThePreviousOneWrote(t *testing.T) {
+	records := testRecords(testShard, 0, 9, 100)
 	tests := map[string]struct {
 		previous previous
 		// before says whether the previous owner's object lands before the successor looks its key up, or only
@@ -256,27 +267,27 @@ func TestNextOwnerAdoptsWhatThePreviousOneWrote(t *testing.T) {
 		wantObjects     []string
 	}{
 		"crash between upload and checkpoint: found before the first record": {
-			previous: uploaded(3), before: true, maxBytes: 315,
+			previous: uploaded(records, 3), before: true, maxBytes: 315,
 			wantCheckpoints: []string{at(records, 2), at(records, 5), at(records, 8)},
 			wantObjects:     []string{"record-0-..record-2-", "record-3-..record-5-", "record-6-..record-8-"},
 		},
 		"lease lost with an object open: found before the first record": {
-			previous: leaseLost, before: true, maxBytes: 315,
+			previous: leaseLostWithFour(records), before: true, maxBytes: 315,
 			wantCheckpoints: []string{at(records, 3), at(records, 6), at(records, 8)},
 			wantObjects:     []string{"record-0-..record-3-", "record-4-..record-6-", "record-7-..record-8-"},
 		},
 		"upload refused, the same records": {
-			previous: uploaded(3), maxBytes: 315,
+			previous: uploaded(records, 3), maxBytes: 315,
 			wantCheckpoints: []string{at(records, 2), at(records, 5), at(records, 8)},
 			wantObjects:     []string{"record-0-..record-2-", "record-3-..record-5-", "record-6-..record-8-"},
 		},
 		"upload refused, the object ends earlier: restart after it": {
-			previous: uploaded(2), maxBytes: 315,
+			previous: uploaded(records, 2), maxBytes: 315,
 			wantCheckpoints: []string{at(records, 1)}, wantRestart: true,
 			wantObjects: []string{"record-0-..record-1-"},
 		},
 		"upload refused, the object ends later: skip to its end": {
-			previous: uploaded(4), maxBytes: 315,
+			previous: uploaded(records, 4), maxBytes: 315,
 			wantCheckpoints: []string{at(records, 3), at(records, 6), at(records, 8)},
 			wantObjects:     []string{"record-0-..record-3-", "record-4-..record-6-", "record-7-..record-8-"},
 		},

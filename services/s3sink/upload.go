@@ -152,11 +152,10 @@ func (p *Processor) retry(ctx context.Context, what string, fn func(context.Cont
 // backoff is the pause after the n-th failed attempt in a row: drawn from [d/2, d], where d is RetryBackoff
 // doubled n-1 times and at most MaxRetryBackoff.
 func (p *Processor) backoff(n int) time.Duration {
-	d := p.cfg.RetryBackoff
-	for i := 1; i < n && d < p.cfg.MaxRetryBackoff; i++ {
-		d *= 2
+	d := p.cfg.MaxRetryBackoff
+	if doublings := n - 1; doublings < 32 && p.cfg.RetryBackoff <= d>>doublings {
+		d = p.cfg.RetryBackoff << doublings
 	}
-	d = min(d, p.cfg.MaxRetryBackoff)
 	return d/2 + rand.N(d/2+1)
 }
 

@@ -2,6 +2,7 @@ package settings
 
 import (
 	"errors"
+	"maps"
 	"testing"
 	"time"
 
@@ -34,13 +35,8 @@ func TestLoadS3Settings(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			// GIVEN the environment of a consumer with PROCESSOR=s3
-			env := map[string]string{}
-			for k, v := range base {
-				env[k] = v
-			}
-			for k, v := range tc.set {
-				env[k] = v
-			}
+			env := maps.Clone(base)
+			maps.Copy(env, tc.set)
 			// WHEN it is loaded
 			s, err := Load(envconfig.Lookup(env))
 			// THEN a bad value is named, and good ones make the sink's configuration

@@ -120,11 +120,11 @@ func NewFollower(pattern, runID string) (*Follower, error) {
 	return &Follower{src: &logFiles{pattern: pattern, runID: runID, files: map[string]*fileTail{}}, seen: map[string]bool{}}, nil
 }
 
-// Poll reads what appeared since the last call.
+// Poll reads what appeared since the last call. Polls do not overlap: the sources keep where they stopped.
 func (f *Follower) Poll() error {
-	ds, err := f.src.read(time.Now())
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	ds, err := f.src.read(time.Now())
 	for _, d := range ds {
 		f.deliveries = append(f.deliveries, d)
 		f.seen[d.ID] = true
