@@ -44,19 +44,22 @@ test: vet browser
 	$(if $(strip $(CDK_PACKAGES)),go test -timeout 30m $(CDK_PACKAGES),@true)
 
 ## local: the pipeline on this machine (emulators, a 5-shard stream, the producer on 127.0.0.1:8080, two fan-out
-## consumer workers, the autoscaler every minute). Ctrl-C stops it all. LOCAL_FLAGS passes flags, e.g.
-## LOCAL_FLAGS="-port 9090 -consumers 3 -read-mode polling"; `.local/bin/local -h` lists them.
+## consumer workers landing the records in a bucket on the S3 emulator, the autoscaler every minute). Ctrl-C stops
+## it all. LOCAL_FLAGS passes flags, e.g. LOCAL_FLAGS="-port 9090 -consumers 3 -read-mode polling -sink log";
+## `.local/bin/local -h` lists them.
 local: deps
 	go build -o .local/bin/local ./services/local
 	exec .local/bin/local $(LOCAL_FLAGS)
 
 ## figures: the README's local figures on this machine: ingest rate and end-to-end latency with fan-out and with
-## polling consumers (20,000 records in batches of 50 from 8 senders, each through a private pipeline), then the
-## fault run (worker SIGKILL, producer SIGTERM restart, resharding) with the acknowledged records lost.
+## polling consumers (20,000 records in batches of 50 from 8 senders, each through a private pipeline; polling once
+## more into the S3 sink, verified against its objects), then the fault run (worker SIGKILL, producer SIGTERM
+## restart, resharding) with the acknowledged records lost.
 figures: deps
 	go build -o .local/bin/loadgen ./services/loadgen
 	.local/bin/loadgen -local fanout -records 20000 -batch 50 -concurrency 8 2>/dev/null
 	.local/bin/loadgen -local polling -records 20000 -batch 50 -concurrency 8 2>/dev/null
+	.local/bin/loadgen -local polling -local-sink s3 -records 20000 -batch 50 -concurrency 8 2>/dev/null
 	go test -count=1 -v -run TestPipelineLosesNothingUnderFaults ./services/e2e | grep -E 'fault run|autoscaler:|^(---|ok|FAIL)'
 
 ## bench: the benchmarks of the pure-Go packages (figures only; nothing is asserted).

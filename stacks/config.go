@@ -12,10 +12,12 @@ import (
 
 	"github.com/streamproc/streamproc/constructs/autoscaler"
 	"github.com/streamproc/streamproc/constructs/consumerservice"
+	"github.com/streamproc/streamproc/constructs/datalake"
 	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/stream"
+	"github.com/streamproc/streamproc/services/s3sink"
 )
 
 // Context keys: the values users set in cdk.json's "context" or with `cdk synth -c key=value`.
@@ -47,11 +49,28 @@ const (
 	// (PROCESSOR=multilang), which the consumer image must hold.
 	ContextConsumerProcessorCommand = "consumerProcessorCommand"
 	ContextCapacityMode             = "capacityMode"
+	// ContextConsumerSink is "s3" (the consumer lands the records in the stack's data lake, exactly once) or "log"
+	// (each record a JSON line in the consumer's log, as the blog's walkthrough tails it). The lake is built only
+	// for the Go consumer's own processor: a MultiLang processor (consumerProcessorCommand, or another
+	// consumerDockerfile) keeps its own output.
+	ContextConsumerSink = "consumerSink"
+	// ContextLakeFormat is the objects' format: "parquet" or "ndjson" (gzip JSON lines).
+	ContextLakeFormat = "lakeFormat"
+	// ContextLakeIntelligentTieringDays moves the lake's objects to S3 Intelligent-Tiering after this many days
+	// (-1: never); ContextLakeExpirationDays deletes them after this many (0: never).
+	ContextLakeIntelligentTieringDays = "lakeIntelligentTieringDays"
+	ContextLakeExpirationDays         = "lakeExpirationDays"
 	// The services' CPU scaling cooldowns, in seconds.
 	ContextProducerScaleOutCooldown = "producerScaleOutCooldownSeconds"
 	ContextProducerScaleInCooldown  = "producerScaleInCooldownSeconds"
 	ContextConsumerScaleOutCooldown = "consumerScaleOutCooldownSeconds"
 	ContextConsumerScaleInCooldown  = "consumerScaleInCooldownSeconds"
+)
+
+// Values of ContextConsumerSink.
+const (
+	SinkS3  = "s3"
+	SinkLog = "log"
 )
 
 // Defaults of Config that are the stack's own (the others are the constructs' defaults).
@@ -112,6 +131,22 @@ type Config struct {
 	// ConsumerProcessorCommand is the MultiLang record processor the consumer runs. Default: "" (the image's own
 	// choice: JSON lines, or the properties file python.Dockerfile starts it with).
 	ConsumerProcessorCommand string
+	// ConsumerSink is SinkS3 (the records land in the data lake) or SinkLog (JSON lines in the consumer's log).
+	// Default: SinkS3. Without effect (no lake) when the consumer runs a MultiLang processor.
+	ConsumerSink string
+	// LakeFormat is "parquet" or "ndjson". Default: "parquet".
+	LakeFormat string
+	// LakeIntelligentTieringDays moves objects to Intelligent-Tiering after this many days; -1 never. Default:
+	// datalake.DefaultIntelligentTieringDays (30).
+	LakeIntelligentTieringDays int
+	// LakeExpirationDays deletes objects after this many days. Default: 0 (never).
+	LakeExpirationDays int
+}
+
+// LakeEnabled tells whether the stack builds the data lake and the consumer writes to it: ConsumerSink is SinkS3
+// and the consumer runs the Go consumer's own processor.
+func (c Config) LakeEnabled() bool {
+	return c.ConsumerSink == SinkS3 && c.ConsumerProcessorCommand == "" && c.ConsumerDockerfile == ConsumerDockerfile
 }
 
 // withDefaults returns c with every zero field set to its default.
@@ -136,6 +171,9 @@ func (c Config) withDefaults() Config {
 	c.LogRetentionDays = cmp.Or(c.LogRetentionDays, DefaultLogRetentionDays)
 	c.ConsumerReadMode = cmp.Or(c.ConsumerReadMode, consumerservice.ReadModeFanOut)
 	c.ConsumerDockerfile = cmp.Or(c.ConsumerDockerfile, ConsumerDockerfile)
+	c.ConsumerSink = cmp.Or(c.ConsumerSink, SinkS3)
+	c.LakeFormat = cmp.Or(c.LakeFormat, string(s3sink.FormatParquet))
+	c.LakeIntelligentTieringDays = cmp.Or(c.LakeIntelligentTieringDays, datalake.DefaultIntelligentTieringDays)
 	c.CapacityMode = cmp.Or(c.CapacityMode, stream.Provisioned)
 	return c
 }
@@ -156,6 +194,14 @@ func (c Config) validate() error {
 	case path.IsAbs(c.ConsumerDockerfile) || !strings.HasPrefix(path.Clean(c.ConsumerDockerfile), "services/"):
 		return fmt.Errorf("%s=%q: want a Dockerfile under services/ (the image's build context), relative to the module root, such as %s",
 			ContextConsumerDockerfile, c.ConsumerDockerfile, ConsumerPythonDockerfile)
+	case c.ConsumerSink != SinkS3 && c.ConsumerSink != SinkLog:
+		return fmt.Errorf("%s=%q: want %q or %q", ContextConsumerSink, c.ConsumerSink, SinkS3, SinkLog)
+	case c.LakeFormat != string(s3sink.FormatParquet) && c.LakeFormat != string(s3sink.FormatNDJSON):
+		return fmt.Errorf("%s=%q: want %q or %q", ContextLakeFormat, c.LakeFormat, s3sink.FormatParquet, s3sink.FormatNDJSON)
+	case c.LakeIntelligentTieringDays < -1 || c.LakeExpirationDays < 0 ||
+		(c.LakeExpirationDays > 0 && c.LakeExpirationDays <= c.LakeIntelligentTieringDays):
+		return fmt.Errorf("%s=%d, %s=%d: want tiering after 1 or more days (-1: never) and expiry after 0 (never) or more days than the tiering",
+			ContextLakeIntelligentTieringDays, c.LakeIntelligentTieringDays, ContextLakeExpirationDays, c.LakeExpirationDays)
 	}
 	for key, v := range map[string]int{
 		ContextProducerScaleOutCooldown: c.ProducerScaleOutCooldownSeconds, ContextProducerScaleInCooldown: c.ProducerScaleInCooldownSeconds,
@@ -196,6 +242,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 		ContextNatGateways: &c.NatGateways, ContextLogRetentionDays: &c.LogRetentionDays,
 		ContextProducerScaleOutCooldown: &c.ProducerScaleOutCooldownSeconds, ContextProducerScaleInCooldown: &c.ProducerScaleInCooldownSeconds,
 		ContextConsumerScaleOutCooldown: &c.ConsumerScaleOutCooldownSeconds, ContextConsumerScaleInCooldown: &c.ConsumerScaleInCooldownSeconds,
+		ContextLakeIntelligentTieringDays: &c.LakeIntelligentTieringDays, ContextLakeExpirationDays: &c.LakeExpirationDays,
 	}
 	for key, dst := range ints {
 		v := node.TryGetContext(&key)
@@ -223,7 +270,7 @@ func ConfigFromContext(node constructs.Node) (Config, error) {
 	}
 	strs := map[string]*string{ContextCertificateArn: &c.CertificateArn, ContextConsumerReadMode: &c.ConsumerReadMode,
 		ContextConsumerDockerfile: &c.ConsumerDockerfile, ContextConsumerProcessorCommand: &c.ConsumerProcessorCommand,
-		ContextCapacityMode: (*string)(&c.CapacityMode)}
+		ContextConsumerSink: &c.ConsumerSink, ContextLakeFormat: &c.LakeFormat, ContextCapacityMode: (*string)(&c.CapacityMode)}
 	for key, dst := range strs {
 		v := node.TryGetContext(&key)
 		if v == nil {

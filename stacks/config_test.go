@@ -27,6 +27,11 @@ func TestConfigFromContext(t *testing.T) {
 				stacks.ContextConsumerScaleInCooldown: "300"},
 			want: stacks.Config{ProducerMaxTasks: 20, RetainData: true, ConsumerReadMode: "polling", ConsumerScaleInCooldownSeconds: 300},
 		},
+		"the lake": {
+			context: map[string]any{stacks.ContextConsumerSink: "log", stacks.ContextLakeFormat: "ndjson",
+				stacks.ContextLakeIntelligentTieringDays: "-1", stacks.ContextLakeExpirationDays: 365.0},
+			want: stacks.Config{ConsumerSink: "log", LakeFormat: "ndjson", LakeIntelligentTieringDays: -1, LakeExpirationDays: 365},
+		},
 		"not a number":        {context: map[string]any{stacks.ContextShardCount: "five"}, err: "context shardCount=five: want a whole number"},
 		"fraction":            {context: map[string]any{stacks.ContextNatGateways: 1.5}, err: "context natGateways=1.5: want a whole number"},
 		"not a boolean":       {context: map[string]any{stacks.ContextRetainData: "maybe"}, err: "context retainData=maybe: want true or false"},
@@ -64,6 +69,9 @@ func TestInvalidConfigStopsTheSynth(t *testing.T) {
 		"Dockerfile outside the image context":   {stacks.Config{ConsumerDockerfile: "../Dockerfile"}, `consumerDockerfile="../Dockerfile": want a Dockerfile under services/`},
 		"absolute Dockerfile":                    {stacks.Config{ConsumerDockerfile: "/services/Dockerfile"}, `consumerDockerfile="/services/Dockerfile": want a Dockerfile under services/`},
 		"missing Dockerfile":                     {stacks.Config{ConsumerDockerfile: "services/consumer/ruby.Dockerfile"}, `consumerDockerfile="services/consumer/ruby.Dockerfile": stat`},
+		"unknown sink":                           {stacks.Config{ConsumerSink: "kafka"}, `consumerSink="kafka": want "s3" or "log"`},
+		"unknown lake format":                    {stacks.Config{LakeFormat: "csv"}, `lakeFormat="csv": want "parquet" or "ndjson"`},
+		"expiry before tiering":                  {stacks.Config{LakeExpirationDays: 10}, "lakeIntelligentTieringDays=30, lakeExpirationDays=10"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

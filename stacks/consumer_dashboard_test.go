@@ -113,11 +113,22 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		settings.EnvProcessor, settings.EnvMultiLangCommand, settings.EnvMultiLangTimeout, settings.EnvMultiLangProtocolVersion,
 		settings.EnvMaxRecords, settings.EnvPollIdleInterval, settings.EnvProcessEmptyBatches, settings.EnvShardSyncInterval,
 		settings.EnvLeaseBalancing, settings.EnvRebalanceThreshold, settings.EnvHandoffTimeout,
+		settings.EnvS3Bucket, settings.EnvS3Prefix, settings.EnvS3Format, settings.EnvS3MaxObjectBytes, settings.EnvS3MaxObjectAge,
+		settings.EnvS3SpillDir, settings.EnvS3Endpoint,
 	}
 	// Set only with consumerProcessorCommand (the variant): the MultiLang processor.
 	multiLang := []string{settings.EnvProcessor, settings.EnvMultiLangCommand}
+	// Set only with the S3 sink (consumerSink=s3 and the Go consumer: the defaults).
+	sink := []string{settings.EnvProcessor, settings.EnvS3Bucket, settings.EnvS3Prefix, settings.EnvS3Format, settings.EnvS3SpillDir}
 	notSet := map[string]string{
-		settings.EnvProcessor:                "the image's choice unless consumerProcessorCommand is set",
+		settings.EnvProcessor:                "the image's choice unless consumerProcessorCommand is set or the lake is built",
+		settings.EnvS3Bucket:                 "only with the S3 sink",
+		settings.EnvS3Prefix:                 "only with the S3 sink",
+		settings.EnvS3Format:                 "only with the S3 sink",
+		settings.EnvS3SpillDir:               "only with the S3 sink",
+		settings.EnvS3MaxObjectBytes:         "the sink's default (64 MiB)",
+		settings.EnvS3MaxObjectAge:           "the sink's default (1 minute)",
+		settings.EnvS3Endpoint:               "local emulator only",
 		settings.EnvMultiLangCommand:         "the image's choice unless consumerProcessorCommand is set",
 		settings.EnvMultiLangTimeout:         "the consumer's default (1 minute) or the image's properties file",
 		settings.EnvMultiLangProtocolVersion: "the consumer's default (2) or the image's properties file",
@@ -142,16 +153,22 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		}
 	}
 	slices.Sort(want)
-	src, err := os.ReadFile(filepath.Join("..", "services", "consumer", "settings", "settings.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range regexp.MustCompile(`(?m)^\s+Env\w+\s*=\s*"([A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
-		if !slices.Contains(read, string(m[1])) {
-			t.Errorf("consumer settings declare %s, which this test does not know: set it in the task definition or list why not", m[1])
+	sources, _ := filepath.Glob(filepath.Join("..", "services", "consumer", "settings", "*.go"))
+	for _, path := range sources {
+		src, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`(?m)^\s+Env\w+\s*=\s*"([A-Z0-9_]+)"`).FindAllSubmatch(src, -1) {
+			if !slices.Contains(read, string(m[1])) {
+				t.Errorf("consumer settings declare %s, which this test does not know: set it in the task definition or list why not", m[1])
+			}
 		}
 	}
-	for stack, want := range map[string][]string{snapshotStack: want, variantStack: slices.Sorted(slices.Values(append(slices.Clone(want), multiLang...)))} {
+	for stack, want := range map[string][]string{
+		snapshotStack: slices.Sorted(slices.Values(append(slices.Clone(want), sink...))),
+		variantStack:  slices.Sorted(slices.Values(append(slices.Clone(want), multiLang...))),
+	} {
 		c := taskContainer(t, stack, "Consumer", consumerservice.ContainerName)
 		if got := containerEnvNames(t, c); !slices.Equal(got, want) {
 			t.Errorf("%s: consumer container env %v, want exactly %v", stack, got, want)
@@ -176,6 +193,10 @@ func TestConsumerEnvironmentIsExactlyWhatTheConsumerReads(t *testing.T) {
 		}
 		if s.ReadMode != kcl.ReadModeFanOut || s.CreateLeaseTable {
 			t.Errorf("%s: consumer settings %+v, want fan-out reads and a lease table owned by the stack", stack, s)
+		}
+		if stack == snapshotStack && (s.Processor != settings.ProcessorS3 || s.S3.SpillDir != consumerservice.SpillPath ||
+			!strings.Contains(env[settings.EnvS3Bucket], "LakeBucket") || s.S3.Prefix != settings.DefaultS3Prefix) {
+			t.Errorf("%s: consumer processor %q, sink %+v, want the S3 sink on the lake's bucket, spilling to %s", stack, s.Processor, s.S3, consumerservice.SpillPath)
 		}
 		if stack == variantStack && (s.Processor != settings.ProcessorMultiLang || strings.Join(s.MultiLang.Command, " ") != variantConfig.ConsumerProcessorCommand) {
 			t.Errorf("%s: consumer processor %q %q, want the MultiLang command %q", stack, s.Processor, s.MultiLang.Command, variantConfig.ConsumerProcessorCommand)

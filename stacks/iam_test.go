@@ -15,6 +15,7 @@ import (
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/kpl"
+	"github.com/streamproc/streamproc/services/s3sink"
 )
 
 // sdkActions returns the IAM actions of the SDK interface T's methods ("kinesis:ListShards" for ListShards): the
@@ -29,6 +30,19 @@ func sdkActions[T any](service string, except ...string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// s3Actions maps S3 API calls to the IAM actions that authorize them, where the names differ.
+func s3Actions(calls []string) []string {
+	out := make([]string, 0, len(calls))
+	for _, c := range calls {
+		if c == "s3:HeadObject" {
+			c = "s3:GetObject"
+		}
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // kinesisCallsOf returns the Kinesis client methods (calls on the variable kc) in a Go file, by enclosing function.
@@ -117,15 +131,22 @@ func TestEachRoleIsGrantedExactlyWhatItsCodeCalls(t *testing.T) {
 			if env[settings.EnvCreateLeaseTable] != "false" || !strings.Contains(env[settings.EnvConsumerARN], "StreamFanOutConsumer") {
 				t.Fatalf("consumer env %v: the exclusions above assume CREATE_LEASE_TABLE=false and CONSUMER_ARN set", env)
 			}
+			consumerGrants := map[string][]string{
+				streamARN: consumerStream,
+				arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
+				arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
+				// Query reads the owner index only.
+				`{"Fn::Join":["",[` + arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn") + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`: {"dynamodb:Query"},
+			}
+			// - the S3 sink (services/s3sink, consumerSink=s3 with the Go consumer: the stacks with a lake): its
+			//   S3API's calls on the objects under its prefix; IAM authorizes HeadObject as s3:GetObject.
+			if len(resources(t, stack, "AWS::S3::Bucket")) > 0 {
+				objects := `{"Fn::Join":["",[` + arn("AWS::S3::Bucket", "LakeBucket", "Arn") + `,"/` + settings.DefaultS3Prefix + `/*"]]}`
+				consumerGrants[objects] = s3Actions(sdkActions[s3sink.S3API]("s3"))
+			}
 			want := map[string]map[string][]string{
 				"ProducerTaskTaskRole": {streamARN: sdkActions[kpl.KinesisAPI]("kinesis")},
-				"ConsumerTaskTaskRole": {
-					streamARN: consumerStream,
-					arn("AWS::Kinesis::StreamConsumer", "StreamFanOutConsumer", "ConsumerARN"): {"kinesis:SubscribeToShard"},
-					arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn"):                   sdkActions[kcl.DynamoDBAPI]("dynamodb", "CreateTable", "DescribeTable", "Query"),
-					// Query reads the owner index only.
-					`{"Fn::Join":["",[` + arn("AWS::DynamoDB::Table", "ConsumerLeaseTable", "Arn") + `,"/index/` + kcl.LeaseOwnerIndexName + `"]]}`: {"dynamodb:Query"},
-				},
+				"ConsumerTaskTaskRole": consumerGrants,
 			}
 			// An on-demand stack has no autoscaler (TestCapacityModes checks that).
 			if stack != onDemandStack {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -21,11 +23,13 @@ import (
 	"github.com/streamproc/streamproc/constructs/autoscaler"
 	"github.com/streamproc/streamproc/constructs/consumerservice"
 	"github.com/streamproc/streamproc/constructs/dashboard"
+	"github.com/streamproc/streamproc/constructs/datalake"
 	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/constructs/network"
 	"github.com/streamproc/streamproc/constructs/producerservice"
 	"github.com/streamproc/streamproc/constructs/source"
 	"github.com/streamproc/streamproc/constructs/stream"
+	"github.com/streamproc/streamproc/services/s3sink"
 )
 
 // Names in the template that users and CI refer to.
@@ -42,6 +46,10 @@ const (
 	OutputLeaseTableName   = "LeaseTableName"
 	OutputConsumerARN      = "StreamConsumerArn"
 	OutputConsumerLogGroup = "ConsumerLogGroupName"
+	// Outputs of the data lake (consumerSink=s3).
+	OutputLakeBucket    = "LakeBucketName"
+	OutputLakeTable     = "LakeTable"
+	OutputLakeWorkGroup = "LakeAthenaWorkGroup"
 	// ProducerDockerfile and ConsumerDockerfile are the services' Dockerfiles, relative to the module root.
 	ProducerDockerfile = "services/producer/Dockerfile"
 	ConsumerDockerfile = "services/consumer/Dockerfile"
@@ -77,6 +85,9 @@ type StreamProcStack struct {
 	Autoscaler *autoscaler.Autoscaler
 	// Dashboard is the CloudWatch dashboard and its alarms.
 	Dashboard *dashboard.Dashboard
+	// Lake is the bucket, Glue table and Athena workgroup the consumer lands the records in; nil with
+	// consumerSink=log or a MultiLang consumer.
+	Lake *datalake.DataLake
 }
 
 // NewStreamProcStack creates the stack. It panics with a message naming the setting when the configuration is
@@ -160,6 +171,18 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 			ScaleInCooldown:  time.Duration(cfg.ProducerScaleInCooldownSeconds) * time.Second,
 		},
 	})
+	var sink *consumerservice.Sink
+	if cfg.LakeEnabled() {
+		s.Lake = datalake.New(stack, jsii.String("Lake"), &datalake.Props{
+			DatabaseName:           lakeDatabaseName(id),
+			WorkGroupName:          id + "-lake",
+			Format:                 s3sink.Format(cfg.LakeFormat),
+			IntelligentTieringDays: cfg.LakeIntelligentTieringDays,
+			ExpirationDays:         cfg.LakeExpirationDays,
+			RemovalPolicy:          dataRemoval,
+		})
+		sink = &consumerservice.Sink{BucketName: s.Lake.Bucket.BucketName(), Prefix: s.Lake.Prefix, Format: s.Lake.Format}
+	}
 	s.Consumer = consumerservice.New(stack, jsii.String("Consumer"), &consumerservice.Props{
 		Cluster:                 s.Cluster,
 		Stream:                  s.Stream.Stream,
@@ -168,6 +191,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		ReadMode:                cfg.ConsumerReadMode,
 		ProcessorCommand:        cfg.ConsumerProcessorCommand,
 		LeaseTableRemovalPolicy: dataRemoval,
+		Sink:                    sink,
 		Sizing: fargateservice.Sizing{
 			CPU:              cfg.ConsumerCPU,
 			MemoryMiB:        cfg.ConsumerMemoryMiB,
@@ -178,6 +202,9 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 			ScaleInCooldown:  time.Duration(cfg.ConsumerScaleInCooldownSeconds) * time.Second,
 		},
 	})
+	if s.Lake != nil {
+		s.Lake.GrantWrite(s.Consumer.TaskDefinition.TaskRole())
+	}
 	throttlingAlarm := s.addAutoscaler(cfg, root, logRetention)
 	s.Dashboard = dashboard.New(stack, jsii.String("Dashboard"), &dashboard.Props{
 		DashboardName:      jsii.String(id),
@@ -190,6 +217,7 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		LoadBalancer:       s.Producer.LoadBalancer,
 		ThrottlingAlarm:    throttlingAlarm,
 		OnDemand:           cfg.CapacityMode == stream.OnDemand,
+		Sink:               s.Lake != nil,
 	})
 
 	awscdk.NewCfnOutput(stack, jsii.String(OutputLoadBalancerURL), &awscdk.CfnOutputProps{
@@ -205,12 +233,33 @@ func NewStreamProcStack(scope constructs.Construct, id string, props *StreamProc
 		Value: s.Consumer.LeaseTable.TableName(), Description: jsii.String("The consumers' lease table (also their application name)"),
 	})
 	awscdk.NewCfnOutput(stack, jsii.String(OutputConsumerLogGroup), &awscdk.CfnOutputProps{
-		Value: s.Consumer.LogGroup.LogGroupName(), Description: jsii.String("The consumer's log group: it writes each record as a JSON line (aws logs tail <name> --follow)"),
+		Value: s.Consumer.LogGroup.LogGroupName(), Description: jsii.String("The consumer's log group (with consumerSink=log, each record as a JSON line: aws logs tail <name> --follow)"),
 	})
 	awscdk.NewCfnOutput(stack, jsii.String(OutputConsumerARN), &awscdk.CfnOutputProps{
 		Value: s.Stream.Consumer.StreamConsumerArn(), Description: jsii.String("The enhanced fan-out consumer the consumer service reads through"),
 	})
+	if s.Lake != nil {
+		addLakeOutputs(stack, s.Lake)
+	}
 	return s
+}
+
+// addLakeOutputs names the lake's bucket, table and Athena workgroup (README: the query example uses them).
+func addLakeOutputs(stack awscdk.Stack, lake *datalake.DataLake) {
+	awscdk.NewCfnOutput(stack, jsii.String(OutputLakeBucket), &awscdk.CfnOutputProps{
+		Value: lake.Bucket.BucketName(), Description: jsii.String("The data lake's bucket: the records land under " + lake.Prefix + "/dt=YYYY-MM-DD/hr=HH/"),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputLakeTable), &awscdk.CfnOutputProps{
+		Value: jsii.String(lake.DatabaseName + "." + datalake.TableName), Description: jsii.String("The Glue table of the records (database.table), partitioned by dt and hr"),
+	})
+	awscdk.NewCfnOutput(stack, jsii.String(OutputLakeWorkGroup), &awscdk.CfnOutputProps{
+		Value: lake.WorkGroup.Ref(), Description: jsii.String("The Athena workgroup to query the table with (aws athena start-query-execution --work-group <name>)"),
+	})
+}
+
+// lakeDatabaseName is the Glue database of stack id: lowercase, with every character Glue does not take replaced.
+func lakeDatabaseName(id string) string {
+	return strings.Trim(regexp.MustCompile(`[^a-z0-9_]+`).ReplaceAllString(strings.ToLower(id), "_"), "_") + "_lake"
 }
 
 // addAutoscaler creates the shard autoscaler of a provisioned stream and returns its throttling alarm; an on-demand

@@ -7,6 +7,7 @@ package consumerservice
 import (
 	"cmp"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/streamproc/streamproc/constructs/fargateservice"
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/kcl"
+	"github.com/streamproc/streamproc/services/s3sink"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
@@ -48,6 +50,10 @@ const (
 	CheckpointRecords  = settings.DefaultCheckpointRecords
 	CheckpointInterval = settings.DefaultCheckpointInterval
 	stopTimeoutMargin  = 5 * time.Second
+	// SpillPath is where the S3 sink encodes objects before uploading them: a task volume (the root file system is
+	// read-only), created owned by the container's user in the image (services/consumer/Dockerfile).
+	SpillPath       = "/spill"
+	spillVolumeName = "spill"
 )
 
 // Dimension names and the service value the consumer puts on its EMF metrics (from services/consumer/settings).
@@ -110,11 +116,37 @@ type Props struct {
 	// ProcessorCommand, when set, makes the consumer run this MultiLang record processor command (any language;
 	// the image must hold it) instead of the image's own choice. Default: "".
 	ProcessorCommand string
+	// Sink, when set, makes the consumer land the records in S3 with its S3 sink (PROCESSOR=s3) instead of the
+	// image's own processor; it cannot be combined with ProcessorCommand. The stack grants the task role the sink's
+	// calls on the prefix. Default: nil.
+	Sink *Sink
 	// LeaseTableRemovalPolicy applies to the lease table. Default: awscdk.RemovalPolicy_DESTROY: the leases and
 	// checkpoints only mean something for the stream they were taken on, which the stack deletes too by default; a
 	// new table makes the consumers start again at TRIM_HORIZON (at-least-once). Use RETAIN to keep the checkpoints
 	// of a retained stream.
 	LeaseTableRemovalPolicy awscdk.RemovalPolicy
+}
+
+// Sink is where the consumer's S3 sink writes.
+type Sink struct {
+	// BucketName is the bucket. Required.
+	BucketName *string
+	// Prefix is the key prefix, without slashes around it. Required.
+	Prefix string
+	// Format is the objects' format. Required.
+	Format s3sink.Format
+}
+
+// SinkEnvironment is the consumer's environment for the S3 sink: the processor, the bucket, prefix and format, and
+// the spill directory on the task's volume. Sizes and ages keep the sink's defaults (64 MiB, 1 minute).
+func SinkEnvironment(s *Sink) map[string]*string {
+	return map[string]*string{
+		settings.EnvProcessor:  jsii.String(settings.ProcessorS3),
+		settings.EnvS3Bucket:   s.BucketName,
+		settings.EnvS3Prefix:   jsii.String(s.Prefix),
+		settings.EnvS3Format:   jsii.String(string(s.Format)),
+		settings.EnvS3SpillDir: jsii.String(SpillPath),
+	}
 }
 
 // ConsumerService is the lease table and the Fargate service.
@@ -170,6 +202,9 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		panic(fmt.Sprintf("consumerservice: ReadMode is %q, want %q or %q", p.ReadMode, ReadModeFanOut, ReadModePolling))
 	}
 	p.LeaseTableRemovalPolicy = cmp.Or(p.LeaseTableRemovalPolicy, awscdk.RemovalPolicy_DESTROY)
+	if p.Sink != nil && (p.Sink.BucketName == nil || p.Sink.Prefix == "" || p.Sink.Format == "" || p.ProcessorCommand != "") {
+		panic(fmt.Sprintf("consumerservice: Sink %+v: want a bucket, a prefix and a format, and no ProcessorCommand (%q)", *p.Sink, p.ProcessorCommand))
+	}
 
 	this := constructs.NewConstruct(scope, id)
 	c := &ConsumerService{Construct: this}
@@ -190,15 +225,23 @@ func New(scope constructs.Construct, id *string, props *Props) *ConsumerService 
 		ProjectionType: awsdynamodb.ProjectionType_KEYS_ONLY,
 	})
 	appName := c.LeaseTable.TableName()
+	env := Environment(p.Stream.StreamName(), appName, p.StreamConsumer.StreamConsumerArn(), p.ReadMode, p.ProcessorCommand)
+	if p.Sink != nil {
+		maps.Copy(env, SinkEnvironment(p.Sink))
+	}
 	c.Resources = fargateservice.Add(this, &fargateservice.Props{
 		Cluster:       p.Cluster,
 		Image:         p.Image,
 		ContainerName: ContainerName,
-		Environment:   Environment(p.Stream.StreamName(), appName, p.StreamConsumer.StreamConsumerArn(), p.ReadMode, p.ProcessorCommand),
+		Environment:   env,
 		StopTimeout:   StopTimeout,
 		Sizing:        p.Sizing,
 	})
 	c.MetricDimensions = MetricDimensions(appName)
+	if p.Sink != nil {
+		c.TaskDefinition.AddVolume(&awsecs.Volume{Name: jsii.String(spillVolumeName)})
+		c.Container.AddMountPoints(&awsecs.MountPoint{ContainerPath: jsii.String(SpillPath), SourceVolume: jsii.String(spillVolumeName), ReadOnly: jsii.Bool(false)})
+	}
 
 	role := c.TaskDefinition.TaskRole()
 	// Exactly the worker's calls (services/kcl): shard discovery and polling reads on the stream (polling also finds

@@ -66,6 +66,8 @@ type Props struct {
 	// ThrottlingAlarm is the autoscaler's write-throttling alarm, shown with the others. Required unless OnDemand,
 	// and then nil.
 	ThrottlingAlarm cw.IAlarm
+	// Sink tells that the consumer lands the records in S3: the sink's widgets are shown (sinkWidgets). Default: false.
+	Sink bool
 	// OnDemand is true for an on-demand stream: there is no autoscaler, so the dashboard defines its own
 	// write-throttling alarm and shows the write rate where a provisioned stream's shard counts would be. Default:
 	// false.
@@ -246,6 +248,9 @@ func New(scope constructs.Construct, id *string, props *Props) *Dashboard {
 			leaseBalanceRow(p.MetricsNamespace, consumerDims, worker),
 		},
 	})
+	if p.Sink {
+		d.Dashboard.AddWidgets(sinkWidgets(p.MetricsNamespace, consumerDims)...)
+	}
 	d.URL = awscdk.Fn_Join(jsii.String(""), &[]*string{
 		jsii.String("https://"), awscdk.Aws_REGION(), jsii.String(".console.aws.amazon.com/cloudwatch/home?region="),
 		awscdk.Aws_REGION(), jsii.String("#dashboards:name="), d.Dashboard.DashboardName(),

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 	"github.com/streamproc/streamproc/services/kcl"
-	"github.com/streamproc/streamproc/services/telemetry"
 )
 
 // TestBinaryWithAMultiLangProcessorStopsOnSIGTERM runs the consumer binary with a MultiLang record processor from a
@@ -61,13 +59,7 @@ func TestBinaryWithAMultiLangProcessorStopsOnSIGTERM(t *testing.T) {
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "AWS_ACCESS_KEY_ID=", settings.EnvKinesisEndpoint + "=" + e.KinesisEndpoint,
 		settings.EnvDynamoDBEndpoint + "=" + e.DynamoDBEndpoint, settings.EnvWorkerID + "=w1",
 		"CHECKPOINT=never", "RECORDS_FILE=" + filepath.Join(dir, "records.jsonl"), "EVENTS_FILE=" + events}
-	out := &telemetry.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	out, exited := startBinary(t, cmd)
 	// WHEN every record was processed (and never checkpointed), the process gets SIGTERM
 	eventually.Succeeds(t, time.Minute, func() error {
 		if got := len(readEvents(t, filepath.Join(dir, "records.jsonl"))); got < n {
@@ -75,19 +67,8 @@ func TestBinaryWithAMultiLangProcessorStopsOnSIGTERM(t *testing.T) {
 		}
 		return nil
 	})
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
+	terminate(t, cmd, exited, out)
 	// THEN it exits 0, its child got shutdownRequested then leaseLost, and the lease is released at the last record
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit after SIGTERM: %v\n%s", err, out.String())
-		}
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		t.Fatalf("still running 30 s after SIGTERM\n%s", out.String())
-	}
 	var lifecycle []string
 	for _, e := range readEvents(t, events) {
 		lifecycle = append(lifecycle, e["event"].(string))

@@ -34,10 +34,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	ktypes "github.com/aws/aws-sdk-go-v2/service/kinesis/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/multilang"
+	"github.com/streamproc/streamproc/services/s3sink"
 	"github.com/streamproc/streamproc/services/telemetry"
 )
 
@@ -117,7 +119,11 @@ func run(ctx context.Context, s settings.Settings, out io.Writer, logger *slog.L
 	if err != nil {
 		return err
 	}
-	worker, err := newWorker(s, kc, ddb, out, logger, metrics)
+	sinkClient, err := newS3Client(ctx, s)
+	if err != nil {
+		return err
+	}
+	worker, err := newWorker(s, kc, ddb, sinkClient, out, logger, metrics)
 	if err != nil {
 		return err
 	}
@@ -157,11 +163,28 @@ func newClients(ctx context.Context, s settings.Settings) (*kinesis.Client, *dyn
 	return kc, ddb, nil
 }
 
+// newS3Client returns the S3 sink's client (path-style at an endpoint override), or nil when the sink is not used.
+func newS3Client(ctx context.Context, s settings.Settings) (*s3.Client, error) {
+	if s.Processor != settings.ProcessorS3 {
+		return nil, nil
+	}
+	awsCfg, err := s.AWS.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if s.S3Endpoint != "" {
+			o.BaseEndpoint = aws.String(s.S3Endpoint)
+			o.UsePathStyle = true // emulators serve no bucket host names
+		}
+	}), nil
+}
+
 // newWorker configures the KCL worker with the processor the settings choose.
-func newWorker(s settings.Settings, kc *kinesis.Client, ddb *dynamodb.Client, out io.Writer, logger *slog.Logger,
-	metrics telemetry.Recorder) (*kcl.Worker, error) {
+func newWorker(s settings.Settings, kc *kinesis.Client, ddb *dynamodb.Client, sinkClient s3sink.S3API, out io.Writer,
+	logger *slog.Logger, metrics telemetry.Recorder) (*kcl.Worker, error) {
 	// The worker adds the stream and worker id to its own lines; the processors' lines get the id here.
-	newProcessor, err := processorFor(s, out, logger.With(telemetry.LogKeyWorkerID, s.WorkerID), metrics)
+	newProcessor, err := processorFor(s, sinkClient, out, logger.With(telemetry.LogKeyWorkerID, s.WorkerID), metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -189,8 +212,15 @@ func newWorker(s settings.Settings, kc *kinesis.Client, ddb *dynamodb.Client, ou
 	}, kc, ddb)
 }
 
-// processorFor returns the processors the settings choose: JSON lines on stdout, or a MultiLang record processor.
-func processorFor(s settings.Settings, out io.Writer, logger *slog.Logger, metrics telemetry.Recorder) (func() kcl.Processor, error) {
+// processorFor returns the processors the settings choose: JSON lines on stdout, a MultiLang record processor, or
+// the S3 sink writing through sinkClient.
+func processorFor(s settings.Settings, sinkClient s3sink.S3API, out io.Writer, logger *slog.Logger,
+	metrics telemetry.Recorder) (func() kcl.Processor, error) {
+	if s.Processor == settings.ProcessorS3 {
+		cfg := s.S3
+		cfg.Logger, cfg.Metrics = logger, metrics
+		return s3sink.NewProcessorFunc(cfg, sinkClient)
+	}
 	if s.Processor == settings.ProcessorMultiLang {
 		cfg := s.MultiLang
 		cfg.Logger, cfg.Metrics = logger, metrics

@@ -7,6 +7,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatch/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/transport/http/protocol/awsquery"
 )
 
@@ -14,9 +15,13 @@ import (
 // 000000000000.
 const Region = "us-east-1"
 
-// AWSConfig returns an SDK configuration for the emulators: static dummy credentials and Region. It loads
-// nothing from the environment, so no AWS profile, account or CA bundle setting affects a local run.
-func (e *Emulators) AWSConfig() aws.Config {
+// AWSConfig returns an SDK configuration for the emulators: LocalConfig.
+func (e *Emulators) AWSConfig() aws.Config { return LocalConfig() }
+
+// LocalConfig returns an SDK configuration for emulators: static dummy credentials and Region. It loads nothing
+// from the environment, so no AWS profile, account or CA bundle setting affects a local run. Tools pointed at an
+// emulator's URL use it with the New...Client functions.
+func LocalConfig() aws.Config {
 	return aws.Config{
 		Region:      Region,
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
@@ -52,5 +57,20 @@ func NewCloudWatchClient(cfg aws.Config, endpoint string, optFns ...func(*cloudw
 	return cloudwatch.NewFromConfig(cfg, append([]func(*cloudwatch.Options){func(o *cloudwatch.Options) {
 		o.BaseEndpoint = &endpoint
 		o.Protocol = awsquery.New(schemas.GraniteServiceVersion20100801)
+	}}, optFns...)...)
+}
+
+// S3Client returns an S3 client for moto_server, with path-style addressing (moto serves no bucket host names).
+// optFns run after the endpoint is set, so a test can put a fault-injecting transport in front of it.
+func (e *Emulators) S3Client(optFns ...func(*s3.Options)) *s3.Client {
+	return NewS3Client(e.AWSConfig(), e.S3Endpoint, optFns...)
+}
+
+// NewS3Client returns an S3 client for an S3 emulator at endpoint, with path-style addressing. Services use it
+// when they are pointed at a local endpoint.
+func NewS3Client(cfg aws.Config, endpoint string, optFns ...func(*s3.Options)) *s3.Client {
+	return s3.NewFromConfig(cfg, append([]func(*s3.Options){func(o *s3.Options) {
+		o.BaseEndpoint = &endpoint
+		o.UsePathStyle = true
 	}}, optFns...)...)
 }

@@ -1,5 +1,5 @@
 // Package emulator starts and stops the local AWS emulators the project runs on without an AWS account:
-// kinesis-local (Kinesis), dynalite (DynamoDB) and moto_server (CloudWatch).
+// kinesis-local (Kinesis), dynalite (DynamoDB) and moto_server (CloudWatch and S3).
 //
 // Each emulator is a child process listening on a free port of 127.0.0.1. Start waits until every
 // requested emulator answers HTTP, and Stop ends exactly the processes Start began, by PID. Integration tests
@@ -48,6 +48,9 @@ type Options struct {
 	DynamoDB bool
 	// CloudWatch starts moto_server, used for its CloudWatch API.
 	CloudWatch bool
+	// S3 starts moto_server, used for its S3 API (path-style addressing; conditional writes honoured). With
+	// CloudWatch too, one moto_server serves both.
+	S3 bool
 
 	// Root is the directory holding node_modules (the repository root).
 	// Default: the nearest directory at or above the working directory that holds go.mod.
@@ -69,6 +72,8 @@ type Emulators struct {
 	DynamoDBEndpoint string
 	// CloudWatchEndpoint is moto_server's URL.
 	CloudWatchEndpoint string
+	// S3Endpoint is moto_server's URL too, for its S3 API.
+	S3Endpoint string
 
 	procs    []*process
 	tempDir  string
@@ -84,8 +89,8 @@ type Emulators struct {
 // LOG_LEVEL=WARN; dynalite with --createTableMs 100 (tables become ACTIVE quickly) and a preload that keeps it
 // alive when a client abandons a request.
 func Start(ctx context.Context, opts Options) (*Emulators, error) {
-	if !opts.Kinesis && !opts.DynamoDB && !opts.CloudWatch {
-		return nil, errors.New("emulator: no emulator requested (set Kinesis, DynamoDB or CloudWatch)")
+	if !opts.Kinesis && !opts.DynamoDB && !opts.CloudWatch && !opts.S3 {
+		return nil, errors.New("emulator: no emulator requested (set Kinesis, DynamoDB, CloudWatch or S3)")
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 60 * time.Second
@@ -121,8 +126,8 @@ func Start(ctx context.Context, opts Options) (*Emulators, error) {
 			return nil, err
 		}
 	}
-	if opts.CloudWatch {
-		if err := e.startCloudWatch(opts); err != nil {
+	if opts.CloudWatch || opts.S3 {
+		if err := e.startMoto(opts); err != nil {
 			return nil, err
 		}
 	}
@@ -184,18 +189,25 @@ func (e *Emulators) startDynamoDB(root string, opts Options) error {
 	return e.start("dynalite", cmd, e.DynamoDBEndpoint, opts.Output)
 }
 
-func (e *Emulators) startCloudWatch(opts Options) error {
+// startMoto starts moto_server, which serves the CloudWatch and S3 APIs that opts asks for.
+func (e *Emulators) startMoto(opts Options) error {
 	bin, err := exec.LookPath("moto_server")
 	if err != nil {
-		return fmt.Errorf("emulator: moto_server not found on PATH (it provides the CloudWatch emulator): %w", err)
+		return fmt.Errorf("emulator: moto_server not found on PATH (it provides the CloudWatch and S3 emulators): %w", err)
 	}
 	ports, err := freePorts(1)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin, "-H", "127.0.0.1", "-p", strconv.Itoa(ports[0]))
-	e.CloudWatchEndpoint = "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	return e.start("moto_server", cmd, e.CloudWatchEndpoint, opts.Output)
+	endpoint := "http://127.0.0.1:" + strconv.Itoa(ports[0])
+	if opts.CloudWatch {
+		e.CloudWatchEndpoint = endpoint
+	}
+	if opts.S3 {
+		e.S3Endpoint = endpoint
+	}
+	return e.start("moto_server", cmd, endpoint, opts.Output)
 }
 
 // writePreload writes a Node preload script into the emulators' temp dir and returns its path.

@@ -19,14 +19,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/emulator/emulatortest"
 )
 
 func TestStartServesEveryAPIAndStopLeavesNoProcess(t *testing.T) {
-	// GIVEN all three emulators
-	e, err := emulator.Start(context.Background(), emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true})
+	// GIVEN all three emulators, moto_server serving both CloudWatch and S3
+	e, err := emulator.Start(context.Background(), emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true, S3: true})
 	if err != nil {
 		t.Fatalf("start emulators: %v", err)
 	}
@@ -66,6 +68,7 @@ func TestStartServesEveryAPIAndStopLeavesNoProcess(t *testing.T) {
 	if err != nil || len(metrics.Metrics) != 1 {
 		t.Fatalf("cloudwatch ListMetrics = %v, %v; want the one metric put", metrics, err)
 	}
+	checkS3ConditionalWrites(ctx, t, e.S3Client())
 
 	// WHEN stopped
 	pids := e.PIDs()
@@ -83,6 +86,27 @@ func TestStartServesEveryAPIAndStopLeavesNoProcess(t *testing.T) {
 	}
 }
 
+// checkS3ConditionalWrites puts an object twice with If-None-Match: * and wants the second refused with 412, as
+// the S3 sink relies on.
+func checkS3ConditionalWrites(ctx context.Context, t *testing.T, sc *s3.Client) {
+	t.Helper()
+	if _, err := sc.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String("probe-bucket")}); err != nil {
+		t.Fatalf("s3 CreateBucket: %v", err)
+	}
+	put := func(body string) error {
+		_, err := sc.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("probe-bucket"), Key: aws.String("a/b"),
+			Body: strings.NewReader(body), IfNoneMatch: aws.String("*")})
+		return err
+	}
+	if err := put("first"); err != nil {
+		t.Fatalf("s3 PutObject: %v", err)
+	}
+	var re *smithyhttp.ResponseError
+	if err := put("second"); !errors.As(err, &re) || re.HTTPStatusCode() != 412 {
+		t.Fatalf("second conditional PutObject = %v; want 412 Precondition Failed", err)
+	}
+}
+
 func TestStartFailsClearly(t *testing.T) {
 	tests := map[string]struct {
 		opts emulator.Options
@@ -92,6 +116,7 @@ func TestStartFailsClearly(t *testing.T) {
 		"node_modules missing": {opts: emulator.Options{Kinesis: true, Root: t.TempDir()}, want: "npm ci"},
 		"dynalite missing":     {opts: emulator.Options{DynamoDB: true, Root: t.TempDir()}, want: "npm ci"},
 		"moto_server missing":  {opts: emulator.Options{CloudWatch: true}, want: "moto_server not found on PATH"},
+		"moto_server for S3":   {opts: emulator.Options{S3: true}, want: "moto_server not found on PATH"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

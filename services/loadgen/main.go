@@ -8,15 +8,22 @@
 // records that are missing, duplicated or out of order per partition key, and the end-to-end latency from send to
 // the consumer's line. It exits with status 1 when an acknowledged record is missing or out of order.
 //
+// With -verify-s3 BUCKET[/PREFIX] it checks the objects the consumers' S3 sink landed instead (each object is read
+// once, when it appears; -s3-endpoint points at an emulator, as make local's moto): the same report, order checked
+// within each object, latency up to the object's flush.
+//
 // With -local fanout|polling it starts a private local pipeline first (as `make local` does, on a free port, in
 // .local/loadgen-<mode>), verifies against it and stops it: one command that measures the pipeline on this machine.
+// -local-sink s3 makes its workers land the records in its S3 emulator, and verifies against the objects.
 //
 //	go run ./services/loadgen -url http://127.0.0.1:8080 -rate 500 -duration 30s -verify-logs '.local/logs/consumer-*.log'
 //	go run ./services/loadgen -url https://<alb-dns> -rate 2000 -duration 5m -concurrency 64 -batch 50
 //	go run ./services/loadgen -local fanout -records 20000 -concurrency 16 -batch 50 -json -
+//	go run ./services/loadgen -url http://127.0.0.1:8080 -records 5000 -verify-s3 local-lake/records/ -s3-endpoint http://127.0.0.1:PORT
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,10 +35,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/streamproc/streamproc/services/consumer/settings"
+	"github.com/streamproc/streamproc/services/emulator"
 	"github.com/streamproc/streamproc/services/loadgen/load"
 	"github.com/streamproc/streamproc/services/loadgen/verify"
 	"github.com/streamproc/streamproc/services/local/pipeline"
@@ -45,6 +57,9 @@ type options struct {
 	verifyWait  time.Duration
 	local       string
 	localShards int
+	localSink   string
+	verifyS3    string
+	s3Endpoint  string
 }
 
 func main() {
@@ -85,6 +100,9 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	fs.DurationVar(&o.verifyWait, "verify-wait", 2*time.Minute, "how long to wait after the load for the acknowledged records to be processed")
 	fs.StringVar(&o.local, "local", "", "start a private local pipeline with fanout or polling consumers, send to it and verify")
 	fs.IntVar(&o.localShards, "local-shards", pipeline.DefaultShards, "shards of the private local pipeline's stream")
+	fs.StringVar(&o.localSink, "local-sink", pipeline.SinkLog, "what the private pipeline's workers do with the records: log (JSON lines) or s3 (objects in its S3 emulator, verified there)")
+	fs.StringVar(&o.verifyS3, "verify-s3", "", "`bucket/prefix` of the S3 sink's objects to verify against, such as local-lake/records/")
+	fs.StringVar(&o.s3Endpoint, "s3-endpoint", "", "S3 emulator URL for -verify-s3 (empty: AWS, with the usual credentials)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -100,6 +118,12 @@ func parseFlags(args []string, errOut io.Writer) (options, error) {
 	}
 	if o.local != "" && o.local != pipeline.ReadModeFanOut && o.local != pipeline.ReadModePolling {
 		return fail(fmt.Sprintf("-local must be %s or %s, got %q", pipeline.ReadModeFanOut, pipeline.ReadModePolling, o.local))
+	}
+	if o.localSink != pipeline.SinkLog && o.localSink != pipeline.SinkS3 {
+		return fail(fmt.Sprintf("-local-sink must be %s or %s, got %q", pipeline.SinkLog, pipeline.SinkS3, o.localSink))
+	}
+	if o.verifyS3 != "" && o.verifyLogs != "" {
+		return fail("set -verify-logs or -verify-s3, not both")
 	}
 	return o, nil
 }
@@ -134,16 +158,21 @@ func run(ctx context.Context, o options, out, progressOut io.Writer, terminal bo
 		cfg := p.Config()
 		o.load.URL = p.ProducerURL()
 		o.verifyLogs = filepath.Join(p.LogDir(), "consumer-*.log")
+		if p.LakeEnabled() {
+			o.verifyLogs, o.verifyS3, o.s3Endpoint = "", pipeline.LakeBucket+"/"+settings.DefaultS3Prefix+"/", p.S3Endpoint()
+		}
 		sum.Local = &localInfo{ReadMode: cfg.ReadMode, Shards: cfg.Shards, Consumers: cfg.Consumers}
 	}
 	var v *verification
-	if o.verifyLogs != "" {
+	if o.verifyLogs != "" || o.verifyS3 != "" {
 		if o.load.RunID == "" {
 			o.load.RunID = fmt.Sprintf("%x", time.Now().UnixNano())
 		}
-		if v, err = startVerification(ctx, o.verifyLogs, o.load.RunID); err != nil {
+		follower, err := newFollower(ctx, o)
+		if err != nil {
 			return false, err
 		}
+		v = startVerification(ctx, follower, pollInterval(o))
 		o.load.OnAck = v.acknowledged
 		defer func() { err = errors.Join(err, v.stop()) }()
 	}
@@ -152,7 +181,7 @@ func run(ctx context.Context, o options, out, progressOut io.Writer, terminal bo
 	}
 	ok = sum.Load.Acked > 0
 	if v != nil {
-		fmt.Fprintf(progressOut, "waiting up to %s for the %d acknowledged records in %s ...\n", o.verifyWait, v.ackedCount(), o.verifyLogs)
+		fmt.Fprintf(progressOut, "waiting up to %s for the %d acknowledged records in %s ...\n", o.verifyWait, v.ackedCount(), cmp.Or(o.verifyLogs, "s3://"+o.verifyS3))
 		report, err := v.check(ctx, o.verifyWait)
 		if err != nil {
 			return false, err
@@ -197,25 +226,50 @@ func sendLoad(ctx context.Context, cfg load.Config, out, progressOut io.Writer, 
 // that check can tell which acknowledged records were delivered, how often and in which order.
 type verification struct {
 	follower *verify.Follower
+	interval time.Duration
 	stop     func() error
 
 	mu    sync.Mutex
 	acked []load.Acked
 }
 
-// startVerification starts following the consumer logs matching pattern for the records of run runID.
-func startVerification(ctx context.Context, pattern, runID string) (*verification, error) {
-	follower, err := verify.NewFollower(pattern, runID)
-	if err != nil {
-		return nil, err
+// newFollower follows what the options name for the run's records: the consumers' logs (-verify-logs) or the S3
+// sink's objects (-verify-s3, polled every second, not as often as the logs).
+func newFollower(ctx context.Context, o options) (*verify.Follower, error) {
+	if o.verifyS3 == "" {
+		return verify.NewFollower(o.verifyLogs, o.load.RunID)
 	}
+	bucket, prefix, _ := strings.Cut(o.verifyS3, "/")
+	var client *s3.Client
+	if o.s3Endpoint != "" {
+		client = emulator.NewS3Client(emulator.LocalConfig(), o.s3Endpoint)
+	} else {
+		cfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("AWS configuration: %w", err)
+		}
+		client = s3.NewFromConfig(cfg)
+	}
+	return verify.NewObjectFollower(client, bucket, prefix, o.load.RunID), nil
+}
+
+// pollInterval is how often the verification looks again: log files are cheap to read, a bucket listing is not.
+func pollInterval(o options) time.Duration {
+	if o.verifyS3 != "" {
+		return 500 * time.Millisecond
+	}
+	return 10 * time.Millisecond
+}
+
+// startVerification starts following for the records of the run, every interval.
+func startVerification(ctx context.Context, follower *verify.Follower, interval time.Duration) *verification {
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	followed := make(chan error, 1)
-	go func() { followed <- follower.Run(followCtx, 10*time.Millisecond) }()
-	return &verification{follower: follower, stop: func() error {
+	go func() { followed <- follower.Run(followCtx, interval) }()
+	return &verification{follower: follower, interval: interval, stop: func() error {
 		stopFollowing()
 		return <-followed
-	}}, nil
+	}}
 }
 
 // acknowledged records a record the producer acknowledged (load.Config.OnAck).
@@ -243,7 +297,7 @@ func (v *verification) check(ctx context.Context, wait time.Duration) (verify.Re
 	}
 	waitCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	if _, err := v.follower.Await(waitCtx, ids, 10*time.Millisecond); err != nil {
+	if _, err := v.follower.Await(waitCtx, ids, v.interval); err != nil {
 		return verify.Report{}, err
 	}
 	return verify.Check(acked, v.follower.Deliveries()), nil
@@ -276,6 +330,7 @@ func startLocal(ctx context.Context, o options) (*pipeline.Pipeline, error) {
 	fmt.Fprintf(os.Stderr, "starting a local pipeline (%s consumers) ...\n", o.local)
 	return pipeline.Start(ctx, pipeline.Config{
 		Port: port, Shards: o.localShards, ReadMode: o.local, Dir: filepath.Join(pipeline.DefaultDir, "loadgen-"+o.local),
+		Sink: o.localSink,
 		// The load must not be resharded under the measurement.
 		AutoscaleInterval: -1,
 		DashboardPort:     -1,

@@ -11,8 +11,9 @@
 //	                        [-autoscale-interval 1m] [-min-shards 1] [-max-shards 16] ...
 //	                        [-multilang "python3 record_processor.py"] [-properties-file sample.properties]
 //
-// With -multilang or -properties-file the workers run a MultiLang record processor (any language) instead of
-// writing JSON lines.
+// The workers land the records in an S3 bucket on the emulator (-sink s3, the default; the runner prints how to read
+// them back), or write each as a JSON line to their log (-sink log). With -multilang or -properties-file they run a
+// MultiLang record processor (any language) instead.
 //
 // `-h` lists every flag.
 package main
@@ -68,6 +69,7 @@ func parseFlags(args []string, errOut io.Writer) (pipeline.Config, error) {
 	fs.IntVar(&cfg.Policy.ScaleDownMinutes, "scale-down-minutes", 0, "autoscaler: minutes below the scale-down share before scaling down (0: the default, 15)")
 	fs.IntVar(&cfg.DashboardPort, "dashboard-port", pipeline.DefaultDashboardPort, "port of the live dashboard on 127.0.0.1 (negative: none)")
 	fs.StringVar(&cfg.MultiLangCommand, "multilang", "", "run this MultiLang record processor `command` (any language) in the workers, such as \"python3 services/multilang/samples/record_processor.py\"")
+	fs.StringVar(&cfg.Sink, "sink", pipeline.SinkS3, "what the workers do with the records: s3 (objects in the S3 emulator's bucket "+pipeline.LakeBucket+") or log (a JSON line each in their log)")
 	fs.StringVar(&cfg.PropertiesFile, "properties-file", "", "start the workers with this MultiLangDaemon properties `file`, as the Java daemon is (the runner's stream, application and endpoints win)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
@@ -87,6 +89,7 @@ func parseFlags(args []string, errOut io.Writer) (pipeline.Config, error) {
 			fmt.Sprintf("-read-mode must be %s or %s, got %q", pipeline.ReadModeFanOut, pipeline.ReadModePolling, cfg.ReadMode)},
 		{cfg.FailoverTime < 0, fmt.Sprintf("-failover must not be negative, got %v", cfg.FailoverTime)},
 		{cfg.AutoscaleInterval == 0, "-autoscale-interval must not be 0 (negative turns the timer off)"},
+		{cfg.Sink != pipeline.SinkS3 && cfg.Sink != pipeline.SinkLog, fmt.Sprintf("-sink must be %s or %s, got %q", pipeline.SinkS3, pipeline.SinkLog, cfg.Sink)},
 	}
 	for _, c := range checks {
 		if c.bad {

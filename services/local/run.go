@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/streamproc/streamproc/services/consumer/settings"
 	"github.com/streamproc/streamproc/services/local/pipeline"
 )
 
@@ -69,6 +70,9 @@ func printBanner(out io.Writer, p *pipeline.Pipeline) {
 	processing := "each processed record is one JSON line in " + consumerLog
 	load := fmt.Sprintf("Send load and check that every record arrives:\n  go run ./services/loadgen -url %s -rate 500 -duration 30s -verify-logs '%s'",
 		p.ProducerURL(), filepath.Join(p.LogDir(), "consumer-*.log"))
+	if p.LakeEnabled() {
+		processing, load = lakeBanner(p)
+	}
 	if multilang := cmp.Or(cfg.MultiLangCommand, cfg.PropertiesFile); multilang != "" {
 		processing = fmt.Sprintf("each runs the MultiLang record processor of %s per shard; its stderr lines and the workers' logs are in %s", multilang, consumerLog)
 		load = fmt.Sprintf("Send load:\n  go run ./services/loadgen -url %s -rate 500 -duration 30s", p.ProducerURL())
@@ -96,4 +100,16 @@ Ctrl-C stops everything this command started.
 		cfg.Consumers, cfg.ReadMode, pipeline.ApplicationName, processing,
 		autoscale, emu.CloudWatchEndpoint, filepath.Join(p.LogDir(), "autoscaler.log"),
 		filepath.Join(p.LogDir(), "emulators.log"), dashboard, p.ProducerURL(), load)
+}
+
+// lakeBanner says where the workers land the records (the S3 sink on moto), how to read them back, and how to send
+// load verified against the objects.
+func lakeBanner(p *pipeline.Pipeline) (processing, load string) {
+	ep := p.S3Endpoint()
+	processing = fmt.Sprintf("they land the records exactly once in s3://%s/%s/ on the S3 emulator at %s (objects flushed every %s)\n"+
+		"               read them: go run ./services/s3sink/cmd/lakecat -endpoint %s -bucket %s [-list]",
+		pipeline.LakeBucket, settings.DefaultS3Prefix, ep, p.Config().LakeMaxObjectAge, ep, pipeline.LakeBucket)
+	load = fmt.Sprintf("Send load and check that every record landed once:\n  go run ./services/loadgen -url %s -rate 500 -duration 30s -verify-s3 %s/%s/ -s3-endpoint %s",
+		p.ProducerURL(), pipeline.LakeBucket, settings.DefaultS3Prefix, ep)
+	return processing, load
 }

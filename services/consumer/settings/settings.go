@@ -9,6 +9,7 @@ import (
 	"github.com/streamproc/streamproc/services/envconfig"
 	"github.com/streamproc/streamproc/services/kcl"
 	"github.com/streamproc/streamproc/services/multilang"
+	"github.com/streamproc/streamproc/services/s3sink"
 )
 
 // Environment variables the consumer reads. The infrastructure code sets them through these constants.
@@ -66,8 +67,8 @@ const (
 	EnvECSMetadataURI = "ECS_CONTAINER_METADATA_URI_V4"
 
 	// EnvProcessor chooses what is done with the records: ProcessorLog (each record a JSON line on stdout) or
-	// ProcessorMultiLang (a MultiLang record processor, EnvMultiLangCommand). Default: ProcessorLog, or
-	// ProcessorMultiLang with a properties file.
+	// ProcessorMultiLang (a MultiLang record processor, EnvMultiLangCommand) or ProcessorS3 (objects in S3,
+	// EnvS3Bucket). Default: ProcessorLog, or ProcessorMultiLang with a properties file.
 	EnvProcessor = "PROCESSOR"
 	// EnvMultiLangCommand is the MultiLang record processor's command line (a properties file's executableName),
 	// split at spaces. Required with ProcessorMultiLang.
@@ -168,8 +169,13 @@ type Settings struct {
 	RebalanceThresholdPercent int
 	// HandoffTimeout bounds a graceful hand-off (EnvHandoffTimeout). Default: kcl.DefaultHandoffTimeout.
 	HandoffTimeout time.Duration
-	// Processor is what is done with the records (EnvProcessor): ProcessorLog or ProcessorMultiLang.
+	// Processor is what is done with the records (EnvProcessor): ProcessorLog, ProcessorMultiLang or ProcessorS3.
 	Processor string
+	// S3 configures the S3 sink (EnvS3Bucket, EnvS3Prefix, EnvS3Format, EnvS3MaxObjectBytes, EnvS3MaxObjectAge,
+	// EnvS3SpillDir); used with ProcessorS3.
+	S3 s3sink.Config
+	// S3Endpoint overrides the S3 endpoint (EnvS3Endpoint). Default: empty, AWS.
+	S3Endpoint string
 	// MultiLang configures the MultiLang record processors (EnvMultiLangCommand, EnvMultiLangTimeout,
 	// EnvMultiLangProtocolVersion); used with ProcessorMultiLang.
 	MultiLang multilang.Config
@@ -187,11 +193,12 @@ type Settings struct {
 
 // loadProcessor reads the processor's settings and the reading settings MultiLang users set.
 func loadProcessor(p *envconfig.Parser, s *Settings) {
-	s.Processor = p.Choice(EnvProcessor, ProcessorLog, ProcessorLog, ProcessorMultiLang)
+	s.Processor = p.Choice(EnvProcessor, ProcessorLog, ProcessorLog, ProcessorMultiLang, ProcessorS3)
 	s.MaxRecords = p.Int(EnvMaxRecords, 0, 1, 10000)
 	s.PollIdleInterval = p.Duration(EnvPollIdleInterval, 0)
 	s.ShardSyncInterval = p.Duration(EnvShardSyncInterval, 0)
-	s.ProcessEmptyBatches = p.Bool(EnvProcessEmptyBatches, false) || s.Processor == ProcessorLog
+	// The log processor's checkpoint interval and the sink's flush by age need the idle reads too.
+	s.ProcessEmptyBatches = p.Bool(EnvProcessEmptyBatches, false) || s.Processor == ProcessorLog || s.Processor == ProcessorS3
 	command := p.String(EnvMultiLangCommand)
 	s.MultiLang = multilang.Config{
 		Command:         strings.Fields(command),
@@ -241,7 +248,8 @@ func Load(lookup func(string) (string, bool)) (Settings, error) {
 	}
 	s.CreateLeaseTable = p.Bool(EnvCreateLeaseTable, s.DynamoDBEndpoint != "")
 	loadProcessor(p, &s)
-	s.AWS = p.AWS(s.KinesisEndpoint != "" || s.DynamoDBEndpoint != "")
+	loadS3(p, &s)
+	s.AWS = p.AWS(s.KinesisEndpoint != "" || s.DynamoDBEndpoint != "" || s.S3Endpoint != "")
 	s.Warnings = p.Warnings()
 	return s, p.Err()
 }

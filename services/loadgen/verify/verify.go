@@ -70,23 +70,39 @@ func ParseLine(line []byte, runID string) (d Delivery, ok bool) {
 	if json.Unmarshal(line, &cl) != nil || cl.Data == nil {
 		return d, false
 	}
-	if err := json.Unmarshal([]byte(*cl.Data), &d.Payload); err != nil || d.Run != runID || d.ID == "" {
+	return deliveryOf([]byte(*cl.Data), runID, cl.PartitionKey, cl.ShardID, cl.SequenceNumber, cl.SubSequenceNumber)
+}
+
+// deliveryOf is the delivery of the record whose payload is data, when it is a record of run runID.
+func deliveryOf(data []byte, runID, key, shardID, seq string, sub int64) (d Delivery, ok bool) {
+	if err := json.Unmarshal(data, &d.Payload); err != nil || d.Run != runID || d.ID == "" {
 		return d, false
 	}
-	d.PartitionKey, d.ShardID, d.SequenceNumber, d.SubSequenceNumber = cl.PartitionKey, cl.ShardID, cl.SequenceNumber, cl.SubSequenceNumber
+	d.PartitionKey, d.ShardID, d.SequenceNumber, d.SubSequenceNumber = key, shardID, seq, sub
 	return d, true
 }
 
-// Follower reads the consumers' output files as they grow. Files matching its pattern that appear later (a worker
-// started during the run) are picked up. It is safe for concurrent use.
+// source yields the deliveries of a run that appeared since its previous call, each with File, Line and Seen set.
+type source interface {
+	read(now time.Time) ([]Delivery, error)
+}
+
+// Follower follows the consumers' output as it grows: their log files (NewFollower) or the objects the S3 sink
+// landed (NewObjectFollower). It is safe for concurrent use.
 type Follower struct {
-	pattern string
-	runID   string
+	src source
 
 	mu         sync.Mutex
-	files      map[string]*fileTail
 	deliveries []Delivery
 	seen       map[string]bool
+}
+
+// logFiles is the source of the consumers' log files. Files matching its pattern that appear later (a worker
+// started during the run) are picked up.
+type logFiles struct {
+	pattern string
+	runID   string
+	files   map[string]*fileTail
 }
 
 type fileTail struct {
@@ -101,46 +117,57 @@ func NewFollower(pattern, runID string) (*Follower, error) {
 	if _, err := filepath.Match(pattern, ""); err != nil {
 		return nil, fmt.Errorf("verify: pattern %q: %w", pattern, err)
 	}
-	return &Follower{pattern: pattern, runID: runID, files: map[string]*fileTail{}, seen: map[string]bool{}}, nil
+	return &Follower{src: &logFiles{pattern: pattern, runID: runID, files: map[string]*fileTail{}}, seen: map[string]bool{}}, nil
 }
 
-// Poll reads what was appended to the files since the last call.
+// Poll reads what appeared since the last call. Polls do not overlap: the sources keep where they stopped.
 func (f *Follower) Poll() error {
-	paths, err := filepath.Glob(f.pattern)
-	if err != nil {
-		return fmt.Errorf("verify: %w", err)
-	}
-	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, path := range paths {
-		t := f.files[path]
-		if t == nil {
-			t = &fileTail{}
-			f.files[path] = t
-		}
-		if err := f.readLocked(path, t, now); err != nil {
-			return err
-		}
+	ds, err := f.src.read(time.Now())
+	for _, d := range ds {
+		f.deliveries = append(f.deliveries, d)
+		f.seen[d.ID] = true
 	}
-	return nil
+	return err
 }
 
-func (f *Follower) readLocked(path string, t *fileTail, now time.Time) error {
+// read implements source: the lines appended to the files since the last call.
+func (l *logFiles) read(now time.Time) ([]Delivery, error) {
+	paths, err := filepath.Glob(l.pattern)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	var out []Delivery
+	for _, path := range paths {
+		t := l.files[path]
+		if t == nil {
+			t = &fileTail{}
+			l.files[path] = t
+		}
+		if out, err = l.readFile(path, t, now, out); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// readFile appends the deliveries in the lines added to path since t's offset to out.
+func (l *logFiles) readFile(path string, t *fileTail, now time.Time, out []Delivery) ([]Delivery, error) {
 	file, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return out, nil
 	}
 	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return out, fmt.Errorf("verify: %w", err)
 	}
 	defer file.Close()
 	if _, err := file.Seek(t.offset, io.SeekStart); err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return out, fmt.Errorf("verify: %w", err)
 	}
 	data, err := io.ReadAll(file)
 	if err != nil {
-		return fmt.Errorf("verify: read %s: %w", path, err)
+		return out, fmt.Errorf("verify: read %s: %w", path, err)
 	}
 	t.offset += int64(len(data))
 	t.partial = append(t.partial, data...)
@@ -151,15 +178,14 @@ func (f *Follower) readLocked(path string, t *fileTail, now time.Time) error {
 			break
 		}
 		t.line++
-		if d, ok := ParseLine(rest[:i], f.runID); ok {
+		if d, ok := ParseLine(rest[:i], l.runID); ok {
 			d.File, d.Line, d.Seen = path, t.line, now
-			f.deliveries = append(f.deliveries, d)
-			f.seen[d.ID] = true
+			out = append(out, d)
 		}
 		rest = rest[i+1:]
 	}
 	t.partial = append(t.partial[:0], rest...)
-	return nil
+	return out, nil
 }
 
 // Run polls every interval until ctx is done.

@@ -46,6 +46,19 @@ const (
 	ReadModePolling = "polling"
 )
 
+// Sinks of the consumer workers (Config.Sink).
+const (
+	// SinkLog writes each record as a JSON line to the worker's log.
+	SinkLog = "log"
+	// SinkS3 lands the records in LakeBucket on moto's S3, exactly once (package s3sink).
+	SinkS3 = "s3"
+	// LakeBucket is the local lake's bucket; the objects are under the consumer's default prefix.
+	LakeBucket = "local-lake"
+	// DefaultLakeMaxObjectAge flushes the local objects quickly, so what lands can be read seconds after it was
+	// sent (the deployed consumer keeps the sink's 1 minute).
+	DefaultLakeMaxObjectAge = 5 * time.Second
+)
+
 // ApplicationName names the consumers' lease table and their fan-out stream consumer.
 const ApplicationName = "local-consumer"
 
@@ -103,6 +116,11 @@ type Config struct {
 	// PropertiesFile, when set, is a MultiLangDaemon properties file the workers are started with, as the Java
 	// daemon is; the runner's own settings (stream, application, endpoints) win over the file's. Default: none.
 	PropertiesFile string
+	// Sink is what the workers do with the records when they run no MultiLang processor: SinkLog or SinkS3.
+	// Default: SinkLog.
+	Sink string
+	// LakeMaxObjectAge is how long the S3 sink keeps an object open. Default: DefaultLakeMaxObjectAge.
+	LakeMaxObjectAge time.Duration
 }
 
 func (cfg Config) withDefaults() (Config, error) {
@@ -116,6 +134,11 @@ func (cfg Config) withDefaults() (Config, error) {
 	cfg.MetricsInterval = cmp.Or(cfg.MetricsInterval, DefaultMetricsInterval)
 	cfg.DashboardPort = cmp.Or(cfg.DashboardPort, DefaultDashboardPort)
 	cfg.BuildOutput = cmp.Or[io.Writer](cfg.BuildOutput, os.Stderr)
+	cfg.Sink = cmp.Or(cfg.Sink, SinkLog)
+	cfg.LakeMaxObjectAge = cmp.Or(cfg.LakeMaxObjectAge, DefaultLakeMaxObjectAge)
+	if cfg.Sink != SinkLog && cfg.Sink != SinkS3 {
+		return cfg, fmt.Errorf("pipeline: sink %q: want %s or %s", cfg.Sink, SinkLog, SinkS3)
+	}
 	if cfg.PropertiesFile != "" {
 		abs, err := filepath.Abs(cfg.PropertiesFile)
 		if err != nil {
@@ -254,7 +277,11 @@ func (p *Pipeline) startEmulators(ctx context.Context) error {
 	if p.emuLog, err = os.Create(filepath.Join(p.logDir, "emulators.log")); err != nil {
 		return fmt.Errorf("emulator log: %w", err)
 	}
-	if p.emu, err = emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true, Output: p.emuLog}); err != nil {
+	if p.emu, err = emulator.Start(ctx, emulator.Options{Kinesis: true, DynamoDB: true, CloudWatch: true,
+		S3: p.cfg.Sink == SinkS3, Output: p.emuLog}); err != nil {
+		return err
+	}
+	if err := p.createLakeBucket(ctx); err != nil {
 		return err
 	}
 	p.kinesis = p.emu.KinesisClient()
@@ -445,6 +472,8 @@ func (p *Pipeline) StartConsumer(name string) error {
 	if p.cfg.MultiLangCommand != "" {
 		env = append(env, consumersettings.EnvProcessor+"="+consumersettings.ProcessorMultiLang,
 			consumersettings.EnvMultiLangCommand+"="+p.cfg.MultiLangCommand)
+	} else if p.LakeEnabled() {
+		env = append(env, p.lakeEnv(name)...)
 	}
 	var args []string
 	if p.cfg.PropertiesFile != "" {
